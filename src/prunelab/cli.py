@@ -1,0 +1,103 @@
+"""The ``prunelab`` command: Hydra entry point (thin), with one-line errors for bad input.
+
+``prunelab [overrides...]`` runs an experiment; ``prunelab --help`` is Hydra's help. Mistakes in the command line
+(unknown option in a group, unknown key, bad value) are found by composing the config once before Hydra runs, and
+reported on one line naming the key and the fix, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from prunelab.config import conf_dir, config_groups, register_resolvers
+from prunelab.errors import PrunelabError
+
+register_resolvers()
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("WANDB_CONSOLE", "off")
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"prunelab: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _group_overrides(args: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+~")
+        if "." not in key and not key.startswith("hydra"):
+            out.append((key, value))
+    return out
+
+
+def check_group_options(args: list[str]) -> None:
+    """``group=option`` with an option that has no YAML file: one line listing the options."""
+    groups = config_groups()
+    for key, value in _group_overrides(args):
+        if key not in groups:
+            continue
+        for option in value.strip("[]").split(","):
+            option = option.strip()
+            if option and option != "null" and option not in groups[key]:
+                fail(f"{key}={option}: unknown option for '{key}' (fix: use one of {', '.join(groups[key])}, "
+                     f"or add conf/{key}/{option}.yaml)")
+
+
+def check_compose(args: list[str]) -> None:
+    """Compose once (single runs) so unknown keys and bad values fail on one line before Hydra starts."""
+    if any(a in ("-m", "--multirun") for a in args) or any(a.startswith("-") for a in args):
+        return
+    overrides = [a for a in args if not a.lstrip("+~").startswith("hydra")]
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            compose(config_name="config", overrides=overrides)
+    except Exception as exc:  # hydra/omegaconf errors: keep the first line of each message in the chain
+        parts, e = [], exc
+        while e is not None and len(parts) < 3:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if first not in parts:
+                parts.append(first)
+            e = e.__cause__ or e.__context__
+        fail(f"{' / '.join(parts)} (fix: check the key's spelling with `prunelab --cfg job`; add a new key with +key=value)")
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def _task(cfg: DictConfig) -> float | None:
+    from prunelab.run import run
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode.name == "MULTIRUN"
+    try:
+        summary = run(cfg, run_dir)
+    except PrunelabError as exc:
+        if multirun:  # the launcher records the failure; other jobs go on
+            logging.getLogger("prunelab").error(exc.one_line())
+            raise
+        fail(exc.one_line())
+    final = summary.get("final", {})
+    return final.get(str(cfg.get("objective", "test/acc")))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    check_group_options(args)
+    check_compose(args)
+    sys.argv = [sys.argv[0], *args]
+    _task()
+
+
+if __name__ == "__main__":
+    main()

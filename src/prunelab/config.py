@@ -1,0 +1,76 @@
+"""Where the configs live, the run-identity resolver, and config helpers.
+
+The configs sit in ``conf/`` at the repository root; a wheel ships them as ``prunelab/conf`` (pyproject's
+force-include), so an installed prunelab finds them without the source tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Top-level keys that define what a run computes; their resolved values name its folder (OpenLTH's rule).
+IDENTITY_KEYS = (
+    "data", "model", "criterion", "schedule", "rewind", "loss", "optimizer", "scheduler", "trainer", "prune",
+    "seed", "monitor", "init_weights",
+)  # fmt: skip
+
+
+def conf_dir() -> Path:
+    """The config directory: packaged copy first, then the source tree's ``conf/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent.parent / "conf"):
+        if (candidate / "config.yaml").exists():
+            return candidate
+    raise FileNotFoundError(f"prunelab configs not found next to {here} (reinstall prunelab)")
+
+
+def config_groups() -> dict[str, list[str]]:
+    """Every config group (folder under conf/, nested ones as ``a/b``) and its options (YAML names)."""
+    root, out = conf_dir(), {}
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
+        opts = sorted(f.stem for f in folder.glob("*.yaml") if not f.stem.startswith("_"))
+        if opts:
+            out[folder.relative_to(root).as_posix()] = opts
+    return out
+
+
+def _drop(tree: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        tree = tree.get(p) if isinstance(tree, dict) else None
+        if tree is None:
+            return
+    if isinstance(tree, dict):
+        tree.pop(leaf, None)
+
+
+def identity(cfg: DictConfig | dict) -> dict[str, Any]:
+    """The resolved values that define a run, minus the keys listed in ``run_id_ignore``."""
+    ident = {}
+    for key in IDENTITY_KEYS:
+        if key in cfg:
+            value = cfg[key]
+            ident[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    for dotted in cfg.get("run_id_ignore", []) or []:
+        _drop(ident, str(dotted))
+    return ident
+
+
+def run_id(cfg: DictConfig | dict) -> str:
+    """A stable 10-hex-digit hash of :func:`identity` (pinned by a test so it cannot drift silently)."""
+    blob = json.dumps(identity(cfg), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def _resolver(*, _root_: DictConfig) -> str:
+    return run_id(_root_)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("prunelab_id"):
+        OmegaConf.register_new_resolver("prunelab_id", _resolver)

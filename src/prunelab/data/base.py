@@ -1,0 +1,195 @@
+"""TensorDataModule: a LightningDataModule over tensors held in memory.
+
+A dataset file implements ``load() -> RawData`` (uint8 or float arrays, labels, class names) and nothing else.
+This base class carves a deterministic, stratified validation split from the training split (unless the dataset
+ships an official one and ``use_official_val`` is set), applies the imbalance options, scales and normalises the
+images once, and serves batches by index (see ``prunelab.data.loader``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+
+from prunelab.data import imbalance as I
+from prunelab.data.loader import make_loader
+from prunelab.errors import PrunelabError
+
+
+@dataclass
+class RawData:
+    x_train: Tensor  # (N, C, H, W) or (N, H, W); uint8 in [0, 255] or float in [0, 1]
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    class_names: list[str]
+    x_val: Tensor | None = None
+    y_val: Tensor | None = None
+
+
+def as_tensor(a) -> Tensor:
+    return a if isinstance(a, Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _to_float(x: Tensor) -> Tensor:
+    x = as_tensor(x)
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def stratified_split(y: Tensor, fraction: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(train_idx, val_idx): ``fraction`` of every class goes to validation (at least one if it has two)."""
+    val = []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        k = round(fraction * len(idx)) if len(idx) > 1 else 0
+        k = max(1, k) if fraction > 0 and len(idx) > 1 else k
+        val.append(idx[torch.randperm(len(idx), generator=gen)[:k]])
+    val_idx = torch.cat(val).sort().values
+    is_val = torch.zeros(len(y), dtype=torch.bool)
+    is_val[val_idx] = True
+    return torch.nonzero(~is_val).flatten(), val_idx
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """Base data module; subclasses implement :meth:`load`."""
+
+    dataset_name = "base"
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_fraction: float = 0.1,
+        use_official_val: bool = True,
+        split_seed: int = 0,
+        seed: int = 0,
+        normalize: bool = True,
+        imbalance: Mapping | None = None,
+        positive_class: int | None = None,
+        augment: bool = False,
+    ):
+        super().__init__()
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise PrunelabError("data.val_fraction", f"{val_fraction} is outside [0, 1)", "e.g. 0.1")
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.val_fraction, self.use_official_val = float(val_fraction), bool(use_official_val)
+        self.split_seed, self.seed, self.normalize, self.augment = int(split_seed), int(seed), normalize, augment
+        self.imbalance = dict(imbalance or {})
+        self._positive_class = positive_class
+        self._ready = False
+
+    # -- to implement ----------------------------------------------------------------------------------------
+    def load(self) -> RawData:
+        raise NotImplementedError
+
+    # -- public facts ----------------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        self.setup()
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        self.setup()
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def positive_class(self) -> int | None:
+        """The class whose false negatives matter (binary tasks), or None."""
+        self.setup()
+        return self._positive_class
+
+    def class_counts(self, split: str = "train") -> Tensor:
+        self.setup()
+        return torch.bincount(getattr(self, f"y_{split}"), minlength=len(self.class_names))
+
+    # -- building ----------------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        raw = self.load()
+        x_tr, y_tr = _to_float(raw.x_train), as_tensor(raw.y_train).long().flatten()
+        x_te, y_te = _to_float(raw.x_test), as_tensor(raw.y_test).long().flatten()
+        gen = torch.Generator().manual_seed(self.split_seed)
+        if raw.x_val is not None and self.use_official_val:
+            x_va, y_va = _to_float(raw.x_val), as_tensor(raw.y_val).long().flatten()
+        else:
+            tr_idx, va_idx = stratified_split(y_tr, self.val_fraction, gen)
+            x_va, y_va, x_tr, y_tr = x_tr[va_idx], y_tr[va_idx], x_tr[tr_idx], y_tr[tr_idx]
+        names = list(raw.class_names)
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names = self._imbalance(
+            (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names, gen
+        )
+        if self.normalize:
+            dims = (0, 2, 3)  # per channel
+            mean = x_tr.mean(dim=dims, keepdim=True)
+            std = x_tr.std(dim=dims, keepdim=True).clamp(min=1e-6)
+            x_tr, x_va, x_te = ((x - mean) / std for x in (x_tr, x_va, x_te))
+        self.x_train, self.y_train, self.x_val, self.y_val = x_tr.contiguous(), y_tr, x_va.contiguous(), y_va
+        self.x_test, self.y_test, self.class_names = x_te.contiguous(), y_te, names
+        if self._positive_class is not None:
+            I._check_class("data.positive_class", self._positive_class, len(names))
+        self._ready = True
+
+    def _imbalance(self, train, val, test, names: Sequence[str], gen: torch.Generator):
+        opts, c = self.imbalance, len(names)
+        apply_val = bool(opts.get("apply_to_val", False))
+        positive = opts.get("positive_class")
+        if positive is not None:
+            positive = int(positive)
+            train, val, test = ((x, I.one_vs_rest(y, positive, c)) for x, y in (train, val, test))
+            names, c = [f"not_{names[positive]}", str(names[positive])], 2
+            self._positive_class = 1
+        splits = [train, val] if apply_val else [train]
+        out = []
+        for x, y in splits:
+            keep = self._keep_counts(y, c, positive is not None)
+            if keep:
+                idx = I.keep_indices(y, keep, gen)
+                x, y = x[idx], y[idx]
+            out.append((x, y))
+        train = out[0]
+        val = out[1] if apply_val else val
+        return train, val, test, names
+
+    def _keep_counts(self, y: Tensor, c: int, binary: bool) -> dict[int, int]:
+        opts, keep = self.imbalance, {}
+        if opts.get("neg_pos_ratio") is not None:
+            if not binary:
+                raise PrunelabError("data.imbalance.neg_pos_ratio", "needs a one-vs-rest task",
+                                    "also set data.imbalance.positive_class")
+            keep.update(I.ratio_keep(y, float(opts["neg_pos_ratio"])))
+        if opts.get("keep_fraction"):
+            keep.update(I.fraction_keep(y, {int(k): v for k, v in dict(opts["keep_fraction"]).items()}, c))
+        if opts.get("long_tail_ratio") is not None:
+            keep.update(I.long_tail_keep(y, c, float(opts["long_tail_ratio"])))
+        return keep
+
+    # -- loaders ----------------------------------------------------------------------------------------------
+    def _train_transform(self):
+        return None
+
+    def train_dataloader(self):
+        return make_loader(self.x_train, self.y_train, self.batch_size, True, self.seed, self._train_transform())
+
+    def val_dataloader(self):
+        return make_loader(self.x_val, self.y_val, self.eval_batch_size, False)
+
+    def test_dataloader(self):
+        return make_loader(self.x_test, self.y_test, self.eval_batch_size, False)
+
+    def predict_dataloader(self):
+        return self.test_dataloader()
+
+    def describe(self) -> dict:
+        self.setup()
+        counts = {s: self.class_counts(s).tolist() for s in ("train", "val", "test")}
+        return {"dataset": self.dataset_name, "classes": self.class_names, "input_shape": list(self.input_shape),
+                "counts": counts, "positive_class": self._positive_class}

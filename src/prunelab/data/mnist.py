@@ -1,0 +1,46 @@
+"""MNIST and Fashion-MNIST through torchvision (``<root>/MNIST/raw``, ``<root>/FashionMNIST/raw``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prunelab.data.base import RawData, TensorDataModule
+from prunelab.errors import PrunelabError
+
+
+def missing_data(key: str, looked: Path, what: str) -> PrunelabError:
+    return PrunelabError(
+        key,
+        f"{what} not found (looked in {looked})",
+        "set paths.data_dir=<folder> or the PRUNELAB_DATA_DIR environment variable, "
+        "or data.download=true on a machine with a network",
+    )
+
+
+class MNISTDataModule(TensorDataModule):
+    dataset_name = "mnist"
+    torchvision_class = "MNIST"
+    names = [str(i) for i in range(10)]
+
+    def __init__(self, root: str = "data", download: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.root, self.download = Path(root).expanduser(), bool(download)
+
+    def load(self) -> RawData:
+        from torchvision import datasets
+
+        cls = getattr(datasets, self.torchvision_class)
+        try:
+            train = cls(str(self.root), train=True, download=self.download)
+            test = cls(str(self.root), train=False, download=self.download)
+        except RuntimeError as exc:
+            raise missing_data("paths.data_dir", self.root / self.torchvision_class / "raw",
+                               f"{self.torchvision_class} files") from exc
+        names = self.names or list(train.classes)
+        return RawData(train.data, train.targets, test.data, test.targets, names)
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    dataset_name = "fashion_mnist"
+    torchvision_class = "FashionMNIST"
+    names = None  # torchvision's: T-shirt/top, Trouser, ...

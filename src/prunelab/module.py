@@ -1,0 +1,126 @@
+"""ClassifierModule: one LightningModule for every model, loss and dataset, with one shared step.
+
+Validation and test gather the epoch's class probabilities and labels, then compute per-class metrics once at the
+epoch's end (``prunelab.metrics``) and log them as flat scalars. The test stage keeps its probabilities so the
+run can save per-example predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+
+from prunelab.metrics import classification_metrics
+
+
+def epoch_seed(seed: int, round_: int, epoch: int) -> int:
+    return (seed * 1_000_003 + round_ * 10_007 + epoch) % (2**63 - 1)
+
+
+class ClassifierModule(pl.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        class_names: Sequence[str],
+        scheduler: Callable[..., Any] | None = None,
+        positive_class: int | None = None,
+        seed: int = 0,
+        round_: int = 0,
+    ):
+        super().__init__()
+        self.model, self.loss_fn = model, loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.class_names, self.positive_class = list(class_names), positive_class
+        self.seed, self.round = seed, round_
+        self._gathered: dict[str, list[tuple[Tensor, Tensor]]] = {"val": [], "test": []}
+        self._train_loss: Tensor | None = None
+        self._train_correct: Tensor | None = None
+        self._train_seen = 0
+        self.last_metrics: dict[str, dict[str, float]] = {}
+        self.test_outputs: tuple[Tensor, Tensor] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def set_round(self, round_: int) -> None:
+        self.round = round_
+        if hasattr(self.loss_fn, "set_round"):
+            self.loss_fn.set_round(round_)
+
+    # -- the one step ----------------------------------------------------------------------------------------
+    def _shared_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        x, y = batch
+        logits = self.model(x)
+        return self.loss_fn(logits, y), logits, y
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        loss, logits, y = self._shared_step(batch)
+        # accumulate on-device; logged once per epoch (self.log on every step costs more than a small model's step)
+        with torch.no_grad():
+            correct = (logits.argmax(1) == y).sum()
+            w = loss.detach() * len(y)
+            self._train_loss = w if self._train_loss is None else self._train_loss + w
+            self._train_correct = correct if self._train_correct is None else self._train_correct + correct
+            self._train_seen += len(y)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(epoch_seed(self.seed, self.round, self.current_epoch))  # dropout etc. resume exactly
+        self._train_loss, self._train_correct, self._train_seen = None, None, 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_seen:
+            n = self._train_seen
+            self.log_dict({"train/loss": float(self._train_loss) / n, "train/acc": float(self._train_correct) / n,
+                           "prune/round": float(self.round)})
+
+    def _gather(self, stage: str, batch) -> None:
+        loss, logits, y = self._shared_step(batch)
+        self._gathered[stage].append((torch.softmax(logits.float(), 1).detach(), y.detach()))
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._gather("val", batch)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._gather("test", batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._gathered["val"] = []
+
+    def on_test_epoch_start(self) -> None:
+        self._gathered["test"] = []
+
+    def _finish(self, stage: str) -> dict[str, float]:
+        parts = self._gathered[stage]
+        probs = torch.cat([p for p, _ in parts]).cpu()
+        targets = torch.cat([t for _, t in parts]).cpu()
+        self._gathered[stage] = []
+        metrics = classification_metrics(probs, targets, self.class_names, stage, self.positive_class)
+        metrics[f"{stage}/loss"] = float(torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), targets))
+        metrics["prune/round"] = float(self.round)
+        self.last_metrics[stage] = metrics
+        if stage == "test":
+            self.test_outputs = (probs, targets)
+        return metrics
+
+    def on_validation_epoch_end(self) -> None:
+        if self._gathered["val"]:
+            self.log_dict(self._finish("val"))
+
+    def on_test_epoch_end(self) -> None:
+        if self._gathered["test"]:
+            self.log_dict(self._finish("test"))
+
+    # -- optimisation -----------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        opt = self.optimizer_factory(params=self.model.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        sched = self.scheduler_factory(optimizer=opt)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

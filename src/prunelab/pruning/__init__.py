@@ -1,0 +1,1 @@
+"""Pruning: masks, selection, criteria, schedules, rewinding and the Lightning callback."""

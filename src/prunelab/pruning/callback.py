@@ -1,0 +1,88 @@
+"""PruningCallback: the Lightning face of masks, criteria, select, schedules and rewinding.
+
+One fit = one round. At ``on_fit_start`` of round r > 0 the callback scores the weights the previous round kept,
+selects masks reaching the schedule's target, installs them and rewinds the survivors. Its state ("this round's
+masks are applied") travels in every Lightning checkpoint, so a round resumed from its last checkpoint keeps the
+checkpoint's masks and is never pruned twice. In round 0 it saves the step-k rewind snapshot when asked to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from prunelab.pruning import masks as M
+from prunelab.pruning import rewind as R
+from prunelab.pruning.criteria import ScoringContext
+from prunelab.pruning.select import select
+
+log = logging.getLogger(__name__)
+
+
+class PruningCallback(pl.Callback):
+    def __init__(
+        self,
+        criterion: Any,
+        schedule: Any,
+        rewind: R.Rewind,
+        round_: int,
+        rewind_dir: Path,
+        seed: int = 0,
+        batches: Callable[[], Iterable[Any]] | None = None,
+    ):
+        self.criterion, self.schedule, self.rewind = criterion, schedule, rewind
+        self.round, self.rewind_dir, self.seed, self.batches = round_, Path(rewind_dir), seed, batches
+        self.applied = round_ == 0  # round 0 trains the dense model
+        self.last_prune: dict[str, float] = {}
+
+    # -- state carried by checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "applied": self.applied}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("round") == self.round:
+            self.applied = bool(state_dict["applied"])
+
+    # -- between rounds ----------------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.applied:
+            return
+        self.prune(pl_module.model)
+        self.applied = True
+
+    def prune(self, model) -> dict[str, float]:
+        """Score, select, mask and rewind ``model`` for this round's target sparsity."""
+        target = self.schedule.sparsity_at(self.round)
+        current = M.get_masks(model)
+        context = ScoringContext(round=self.round, seed=self.seed, initial_state=self._initial_state())
+        batches = self.batches() if (self.criterion.needs_data and self.batches) else None
+        scores = self.criterion.scores(model, current, batches=batches, context=context)
+        new = select(scores, current, target, scope=getattr(self.criterion, "scope", "global"))
+        M.set_masks(model, new)
+        self._rewind(model)
+        stats = M.sparsity_stats(model)
+        self.last_prune = {"target": target, "sparsity": stats["sparsity"]}
+        log.info("round %d: pruned to sparsity %.4f (target %.4f)", self.round, stats["sparsity"], target)
+        return self.last_prune
+
+    def _initial_state(self):
+        path = self.rewind_dir / "init.pt"
+        return R.load_snapshot(path) if path.exists() else None
+
+    def _rewind(self, model) -> None:
+        name = self.rewind.snapshot_name()
+        if name is None:
+            return
+        R.restore(model, R.load_snapshot(self.rewind_dir / name))
+
+    # -- round 0: the step-k rewind point ----------------------------------------------------------------------
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.round != 0 or self.rewind.kind != "step" or trainer.global_step != self.rewind.step:
+            return
+        path = self.rewind_dir / self.rewind.snapshot_name()
+        if not path.exists():
+            R.save_snapshot(pl_module.model, path)

@@ -1,0 +1,43 @@
+"""Criteria score prunable tensors; they never write masks (see prunelab.pruning.select).
+
+Each criterion is one file here plus one YAML in conf/criterion/. The contract::
+
+    class Criterion(Protocol):
+        structured: bool   # False: one score per weight
+        needs_data: bool   # True: receives a few training batches
+        def scores(self, model, masks, batches=None, context=None) -> dict[str, Tensor]: ...
+
+``context`` carries run-level facts some criteria need (e.g. the round-0 initial weights, a seed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from torch import Tensor, nn
+
+
+@dataclass
+class ScoringContext:
+    """What the run knows when a criterion is asked for scores."""
+
+    round: int = 0
+    seed: int = 0
+    initial_state: dict[str, Tensor] | None = None  # round-0 initial state_dict (for magnitude increase)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Criterion(Protocol):
+    structured: bool
+    needs_data: bool
+    scope: str
+
+    def scores(
+        self,
+        model: nn.Module,
+        masks: dict[str, Tensor],
+        batches: Iterable[Any] | None = None,
+        context: ScoringContext | None = None,
+    ) -> dict[str, Tensor]: ...

@@ -1,0 +1,166 @@
+"""Masks as parametrizations with a persistent buffer: the only module that touches parametrizations.
+
+Every prunable tensor ``<module path>.<attr>`` (by default the ``weight`` of each Conv and Linear layer) gets a
+:class:`Mask` parametrization when the model is prepared, before any training, so the ``state_dict`` layout is
+the same in every round and every Lightning checkpoint carries the masks
+(``<module>.parametrizations.<attr>.0.mask``). The effective tensor is ``original * mask``: a pruned entry is
+exactly zero after any optimizer step, whatever momentum, weight decay or Adam state does to ``original``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class Mask(nn.Module):
+    """Parametrization ``w -> w * mask``; the mask is a persistent float buffer (1 = kept, 0 = pruned)."""
+
+    def __init__(self, shape: Sequence[int], dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.register_buffer("mask", torch.ones(shape, dtype=dtype), persistent=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.mask
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def prunable_names(
+    model: nn.Module,
+    include: Sequence[str] = ("*.weight", "weight"),
+    exclude: Sequence[str] = (),
+    layer_types: tuple[type[nn.Module], ...] = DEFAULT_LAYER_TYPES,
+) -> list[str]:
+    """Names ``<module>.<attr>`` of the prunable tensors, in module order.
+
+    A tensor is prunable when its module is one of ``layer_types`` and its name matches an ``include`` pattern
+    and no ``exclude`` pattern (fnmatch syntax, e.g. ``classifier.*`` or ``*.bias``).
+    """
+    names = []
+    for mod_name, module in model.named_modules():
+        if not isinstance(module, layer_types):
+            continue
+        for attr in ("weight", "bias"):
+            if getattr(module, attr, None) is None:
+                continue
+            full = f"{mod_name}.{attr}" if mod_name else attr
+            if _matches(full, include) and not _matches(full, exclude):
+                names.append(full)
+    return names
+
+
+def _split(name: str) -> tuple[str, str]:
+    mod, _, attr = name.rpartition(".")
+    return mod, attr
+
+
+def attach_masks(model: nn.Module, names: Sequence[str]) -> None:
+    """Register an all-ones :class:`Mask` on each named tensor (idempotent)."""
+    for name in names:
+        mod_name, attr = _split(name)
+        module = model.get_submodule(mod_name)
+        if parametrize.is_parametrized(module, attr):
+            continue
+        tensor = getattr(module, attr)
+        parametrize.register_parametrization(module, attr, Mask(tensor.shape, tensor.dtype), unsafe=True)
+
+
+def masked_names(model: nn.Module) -> list[str]:
+    """Names of the tensors that carry a :class:`Mask`, in module order."""
+    out = []
+    for mod_name, module in model.named_modules():
+        plist = getattr(module, "parametrizations", None)
+        if plist is None:
+            continue
+        for attr, chain in plist.items():
+            if any(isinstance(p, Mask) for p in chain):
+                out.append(f"{mod_name}.{attr}" if mod_name else attr)
+    return out
+
+
+def _mask_module(model: nn.Module, name: str) -> Mask:
+    mod_name, attr = _split(name)
+    chain = model.get_submodule(mod_name).parametrizations[attr]
+    return next(p for p in chain if isinstance(p, Mask))
+
+
+def get_masks(model: nn.Module) -> dict[str, Tensor]:
+    """The current masks keyed by tensor name (clones, on CPU-independent devices as stored)."""
+    return {n: _mask_module(model, n).mask.detach().clone() for n in masked_names(model)}
+
+
+def original(model: nn.Module, name: str) -> nn.Parameter:
+    """The trainable tensor underneath a masked name (``parametrizations.<attr>.original``)."""
+    mod_name, attr = _split(name)
+    return model.get_submodule(mod_name).parametrizations[attr].original
+
+
+def effective(model: nn.Module, name: str) -> Tensor:
+    """The tensor the forward pass uses (``original * mask``)."""
+    mod_name, attr = _split(name)
+    return getattr(model.get_submodule(mod_name), attr)
+
+
+@torch.no_grad()
+def set_masks(model: nn.Module, masks: dict[str, Tensor], zero_weights: bool = True) -> None:
+    """Install ``masks``; with ``zero_weights`` the pruned entries of the trainable tensor are zeroed too.
+
+    Zeroing the storage keeps a pruned weight at exactly 0 under a fresh optimizer (its gradient is 0) and makes
+    exported or unmasked copies honest.
+    """
+    for name, new in masks.items():
+        buf = _mask_module(model, name).mask
+        if new.shape != buf.shape:
+            raise ValueError(f"mask for {name} has shape {tuple(new.shape)}, expected {tuple(buf.shape)}")
+        buf.copy_(new.to(buf.dtype))
+        if zero_weights:
+            original(model, name).mul_(buf)
+
+
+@torch.no_grad()
+def apply_masks_to_weights(model: nn.Module) -> None:
+    """Zero the trainable storage wherever the mask is 0 (e.g. after loading or rewinding weights)."""
+    for name in masked_names(model):
+        original(model, name).mul_(_mask_module(model, name).mask)
+
+
+def mask_state_keys(model: nn.Module) -> set[str]:
+    """``state_dict`` keys that hold masks (excluded when weights are rewound)."""
+    return {k for k in model.state_dict() if k.endswith(".mask") and ".parametrizations." in k}
+
+
+def sparsity_stats(model: nn.Module) -> dict[str, float]:
+    """Overall and per-tensor sparsity of the masked tensors (share of entries pruned)."""
+    masks = get_masks(model)
+    total = sum(m.numel() for m in masks.values())
+    zeros = sum(int((m == 0).sum()) for m in masks.values())
+    stats = {"sparsity": zeros / total if total else 0.0, "prunable": float(total), "pruned": float(zeros)}
+    for name, m in masks.items():
+        stats[f"sparsity/{name}"] = float((m == 0).sum()) / m.numel()
+    return stats
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """All parameters and the non-zero ones, counting masked entries as removed."""
+    masked = set(masked_names(model))
+    total = nonzero = 0
+    for mod_name, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            total += p.numel()
+            nonzero += int((p != 0).sum())
+        # parametrized tensors: count the effective tensor once (its 'original' lives in a ParametrizationList)
+        for attr in getattr(module, "parametrizations", {}):
+            full = f"{mod_name}.{attr}" if mod_name else attr
+            if full in masked:
+                nonzero -= int((original(model, full) != 0).sum())
+                nonzero += int((effective(model, full) != 0).sum())
+    return {"parameters": total, "nonzero_parameters": nonzero}

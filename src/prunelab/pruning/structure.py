@@ -1,0 +1,48 @@
+"""Structure of a model: FLOPs of its Conv and Linear layers, counting masked weights as removed.
+
+FLOPs follow ``torch.utils.flop_counter``'s convention: 2 per multiply-accumulate, per example. Only Conv and
+Linear layers are counted (biases, BatchNorm, activations and pooling are left out; they are a small share).
+A masked weight removes its multiply-accumulates, which is what an ideal sparse kernel could skip: it is a
+*theoretical* count, not a speedup (unstructured sparsity does not make dense kernels faster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
+    """Dense and effective (mask-aware) FLOPs for one example of shape ``input_shape`` (no batch dim)."""
+    positions: dict[str, int] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, _COUNTED):
+
+            def hook(mod, inputs, output, name=name):
+                if isinstance(mod, nn.Linear):
+                    positions[name] = int(output[0].numel() // output.shape[-1]) if output.dim() > 2 else 1
+                else:
+                    positions[name] = int(output[0, 0].numel())
+
+            hooks.append(module.register_forward_hook(hook))
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    dense = effective = 0.0
+    for name, pos in positions.items():
+        weight = model.get_submodule(name).weight
+        dense += 2.0 * weight.numel() * pos
+        effective += 2.0 * float((weight != 0).sum()) * pos
+    return {"flops": effective, "flops_dense": dense, "flops_ratio": effective / dense if dense else 1.0}

@@ -1,0 +1,112 @@
+"""The run folder, the source of truth: atomic writes, per-round records, results.jsonl, summary.json, the table.
+
+Layout::
+
+    <run>/run_config.yaml        the resolved config (identity of the folder; checked on rerun)
+    <run>/rewind/init.pt         round-0 initial weights (and step<k>.pt for step rewinding)
+    <run>/rounds/rNN/            checkpoints/ (Lightning, masks inside), model.pt, masks.pt,
+                                 predictions.npz (test probabilities, labels), metrics.json (written last)
+    <run>/results.jsonl          one line per finished round
+    <run>/summary.json           status: running | failed | complete
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN; missing = not defined (e.g. AUROC of an absent class)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return _clean(value.item())
+    return value
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def round_dir(run_dir: Path, round_: int) -> Path:
+    return Path(run_dir) / "rounds" / f"r{round_:02d}"
+
+
+def round_done(run_dir: Path, round_: int) -> bool:
+    return (round_dir(run_dir, round_) / "metrics.json").exists()
+
+
+def save_predictions(path: Path, probs, labels) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    p = np.asarray(probs, dtype=np.float32)
+    np.savez_compressed(tmp, probs=p, labels=np.asarray(labels, dtype=np.int64), preds=p.argmax(1))
+    os.replace(tmp, path)
+
+
+def load_results(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "results.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_results(run_dir: Path, num_rounds: int) -> list[dict]:
+    """Rebuild results.jsonl from the finished rounds' metrics.json (idempotent, atomic)."""
+    rows = [read_json(round_dir(run_dir, r) / "metrics.json") for r in range(num_rounds) if round_done(run_dir, r)]
+    atomic_write_text(Path(run_dir) / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """The per-round table printed at the end of a run."""
+    head = ["round", "sparsity", "nonzero", "accuracy", "auroc_macro", "worst class", "worst recall"]
+    body = [
+        [
+            str(r["round"]),
+            _fmt(r["sparsity"], ".4f"),
+            str(r["nonzero_parameters"]),
+            _fmt(r.get("test/acc"), ".4f"),
+            _fmt(r.get("test/auroc_macro"), ".4f"),
+            str(r.get("worst_class", "-")),
+            _fmt(r.get("worst_class_recall"), ".4f"),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])

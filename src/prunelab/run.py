@@ -1,0 +1,315 @@
+"""The round loop: build objects from the config, one fresh Trainer per round, skip finished rounds.
+
+Round 0 trains the dense model; round r > 0 prunes (PruningCallback, at the start of its fit), rewinds and
+retrains. After each fit the checkpoint chosen by ``monitor`` is loaded, validated and tested, and the round's
+record is written; ``metrics.json`` is written last and marks the round finished. Rerunning the same command in
+the same folder skips finished rounds and resumes an interrupted one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from prunelab import results as RS
+from prunelab.config import identity, run_id
+from prunelab.errors import PrunelabError
+from prunelab.metrics import worst_class
+from prunelab.module import ClassifierModule, epoch_seed
+from prunelab.pruning import masks as M
+from prunelab.pruning import rewind as R
+from prunelab.pruning.callback import PruningCallback
+from prunelab.pruning.structure import count_flops
+
+log = logging.getLogger("prunelab")
+
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*")
+warnings.filterwarnings("ignore", ".*the number of training batches.*")
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -- building ---------------------------------------------------------------------------------------------------
+def build_data(cfg: DictConfig):
+    dm = instantiate(cfg.data, _convert_="all")
+    dm.setup()
+    return dm
+
+
+def build_model(cfg: DictConfig, dm) -> torch.nn.Module:
+    seed_all(cfg.seed)
+    model = instantiate(cfg.model, input_shape=dm.input_shape, num_classes=dm.num_classes, _convert_="all")
+    names = M.prunable_names(model, include=list(cfg.prune.include), exclude=list(cfg.prune.exclude))
+    if not names:
+        raise PrunelabError("prune.include", "no tensor matches the include/exclude patterns",
+                            "e.g. prune.include=['*.weight']")
+    M.attach_masks(model, names)
+    return model
+
+
+def load_state_file(path: Path, key: str) -> dict[str, torch.Tensor]:
+    """A state_dict from a prunelab ``model.pt``, a Lightning checkpoint or a plain state_dict file."""
+    if not Path(path).exists():
+        raise PrunelabError(key, f"checkpoint {path} does not exist", "give the path of a .pt or .ckpt file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PrunelabError(key, f"cannot read checkpoint {path} ({type(exc).__name__})",
+                            "the file is truncated or not a torch checkpoint; delete it") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):  # a Lightning checkpoint
+        return {k.removeprefix("model."): v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise PrunelabError(key, f"{path} holds no state_dict", "give a prunelab model.pt or a Lightning .ckpt")
+    return obj
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], key: str, path: Path) -> None:
+    """Load strictly; a missing mask is allowed (plain dense weights), anything else that does not fit is an error."""
+    own = model.state_dict()
+    masks = M.mask_state_keys(model)
+    plain = {M_key_for(k, own): v for k, v in state.items()}
+    missing = [k for k in own if k not in plain and k not in masks]
+    unexpected = [k for k in plain if k not in own]
+    wrong = [k for k, v in plain.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        detail = (f"missing {missing[:2]}" if missing else "") + (f" unexpected {unexpected[:2]}" if unexpected
+                                                                   else "") + (f" wrong shape {wrong[:2]}" if wrong else "")
+        raise PrunelabError(key, f"checkpoint {path} does not fit the model ({detail.strip()})",
+                            "use a checkpoint made with the same model and data config")
+    model.load_state_dict(plain, strict=False)
+    M.apply_masks_to_weights(model)
+
+
+def M_key_for(key: str, own: dict) -> str:  # noqa: N802
+    """Map a dense key ``fc.weight`` onto a masked model's ``fc.parametrizations.weight.original``."""
+    if key in own:
+        return key
+    mod, _, attr = key.rpartition(".")
+    alt = f"{mod}.parametrizations.{attr}.original" if mod else f"parametrizations.{attr}.original"
+    return alt if alt in own else key
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
+    loggers = []
+    for name, spec in (cfg.get("logger") or {}).items():
+        if spec is None:
+            continue
+        lg = instantiate(spec)
+        loggers.append(lg)
+        if name == "wandb":
+            lg.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
+    return loggers
+
+
+def finish_loggers(loggers: list[Any], status: str) -> None:
+    for lg in loggers:
+        try:
+            lg.finalize(status)
+            if hasattr(lg, "_experiment") and lg._experiment is not None and hasattr(lg._experiment, "finish"):
+                lg._experiment.finish(exit_code=0 if status == "success" else 1)
+        except Exception as exc:  # never let a logger hide the run's own outcome
+            log.warning("logger %s did not close cleanly: %s", type(lg).__name__, exc)
+
+
+# -- checks made before any training ----------------------------------------------------------------------------
+def check_run_folder(cfg: DictConfig, run_dir: Path) -> None:
+    saved = run_dir / "run_config.yaml"
+    if saved.exists():
+        old = OmegaConf.load(saved)
+        if run_id(old) != run_id(cfg):
+            diff = [k for k in identity(cfg) if identity(cfg).get(k) != identity(old).get(k)]
+            raise PrunelabError("hydra.run.dir", f"{run_dir} holds a run with a different config (differs in "
+                                f"{', '.join(diff)})", "choose another folder or delete this one")
+    else:
+        RS.atomic_write_text(saved, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def check_rewind(rewind: R.Rewind, dm, cfg: DictConfig) -> None:
+    if rewind.kind != "step":
+        return
+    steps = len(dm.train_dataloader()) * int(cfg.trainer.max_epochs)
+    if rewind.step > steps:
+        raise PrunelabError("rewind.step", f"step {rewind.step} is beyond round 0's {steps} training steps",
+                            f"use rewind.step <= {steps}")
+
+
+# -- one round --------------------------------------------------------------------------------------------------
+def make_trainer(cfg: DictConfig, rdir: Path, callbacks: list, loggers: list) -> pl.Trainer:
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir))
+
+
+def resume_checkpoint(rdir: Path) -> Path | None:
+    """The round's last checkpoint if it can be read; an unreadable one is set aside and the round redone."""
+    last = rdir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return None
+    try:
+        torch.load(last, map_location="cpu", weights_only=False)
+        return last
+    except Exception as exc:
+        log.warning("checkpoint %s is unreadable (%s): redoing round %s from its start", last, exc, rdir.name)
+        shutil.move(str(rdir / "checkpoints"), str(rdir / f"checkpoints.broken-{int(time.time())}"))
+        return None
+
+
+def run_round(ctx: dict, r: int) -> dict:
+    cfg, run_dir, module, dm = ctx["cfg"], ctx["run_dir"], ctx["module"], ctx["dm"]
+    rdir = RS.round_dir(run_dir, r)
+    resume = resume_checkpoint(rdir)
+    if resume is None and (rdir / "checkpoints").exists():
+        shutil.rmtree(rdir / "checkpoints")
+    seed_all(epoch_seed(cfg.seed, r, 0))
+    module.set_round(r)
+    ckpt = ModelCheckpoint(dirpath=str(rdir / "checkpoints"), filename="best-epoch{epoch:03d}", monitor=cfg.monitor.metric,
+                           mode=cfg.monitor.mode, save_last=True, save_top_k=1, auto_insert_metric_name=False)
+    pruner = PruningCallback(ctx["criterion"], ctx["schedule"], ctx["rewind"], r, run_dir / "rewind", cfg.seed,
+                             batches=lambda: iter(dm.train_dataloader()))
+    trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx["extra_callbacks"]], ctx["loggers"])
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    fit_s = time.perf_counter() - start
+    best = Path(ckpt.best_model_path) if ckpt.best_model_path else rdir / "checkpoints" / "last.ckpt"
+    load_into(module.model, load_state_file(best, "checkpoint"), "checkpoint", best)
+    val = trainer.validate(module, datamodule=dm, verbose=False) and module.last_metrics["val"]
+    trainer.test(module, datamodule=dm, verbose=False)
+    return finish_round(ctx, r, rdir, trainer, best, fit_s, val)
+
+
+def finish_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path, fit_s: float, val: dict) -> dict:
+    module, dm = ctx["module"], ctx["dm"]
+    test = module.last_metrics["test"]
+    probs, labels = module.test_outputs
+    stats = M.sparsity_stats(module.model)
+    counts = M.count_parameters(module.model)
+    flops = count_flops(module.model, dm.input_shape)
+    worst, worst_recall = worst_class(test, dm.class_names)
+    row = {"round": r, "sparsity": stats["sparsity"], "target_sparsity": ctx["schedule"].sparsity_at(r),
+           **counts, **flops, "best_checkpoint": best.name, "epochs": trainer.current_epoch,
+           "fit_seconds": round(fit_s, 3), "worst_class": worst, "worst_class_recall": worst_recall,
+           **{k: v for k, v in val.items() if k != "prune/round"}, **test}
+    row["prune/round"], row["prune/sparsity"], row["prune/flops"] = r, stats["sparsity"], flops["flops"]
+    torch.save(module.model.state_dict(), rdir / "model.pt")
+    torch.save(M.get_masks(module.model), rdir / "masks.pt")
+    RS.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
+    per_tensor = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("sparsity/")}
+    RS.atomic_write_json(rdir / "metrics.json", {**row, "confusion_matrix": _confusion(probs, labels, dm),
+                                                 "sparsity_per_tensor": per_tensor})
+    numeric = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for lg in ctx["loggers"]:
+        lg.log_metrics({f"round/{k}" if "/" not in k else k: v for k, v in numeric.items()}, step=trainer.global_step)
+    return row
+
+
+def _confusion(probs: torch.Tensor, labels: torch.Tensor, dm) -> list[list[int]]:
+    c = dm.num_classes
+    idx = labels * c + probs.argmax(1)
+    return torch.bincount(idx, minlength=c * c).view(c, c).tolist()
+
+
+# -- the whole run ----------------------------------------------------------------------------------------------
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run (or resume, or just report) the experiment described by ``cfg`` in ``run_dir``."""
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists() and RS.read_json(summary_path).get("status") == "complete":
+        summary = RS.read_json(summary_path)
+        print(f"run already complete in {run_dir}: nothing to do")
+        print(RS.format_table(RS.load_results(run_dir)))
+        return summary
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_writable(run_dir)
+    started = time.perf_counter()
+    RS.atomic_write_json(summary_path, {"status": "running", "run_id": run_id(cfg)})
+    loggers: list[Any] = []
+    try:
+        ctx = prepare(cfg, run_dir)
+        loggers = ctx["loggers"] = build_loggers(cfg, run_dir)
+        rows = loop(ctx)
+    except BaseException as exc:
+        RS.atomic_write_json(summary_path, {"status": "failed", "run_id": run_id(cfg),
+                                            "error": f"{type(exc).__name__}: {exc}"})
+        finish_loggers(loggers, "failed")
+        raise
+    summary = summarize(cfg, run_dir, rows, time.perf_counter() - started, ctx)
+    finish_loggers(loggers, "success")
+    print(RS.format_table(rows))
+    print(f"run folder: {run_dir}")
+    return summary
+
+
+def _check_writable(run_dir: Path) -> None:
+    probe = run_dir / ".write-test"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise PrunelabError("paths.output_dir", f"cannot write to {run_dir} ({exc.strerror})",
+                            "point paths.output_dir (or PRUNELAB_OUTPUT_DIR) at a writable folder") from exc
+
+
+def prepare(cfg: DictConfig, run_dir: Path) -> dict:
+    """Everything that can fail on bad input happens here, before any training."""
+    schedule = instantiate(cfg.schedule)
+    rewind = instantiate(cfg.rewind)
+    criterion = instantiate(cfg.criterion)
+    dm = build_data(cfg)
+    model = build_model(cfg, dm)
+    if cfg.get("init_weights"):
+        load_into(model, load_state_file(Path(cfg.init_weights), "init_weights"), "init_weights", cfg.init_weights)
+    check_rewind(rewind, dm, cfg)
+    check_run_folder(cfg, run_dir)
+    init_path = run_dir / "rewind" / "init.pt"
+    if init_path.exists():
+        R.restore(model, R.load_snapshot(init_path))
+    else:
+        R.save_snapshot(model, init_path)
+    loss = instantiate(cfg.loss, _convert_="all")
+    if hasattr(loss, "configure"):
+        loss.configure(class_counts=dm.class_counts("train"), positive_class=dm.positive_class)
+    module = ClassifierModule(model, loss, instantiate(cfg.optimizer), dm.class_names,
+                              scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+                              positive_class=dm.positive_class, seed=cfg.seed)
+    RS.atomic_write_json(run_dir / "data.json", dm.describe())
+    return {"cfg": cfg, "run_dir": run_dir, "dm": dm, "module": module, "schedule": schedule, "rewind": rewind,
+            "criterion": criterion, "loggers": [], "extra_callbacks": []}
+
+
+def loop(ctx: dict) -> list[dict]:
+    run_dir, module, n = ctx["run_dir"], ctx["module"], ctx["schedule"].num_rounds
+    for r in range(n):
+        if RS.round_done(run_dir, r):
+            if not RS.round_done(run_dir, r + 1):  # the next round starts from this one's kept model
+                path = RS.round_dir(run_dir, r) / "model.pt"
+                load_into(module.model, load_state_file(path, "checkpoint"), "checkpoint", path)
+            log.info("round %d already finished: skipped", r)
+            continue
+        log.info("round %d/%d: target sparsity %.4f", r, n - 1, ctx["schedule"].sparsity_at(r))
+        run_round(ctx, r)
+        RS.write_results(run_dir, n)
+    return RS.write_results(run_dir, n)
+
+
+def summarize(cfg: DictConfig, run_dir: Path, rows: list[dict], wall: float, ctx: dict) -> dict:
+    last = rows[-1]
+    summary = {"status": "complete", "run_id": run_id(cfg), "name": cfg.name, "rounds": len(rows),
+               "wall_seconds": round(wall, 2), "final_sparsity": last["sparsity"], "final": last,
+               "dense": rows[0], "classes": ctx["dm"].class_names}
+    RS.atomic_write_json(run_dir / "summary.json", summary)
+    return summary
