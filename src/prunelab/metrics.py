@@ -28,7 +28,8 @@ def safe_name(name: str) -> str:
 
 
 def _div(num: Tensor, den: Tensor) -> Tensor:
-    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+    safe = torch.where(den > 0, den, torch.ones_like(den))
+    return torch.where(den > 0, num / safe, torch.zeros_like(num))
 
 
 def per_class(probs: Tensor, targets: Tensor, num_classes: int) -> dict[str, Tensor]:

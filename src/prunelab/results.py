@@ -27,6 +27,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder and rename: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; results are meant to be shared
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)

@@ -36,6 +36,7 @@ from prunelab.pruning.structure import count_flops
 log = logging.getLogger("prunelab")
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # per-fit GPU/TPU/tip lines
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
 warnings.filterwarnings("ignore", ".*the number of training batches.*")
 

@@ -164,3 +164,17 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
                 nonzero -= int((original(model, full) != 0).sum())
                 nonzero += int((effective(model, full) != 0).sum())
     return {"parameters": total, "nonzero_parameters": nonzero}
+
+
+@torch.no_grad()
+def mask_optimizer_state(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    """Zero the optimizer state (momentum, Adam moments) of pruned entries.
+
+    With it, a pruned entry's storage stays exactly 0 under SGD (momentum, weight decay), Adam and AdamW even when
+    masks change inside a fit; without it only the effective tensor is guaranteed 0 (see ``Mask``).
+    """
+    for name in masked_names(model):
+        param, mask = original(model, name), _mask_module(model, name).mask
+        for value in optimizer.state.get(param, {}).values():
+            if isinstance(value, Tensor) and value.shape == param.shape:
+                value.mul_(mask)

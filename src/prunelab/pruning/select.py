@@ -7,6 +7,7 @@ breaks ties deterministically by position (a stable sort). Higher score = more i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -56,14 +57,17 @@ def select(
         raise PrunelabError("criterion.scope", f"unknown scope {scope!r}", f"use one of {', '.join(SCOPES)}")
     _check(scores, masks, target_sparsity)
     names = list(scores)
+    groups = [[n] for n in names] if scope == "layer" else [names]
+    for group in groups:
+        total = sum(masks[n].numel() for n in group)
+        pruned = sum(int((masks[n] == 0).sum()) for n in group)
+        if pruned > math.ceil(target_sparsity * total - 1e-9):
+            raise PrunelabError(
+                "schedule",
+                f"target sparsity {target_sparsity:.4f} is below the current {pruned / total:.4f}",
+                "schedules must not decrease sparsity",
+            )
     total = sum(masks[n].numel() for n in names)
-    pruned = sum(int((masks[n] == 0).sum()) for n in names)
-    if total and pruned / total > target_sparsity + 1.0 / total:
-        raise PrunelabError(
-            "schedule",
-            f"target sparsity {target_sparsity:.4f} is below the current {pruned / total:.4f}",
-            "schedules must not decrease sparsity",
-        )
     out = {n: m.clone() for n, m in masks.items()}
     if scope == "layer":
         for n in names:

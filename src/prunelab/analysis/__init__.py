@@ -1,0 +1,1 @@
+"""Analysis of run folders (results, per-class deltas, W&B offline runs)."""

@@ -1,0 +1,175 @@
+"""The mask invariants of DESIGN.md, each on a real model."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from prunelab.errors import PrunelabError
+from prunelab.models.convnets import ConvNet
+from prunelab.pruning import masks as M
+from prunelab.pruning import rewind as R
+from prunelab.pruning.criteria.magnitude import Magnitude
+from prunelab.pruning.criteria.random import Random
+from prunelab.pruning.select import select
+
+
+def make_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = ConvNet((1, 8, 8), 3, channels=[4, "M", 8], hidden=[16], batch_norm=True)
+    M.attach_masks(model, M.prunable_names(model))
+    return model
+
+
+def prune(model: nn.Module, target: float, scope: str = "global") -> dict:
+    masks = M.get_masks(model)
+    new = select(Magnitude().scores(model, masks), masks, target, scope)
+    M.set_masks(model, new)
+    return new
+
+
+def train_steps(model: nn.Module, opt: torch.optim.Optimizer, steps: int = 20) -> None:
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x, y = torch.randn(16, 1, 8, 8, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+def pruned_values(model: nn.Module) -> torch.Tensor:
+    return torch.cat([M.effective(model, n)[m == 0].flatten() for n, m in M.get_masks(model).items()])
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True),
+        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-4),
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
+    ],
+    ids=["sgd-momentum-wd", "adam", "adamw"],
+)
+def test_pruned_weights_stay_exactly_zero(make_opt):
+    model = make_model()
+    opt = make_opt(model.parameters())
+    train_steps(model, opt, 10)  # optimizer state (momentum, Adam moments) is non-zero for every weight now
+    twin, twin_opt = copy.deepcopy(model), None
+    twin_opt = make_opt(twin.parameters())
+    twin_opt.load_state_dict(opt.state_dict())
+    prune(model, 0.7)
+    train_steps(model, opt, 30)  # the same optimizer keeps stepping; its state moves the storage under the mask
+    values = pruned_values(model)
+    assert values.numel() > 0 and torch.count_nonzero(values) == 0  # the effective weights are exactly 0
+    assert M.sparsity_stats(model)["sparsity"] == pytest.approx(0.7, abs=1e-3)
+    # with the optimizer state masked too (what in-fit pruning does), the storage itself stays exactly 0
+    prune(twin, 0.7)
+    M.mask_optimizer_state(twin_opt, twin)
+    train_steps(twin, twin_opt, 30)
+    for n, m in M.get_masks(twin).items():
+        assert torch.count_nonzero(M.original(twin, n)[m == 0]) == 0
+    fresh = make_opt(model.parameters())  # a fresh optimizer (a new round) never moves zeroed storage
+    M.apply_masks_to_weights(model)
+    train_steps(model, fresh, 10)
+    for n, m in M.get_masks(model).items():
+        assert torch.count_nonzero(M.original(model, n)[m == 0]) == 0
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = make_model()
+    train_steps(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    prune(model, 0.6)
+    model.eval()
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    fresh = make_model(seed=123)  # different init, all-ones masks
+    fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+    fresh.eval()
+    for n, m in M.get_masks(model).items():
+        assert torch.equal(M.get_masks(fresh)[n], m)
+        assert torch.equal(M.effective(fresh, n), M.effective(model, n))
+    x = torch.randn(5, 1, 8, 8)
+    assert torch.equal(fresh(x), model(x))
+    assert any(k.endswith("parametrizations.weight.0.mask") for k in model.state_dict())
+
+
+def test_rewind_restores_exactly_and_keeps_zeros():
+    model = make_model()
+    init = R.snapshot(model)
+    train_steps(model, torch.optim.Adam(model.parameters(), lr=0.01))
+    prune(model, 0.5)
+    R.restore(model, init)
+    for n, m in M.get_masks(model).items():
+        key = n.rpartition(".")[0] + ".parametrizations.weight.original"
+        w = M.original(model, n)
+        assert torch.equal(w[m == 1], init[key][m == 1])
+        assert torch.count_nonzero(w[m == 0]) == 0
+    # buffers (BatchNorm running statistics) rewind too
+    bn = next(k for k in init if k.endswith("running_mean"))
+    assert torch.equal(model.state_dict()[bn], init[bn])
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("target", [0.0, 0.2, 0.5, 0.9, 0.99])
+def test_select_hits_target_and_never_revives(scope, target):
+    model = make_model()
+    masks = M.get_masks(model)
+    first = select(Random().scores(model, masks), masks, 0.1, scope)
+    # scores that favour exactly the pruned entries must not bring them back
+    adversarial = {n: (1 - m) * 1e6 + torch.rand(m.shape) for n, m in first.items()}
+    new = select(adversarial, first, max(target, 0.1), scope)
+    for n in new:
+        assert torch.all(new[n][first[n] == 0] == 0), "a pruned entry was revived"
+    if scope == "global":
+        total = sum(m.numel() for m in new.values())
+        pruned = sum(int((m == 0).sum()) for m in new.values())
+        assert abs(pruned - round(max(target, 0.1) * total)) <= 1
+    else:
+        for n, m in new.items():
+            assert abs(int((m == 0).sum()) - round(max(target, 0.1) * m.numel())) <= 1
+
+
+def test_select_breaks_ties_deterministically():
+    masks = {"a.weight": torch.ones(10), "b.weight": torch.ones(10)}
+    scores = {"a.weight": torch.zeros(10), "b.weight": torch.zeros(10)}
+    new = select(scores, masks, 0.25)
+    assert new["a.weight"].tolist() == [0] * 5 + [1] * 5 and new["b.weight"].sum() == 10
+    assert all(torch.equal(select(scores, masks, 0.25)[k], v) for k, v in new.items())
+
+
+def test_select_rejects_bad_targets_and_scores():
+    masks = {"a.weight": torch.tensor([0.0, 0.0, 1.0, 1.0])}
+    with pytest.raises(PrunelabError, match=r"outside \[0, 1\)"):
+        select({"a.weight": torch.rand(4)}, masks, 1.0)
+    with pytest.raises(PrunelabError, match="below the current"):
+        select({"a.weight": torch.rand(4)}, masks, 0.25)
+    with pytest.raises(PrunelabError, match="NaN"):
+        select({"a.weight": torch.tensor([1.0, float("nan"), 1.0, 1.0])}, masks, 0.5)
+
+
+def test_random_criterion_is_seeded():
+    model = make_model()
+    masks = M.get_masks(model)
+    from prunelab.pruning.criteria import ScoringContext
+
+    a = Random().scores(model, masks, context=ScoringContext(seed=3, round=1))
+    b = Random().scores(copy.deepcopy(model), masks, context=ScoringContext(seed=3, round=1))
+    c = Random().scores(model, masks, context=ScoringContext(seed=4, round=1))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_prunable_patterns_and_parameter_counts():
+    torch.manual_seed(0)
+    model = ConvNet((1, 8, 8), 3, channels=[4, "M", 8], hidden=[16])
+    names = M.prunable_names(model, include=["*.weight"], exclude=["classifier.*"])
+    assert names == ["features.0.weight", "features.3.weight"]
+    M.attach_masks(model, M.prunable_names(model))
+    total = sum(p.numel() for p in model.parameters())
+    prune(model, 0.5)
+    counts = M.count_parameters(model)
+    assert counts["parameters"] == total
+    pruned = int(sum((m == 0).sum() for m in M.get_masks(model).values()))
+    assert counts["nonzero_parameters"] <= total - pruned
