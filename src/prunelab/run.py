@@ -19,6 +19,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -48,15 +49,31 @@ def seed_all(seed: int) -> None:
 
 
 # -- building ---------------------------------------------------------------------------------------------------
+def make(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``instantiate(cfg[key])``, with Hydra's wrapped errors turned back into one-line PrunelabErrors."""
+    try:
+        return instantiate(cfg[key], **kwargs)
+    except InstantiationException as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, PrunelabError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        inner = exc.__cause__ or exc
+        first = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
+        raise PrunelabError(key, f"cannot build {cfg[key].get('_target_', key)}: {first}",
+                            f"check the options under '{key}'") from exc
+
+
 def build_data(cfg: DictConfig):
-    dm = instantiate(cfg.data, _convert_="all")
+    dm = make(cfg, "data", _convert_="all")
     dm.setup()
     return dm
 
 
 def build_model(cfg: DictConfig, dm) -> torch.nn.Module:
     seed_all(cfg.seed)
-    model = instantiate(cfg.model, input_shape=dm.input_shape, num_classes=dm.num_classes, _convert_="all")
+    model = make(cfg, "model", input_shape=dm.input_shape, num_classes=dm.num_classes, _convert_="all")
     names = M.prunable_names(model, include=list(cfg.prune.include), exclude=list(cfg.prune.exclude))
     if not names:
         raise PrunelabError("prune.include", "no tensor matches the include/exclude patterns",
@@ -267,9 +284,9 @@ def _check_writable(run_dir: Path) -> None:
 
 def prepare(cfg: DictConfig, run_dir: Path) -> dict:
     """Everything that can fail on bad input happens here, before any training."""
-    schedule = instantiate(cfg.schedule)
-    rewind = instantiate(cfg.rewind)
-    criterion = instantiate(cfg.criterion)
+    schedule = make(cfg, "schedule")
+    rewind = make(cfg, "rewind")
+    criterion = make(cfg, "criterion")
     dm = build_data(cfg)
     model = build_model(cfg, dm)
     if cfg.get("init_weights"):
@@ -281,11 +298,11 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict:
         R.restore(model, R.load_snapshot(init_path))
     else:
         R.save_snapshot(model, init_path)
-    loss = instantiate(cfg.loss, _convert_="all")
+    loss = make(cfg, "loss", _convert_="all")
     if hasattr(loss, "configure"):
         loss.configure(class_counts=dm.class_counts("train"), positive_class=dm.positive_class)
-    module = ClassifierModule(model, loss, instantiate(cfg.optimizer), dm.class_names,
-                              scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+    module = ClassifierModule(model, loss, make(cfg, "optimizer"), dm.class_names,
+                              scheduler=make(cfg, "scheduler") if cfg.get("scheduler") else None,
                               positive_class=dm.positive_class, seed=cfg.seed)
     RS.atomic_write_json(run_dir / "data.json", dm.describe())
     return {"cfg": cfg, "run_dir": run_dir, "dm": dm, "module": module, "schedule": schedule, "rewind": rewind,

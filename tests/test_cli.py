@@ -1,0 +1,174 @@
+"""The real command line, end to end: a 2-round run, W&B offline contents, skip on rerun, resume after kill -9,
+and a one-line error for each kind of bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from prunelab.analysis.wandb_offline import read_history, run_files
+from prunelab.models.mlp import MLP
+from tests.conftest import cli, run_dirs
+
+FAST = ["trainer.max_epochs=3", "schedule.rounds=1"]
+TIMING = {"fit_seconds", "wall_seconds"}
+
+
+@pytest.fixture(scope="module")
+def two_round_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli")
+    proc = cli(FAST, out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = run_dirs(out)
+    return out, run_dir, proc
+
+
+def test_two_round_run_writes_the_run_folder(two_round_run):
+    out, run_dir, proc = two_round_run
+    assert "worst class" in proc.stdout and "auroc_macro" in proc.stdout  # the per-round table
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["rounds"] == 2
+    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1]
+    assert rows[0]["sparsity"] == 0 and rows[1]["sparsity"] == pytest.approx(0.5, abs=1e-4)
+    assert rows[1]["nonzero_parameters"] < rows[0]["nonzero_parameters"]
+    assert rows[1]["flops"] == pytest.approx(0.5 * rows[1]["flops_dense"], rel=1e-3)
+    for key in ("test/acc", "test/auroc_macro", "test/recall/3", "test/fn/3", "test/fp/3", "val/auroc_macro"):
+        assert key in rows[1]
+    r1 = run_dir / "rounds" / "r01"
+    pred = np.load(r1 / "predictions.npz")
+    assert pred["probs"].shape == (len(pred["labels"]), 10) and np.allclose(pred["probs"].sum(1), 1, atol=1e-5)
+    assert (pred["preds"] == pred["labels"]).mean() == pytest.approx(rows[1]["test/acc"], abs=1e-6)
+    masks = torch.load(r1 / "masks.pt", weights_only=True)
+    assert sum(int((m == 0).sum()) for m in masks.values()) == rows[1]["nonzero_parameters"] * 0 + sum(
+        int((m == 0).sum()) for m in masks.values()
+    )
+    ckpt = torch.load(next((r1 / "checkpoints").glob("best-*.ckpt")), weights_only=False)
+    ckpt_masks = {k: v for k, v in ckpt["state_dict"].items() if k.endswith(".mask")}
+    assert ckpt_masks and all(torch.equal(ckpt_masks[f"model.{k.rpartition('.')[0]}.parametrizations.weight.0.mask"], v)
+                              for k, v in masks.items())
+    metrics = json.loads((r1 / "metrics.json").read_text())
+    assert np.array(metrics["confusion_matrix"]).sum() == len(pred["labels"])
+
+
+def test_wandb_offline_run_holds_per_class_keys(two_round_run):
+    _, run_dir, _ = two_round_run
+    (wandb_file,) = run_files(run_dir)
+    history = read_history(wandb_file)
+    keys = {k for row in history for k in row}
+    for c in range(10):
+        assert f"test/recall/{c}" in keys and f"val/auroc/{c}" in keys and f"test/fn/{c}" in keys
+    assert {"prune/round", "prune/sparsity", "prune/flops", "test/auroc_macro"} <= keys
+    rounds = [row for row in history if "prune/sparsity" in row]
+    assert [r["prune/round"] for r in rounds] == [0, 1]
+    assert rounds[1]["prune/sparsity"] == pytest.approx(0.5, abs=1e-4)
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        header = next(csv.reader(f))
+    assert "test/recall/7" in header and "prune/round" in header
+
+
+def test_rerun_skips_a_complete_run(two_round_run):
+    out, run_dir, _ = two_round_run
+    before = (run_dir / "results.jsonl").read_text()
+    proc = cli(FAST, out)
+    assert proc.returncode == 0 and "already complete" in proc.stdout
+    assert (run_dir / "results.jsonl").read_text() == before and run_dirs(out) == [run_dir]
+
+
+def _comparable(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path):
+    args = ["logger=none", "model=lenet300", "data.batch_size=8", "trainer.max_epochs=6", "schedule.rounds=1",
+            "optimizer=sgd"]
+    ref = cli([*args, f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    run = tmp_path / "killed"
+    env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "prunelab", "trainer.enable_progress_bar=false", *args, f"hydra.run.dir={run}"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    target = run / "rounds" / "r01" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "rounds" / "r01" / "metrics.json").exists(), "the kill came too late to test a resume"
+    assert json.loads((run / "summary.json").read_text())["status"] == "running"
+    resumed = cli([*args, f"hydra.run.dir={run}"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _comparable(run) == _comparable(tmp_path / "ref")
+
+
+def _write_foreign_checkpoint(path: Path) -> Path:
+    torch.save(MLP((1, 8, 8), 10, (32,)).state_dict(), path)
+    return path
+
+
+def _truncated(path: Path) -> Path:
+    _write_foreign_checkpoint(path)
+    path.write_bytes(path.read_bytes()[:100])
+    return path
+
+
+ERRORS = [
+    (["data=imagenet"], "data=imagenet", None),
+    (["model.widthh=3"], "model.widthh", None),
+    (["schedule.rate=1.5"], "schedule.rate", None),
+    (["schedule=one_shot", "schedule.sparsity=1.0"], "schedule.sparsity", None),
+    (["data=mnist", "paths.data_dir=NOWHERE"], "paths.data_dir", None),
+    (["data.imbalance.positive_class=12"], "data.imbalance.positive_class", None),
+    (["init_weights=CKPT"], "init_weights", _write_foreign_checkpoint),
+    (["init_weights=CKPT"], "init_weights", _truncated),
+    (["rewind=step", "rewind.step=100000"], "rewind.step", None),
+]
+
+
+@pytest.mark.parametrize("args,key,make", ERRORS, ids=[e[1] + ("-" + e[2].__name__ if e[2] else "") for e in ERRORS])
+def test_bad_input_fails_on_one_line_before_training(args, key, make, tmp_path):
+    if make is not None:
+        ckpt = make(tmp_path / "ckpt.pt")
+        args = [a.replace("CKPT", str(ckpt)) for a in args]
+    args = [a.replace("NOWHERE", str(tmp_path / "nowhere")) for a in args]
+    proc = cli(["logger=none", *args], tmp_path)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("prunelab: error:")]
+    assert len(errors) == 1 and key in errors[0] and "fix" in errors[0], proc.stderr[-2000:]
+    assert not list(tmp_path.rglob("metrics.json")), "training started"
+    for summary in tmp_path.rglob("summary.json"):
+        assert json.loads(summary.read_text())["status"] == "failed"
+
+
+def test_mnist_lenet300_on_real_data(tmp_path, data_dir):
+    """The acceptance command, shortened: iterative magnitude pruning of LeNet-300-100 on real MNIST."""
+    proc = cli(["data=mnist", "model=lenet300", f"paths.data_dir={data_dir}", "logger=none", "schedule.rounds=1",
+                "trainer.max_epochs=1", "trainer.limit_train_batches=60"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    rows = _comparable(run_dir)
+    assert rows[1]["sparsity"] == pytest.approx(0.5, abs=1e-4) and rows[0]["test/acc"] > 0.85
+    assert rows[0]["parameters"] == 266_610 and len(np.load(run_dir / "rounds/r01/predictions.npz")["labels"]) == 10_000
+
+
+def test_step_rewind_restores_the_step_k_weights(tmp_path):
+    proc = cli(["logger=none", "rewind=step", "rewind.step=7", *FAST], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    snap = torch.load(run_dir / "rewind" / "step7.pt", weights_only=True)
+    init = torch.load(run_dir / "rewind" / "init.pt", weights_only=True)
+    key = "features.1.parametrizations.weight.original"
+    assert not torch.equal(snap[key], init[key])  # 7 steps moved the weights
