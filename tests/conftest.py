@@ -45,7 +45,9 @@ def compose_cfg(overrides: list[str] = (), run_dir: Path | None = None) -> DictC
     return cfg
 
 
-def cli(args: list[str], out: Path, data: Path | None = None, timeout: int = 600, **popen) -> subprocess.CompletedProcess:
+def cli(
+    args: list[str], out: Path, data: Path | None = None, timeout: int = 600, **popen
+) -> subprocess.CompletedProcess:
     """Run ``python -m prunelab`` with outputs under ``out``."""
     env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(out), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
     if data is not None:

@@ -34,7 +34,7 @@ def two_round_run(tmp_path_factory):
 
 
 def test_two_round_run_writes_the_run_folder(two_round_run):
-    out, run_dir, proc = two_round_run
+    _, run_dir, proc = two_round_run
     assert "worst class" in proc.stdout and "auroc_macro" in proc.stdout  # the per-round table
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["rounds"] == 2
@@ -50,13 +50,15 @@ def test_two_round_run_writes_the_run_folder(two_round_run):
     assert pred["probs"].shape == (len(pred["labels"]), 10) and np.allclose(pred["probs"].sum(1), 1, atol=1e-5)
     assert (pred["preds"] == pred["labels"]).mean() == pytest.approx(rows[1]["test/acc"], abs=1e-6)
     masks = torch.load(r1 / "masks.pt", weights_only=True)
-    assert sum(int((m == 0).sum()) for m in masks.values()) == rows[1]["nonzero_parameters"] * 0 + sum(
-        int((m == 0).sum()) for m in masks.values()
-    )
+    pruned = sum(int((m == 0).sum()) for m in masks.values())
+    assert pruned == round(0.5 * sum(m.numel() for m in masks.values()))
+    assert rows[1]["parameters"] - rows[1]["nonzero_parameters"] == pruned
     ckpt = torch.load(next((r1 / "checkpoints").glob("best-*.ckpt")), weights_only=False)
     ckpt_masks = {k: v for k, v in ckpt["state_dict"].items() if k.endswith(".mask")}
-    assert ckpt_masks and all(torch.equal(ckpt_masks[f"model.{k.rpartition('.')[0]}.parametrizations.weight.0.mask"], v)
-                              for k, v in masks.items())
+    assert ckpt_masks and all(
+        torch.equal(ckpt_masks[f"model.{k.rpartition('.')[0]}.parametrizations.weight.0.mask"], v)
+        for k, v in masks.items()
+    )
     metrics = json.loads((r1 / "metrics.json").read_text())
     assert np.array(metrics["confusion_matrix"]).sum() == len(pred["labels"])
 
@@ -91,13 +93,26 @@ def _comparable(run_dir: Path) -> list[dict]:
 
 
 def test_killed_run_resumes_to_identical_results(tmp_path):
-    args = ["logger=none", "model=lenet300", "data.batch_size=8", "trainer.max_epochs=6", "schedule.rounds=1",
-            "optimizer=sgd"]
+    args = [
+        "logger=none",
+        "model=lenet300",
+        "data.batch_size=8",
+        "trainer.max_epochs=6",
+        "schedule.rounds=1",
+        "optimizer=sgd",
+    ]
     ref = cli([*args, f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
     assert ref.returncode == 0, ref.stderr[-2000:]
     run = tmp_path / "killed"
     env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(tmp_path)}
-    cmd = [sys.executable, "-m", "prunelab", "trainer.enable_progress_bar=false", *args, f"hydra.run.dir={run}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prunelab",
+        "trainer.enable_progress_bar=false",
+        *args,
+        f"hydra.run.dir={run}",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     target = run / "rounds" / "r01" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
@@ -155,8 +170,18 @@ def test_bad_input_fails_on_one_line_before_training(args, key, make, tmp_path):
 
 def test_mnist_lenet300_on_real_data(tmp_path, data_dir):
     """The acceptance command, shortened: iterative magnitude pruning of LeNet-300-100 on real MNIST."""
-    proc = cli(["data=mnist", "model=lenet300", f"paths.data_dir={data_dir}", "logger=none", "schedule.rounds=1",
-                "trainer.max_epochs=1", "trainer.limit_train_batches=60"], tmp_path)
+    proc = cli(
+        [
+            "data=mnist",
+            "model=lenet300",
+            f"paths.data_dir={data_dir}",
+            "logger=none",
+            "schedule.rounds=1",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=60",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
     rows = _comparable(run_dir)

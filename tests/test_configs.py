@@ -16,8 +16,19 @@ OPTIONS = [(g, o) for g, opts in GROUPS.items() for o in opts]
 
 
 def test_required_groups_exist():
-    for group in ("data", "model", "criterion", "schedule", "rewind", "loss", "optimizer", "trainer", "logger",
-                  "paths", "experiment"):
+    for group in (
+        "data",
+        "model",
+        "criterion",
+        "schedule",
+        "rewind",
+        "loss",
+        "optimizer",
+        "trainer",
+        "logger",
+        "paths",
+        "experiment",
+    ):
         assert GROUPS.get(group), f"config group {group} has no options"
 
 

@@ -102,8 +102,13 @@ def test_mnist_and_fashion_from_offline_files(data_dir):
     assert fm.class_names[0] == "T-shirt/top" and fm.num_classes == 10
 
 
-@pytest.mark.parametrize("flag,file,positive", [("pneumoniamnist", "pneumoniamnist_reconstructed.npz", 1),
-                                                 ("breastmnist", "breastmnist_resaved.npz", 0)])
+@pytest.mark.parametrize(
+    "flag,file,positive",
+    [
+        ("pneumoniamnist", "pneumoniamnist_reconstructed.npz", 1),
+        ("breastmnist", "breastmnist_resaved.npz", 0),
+    ],
+)
 def test_medmnist_uses_official_splits(data_dir, flag, file, positive):
     dm = MedMNISTDataModule(path=str(data_dir / "medmnist" / file), flag=flag, positive_class=positive)
     dm.setup()
@@ -117,7 +122,7 @@ def test_missing_files_say_where_and_how(tmp_path):
         MNISTDataModule(root=str(tmp_path)).setup()
     assert err.value.key == "paths.data_dir" and str(tmp_path) in str(err.value)
     assert "PRUNELAB_DATA_DIR" in str(err.value) and "download" in str(err.value)
-    with pytest.raises(PrunelabError, match="data.path"):
+    with pytest.raises(PrunelabError, match=r"data\.path"):
         MedMNISTDataModule(path=str(tmp_path / "x.npz")).setup()
 
 
@@ -127,13 +132,33 @@ def write_cifar_standin(root, n_per_batch: int = 20) -> None:
     folder.mkdir(parents=True)
     gen = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": gen.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                 b"labels": list(gen.integers(0, 10, n_per_batch))}
+        batch = {
+            b"data": gen.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+            b"labels": list(gen.integers(0, 10, n_per_batch)),
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [n.encode() for n in ["airplane", "automobile", "bird", "cat", "deer", "dog",
-                                                            "frog", "horse", "ship", "truck"]]}, f)
+        pickle.dump(
+            {
+                b"label_names": [
+                    n.encode()
+                    for n in [
+                        "airplane",
+                        "automobile",
+                        "bird",
+                        "cat",
+                        "deer",
+                        "dog",
+                        "frog",
+                        "horse",
+                        "ship",
+                        "truck",
+                    ]
+                ]
+            },
+            f,
+        )
 
 
 def test_cifar10_loader_on_a_generated_standin(tmp_path):
@@ -144,7 +169,7 @@ def test_cifar10_loader_on_a_generated_standin(tmp_path):
     assert len(dm.y_train) + len(dm.y_val) == 100 and len(dm.y_test) == 20
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(0)
-    xb, yb = next(iter(loader))
+    xb, _ = next(iter(loader))
     loader.sampler.set_epoch(0)
     xb2, _ = next(iter(loader))
     assert xb.shape == (8, 3, 32, 32) and torch.equal(xb, xb2)  # augmentation is deterministic per epoch

@@ -127,7 +127,7 @@ def test_select_hits_target_and_never_revives(scope, target):
         pruned = sum(int((m == 0).sum()) for m in new.values())
         assert abs(pruned - round(max(target, 0.1) * total)) <= 1
     else:
-        for n, m in new.items():
+        for m in new.values():
             assert abs(int((m == 0).sum()) - round(max(target, 0.1) * m.numel())) <= 1
 
 

@@ -38,7 +38,12 @@ def test_per_class_metrics_match_sklearn(c, seed):
         assert m[f"test/precision/{k}"] == pytest.approx(precision[i], abs=1e-6)
         assert m[f"test/f1/{k}"] == pytest.approx(f1[i], abs=1e-6)
         assert m[f"test/specificity/{k}"] == pytest.approx(tn / (tn + fp), abs=1e-6)
-        assert (m[f"test/fn/{k}"], m[f"test/fp/{k}"], m[f"test/tp/{k}"], m[f"test/tn/{k}"]) == (fn, fp, tp, tn)
+        assert (m[f"test/fn/{k}"], m[f"test/fp/{k}"], m[f"test/tp/{k}"], m[f"test/tn/{k}"]) == (
+            fn,
+            fp,
+            tp,
+            tn,
+        )
         assert m[f"test/support/{k}"] == cm[i].sum()
         assert m[f"test/auroc/{k}"] == pytest.approx(skm.roc_auc_score(y, probs[:, i]), abs=1e-5)
     assert m["test/acc"] == pytest.approx(skm.accuracy_score(labels, preds), abs=1e-6)

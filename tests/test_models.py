@@ -22,7 +22,11 @@ def n_params(m: torch.nn.Module) -> int:
         (lambda s: ResNet(s, 10, 20), (3, 32, 32), 269_722),  # He et al. 2016: 0.27M
         (lambda s: ResNet(s, 10, 56), (3, 32, 32), 853_018),  # 0.85M
         (lambda s: ConvNet(s, 10, [64, 64, "M"], (256, 256)), (3, 32, 32), 4_301_642),  # Conv-2: 4.3M
-        (lambda s: ConvNet(s, 10, [64, 64, "M", 128, 128, "M"], (256, 256)), (3, 32, 32), 2_425_930),  # Conv-4: 2.4M
+        (
+            lambda s: ConvNet(s, 10, [64, 64, "M", 128, 128, "M"], (256, 256)),
+            (3, 32, 32),
+            2_425_930,
+        ),  # Conv-4: 2.4M
     ],
 )
 def test_published_parameter_counts(make, shape, expected):

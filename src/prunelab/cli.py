@@ -50,8 +50,10 @@ def check_group_options(args: list[str]) -> None:
         for option in value.strip("[]").split(","):
             option = option.strip()
             if option and option != "null" and option not in groups[key]:
-                fail(f"{key}={option}: unknown option for '{key}' (fix: use one of {', '.join(groups[key])}, "
-                     f"or add conf/{key}/{option}.yaml)")
+                fail(
+                    f"{key}={option}: unknown option for '{key}' (fix: use one of {', '.join(groups[key])}, "
+                    f"or add conf/{key}/{option}.yaml)"
+                )
 
 
 def check_compose(args: list[str]) -> None:
@@ -71,7 +73,8 @@ def check_compose(args: list[str]) -> None:
             if first not in parts:
                 parts.append(first)
             e = e.__cause__ or e.__context__
-        fail(f"{' / '.join(parts)} (fix: check the key's spelling with `prunelab --cfg job`; add a new key with +key=value)")
+        fix = "check the key's spelling with `prunelab --cfg job`; add a new key with +key=value"
+        fail(f"{' / '.join(parts)} (fix: {fix})")
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

@@ -77,11 +77,16 @@ class ClassifierModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._train_seen:
             n = self._train_seen
-            self.log_dict({"train/loss": float(self._train_loss) / n, "train/acc": float(self._train_correct) / n,
-                           "prune/round": float(self.round)})
+            self.log_dict(
+                {
+                    "train/loss": float(self._train_loss) / n,
+                    "train/acc": float(self._train_correct) / n,
+                    "prune/round": float(self.round),
+                }
+            )
 
     def _gather(self, stage: str, batch) -> None:
-        loss, logits, y = self._shared_step(batch)
+        _, logits, y = self._shared_step(batch)
         self._gathered[stage].append((torch.softmax(logits.float(), 1).detach(), y.detach()))
 
     def validation_step(self, batch, batch_idx: int) -> None:

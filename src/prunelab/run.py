@@ -61,8 +61,9 @@ def make(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
             raise cause from None
         inner = exc.__cause__ or exc
         first = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
-        raise PrunelabError(key, f"cannot build {cfg[key].get('_target_', key)}: {first}",
-                            f"check the options under '{key}'") from exc
+        raise PrunelabError(
+            key, f"cannot build {cfg[key].get('_target_', key)}: {first}", f"check the options under '{key}'"
+        ) from exc
 
 
 def build_data(cfg: DictConfig):
@@ -76,8 +77,11 @@ def build_model(cfg: DictConfig, dm) -> torch.nn.Module:
     model = make(cfg, "model", input_shape=dm.input_shape, num_classes=dm.num_classes, _convert_="all")
     names = M.prunable_names(model, include=list(cfg.prune.include), exclude=list(cfg.prune.exclude))
     if not names:
-        raise PrunelabError("prune.include", "no tensor matches the include/exclude patterns",
-                            "e.g. prune.include=['*.weight']")
+        raise PrunelabError(
+            "prune.include",
+            "no tensor matches the include/exclude patterns",
+            "e.g. prune.include=['*.weight']",
+        )
     M.attach_masks(model, names)
     return model
 
@@ -89,8 +93,11 @@ def load_state_file(path: Path, key: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise PrunelabError(key, f"cannot read checkpoint {path} ({type(exc).__name__})",
-                            "the file is truncated or not a torch checkpoint; delete it") from exc
+        raise PrunelabError(
+            key,
+            f"cannot read checkpoint {path} ({type(exc).__name__})",
+            "the file is truncated or not a torch checkpoint; delete it",
+        ) from exc
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):  # a Lightning checkpoint
         return {k.removeprefix("model."): v for k, v in obj["state_dict"].items() if k.startswith("model.")}
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -107,15 +114,21 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], key: str, 
     unexpected = [k for k in plain if k not in own]
     wrong = [k for k, v in plain.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if missing or unexpected or wrong:
-        detail = (f"missing {missing[:2]}" if missing else "") + (f" unexpected {unexpected[:2]}" if unexpected
-                                                                   else "") + (f" wrong shape {wrong[:2]}" if wrong else "")
-        raise PrunelabError(key, f"checkpoint {path} does not fit the model ({detail.strip()})",
-                            "use a checkpoint made with the same model and data config")
+        detail = (
+            (f"missing {missing[:2]}" if missing else "")
+            + (f" unexpected {unexpected[:2]}" if unexpected else "")
+            + (f" wrong shape {wrong[:2]}" if wrong else "")
+        )
+        raise PrunelabError(
+            key,
+            f"checkpoint {path} does not fit the model ({detail.strip()})",
+            "use a checkpoint made with the same model and data config",
+        )
     model.load_state_dict(plain, strict=False)
     M.apply_masks_to_weights(model)
 
 
-def M_key_for(key: str, own: dict) -> str:  # noqa: N802
+def M_key_for(key: str, own: dict) -> str:
     """Map a dense key ``fc.weight`` onto a masked model's ``fc.parametrizations.weight.original``."""
     if key in own:
         return key
@@ -153,8 +166,11 @@ def check_run_folder(cfg: DictConfig, run_dir: Path) -> None:
         old = OmegaConf.load(saved)
         if run_id(old) != run_id(cfg):
             diff = [k for k in identity(cfg) if identity(cfg).get(k) != identity(old).get(k)]
-            raise PrunelabError("hydra.run.dir", f"{run_dir} holds a run with a different config (differs in "
-                                f"{', '.join(diff)})", "choose another folder or delete this one")
+            raise PrunelabError(
+                "hydra.run.dir",
+                f"{run_dir} holds a run with a different config (differs in {', '.join(diff)})",
+                "choose another folder or delete this one",
+            )
     else:
         RS.atomic_write_text(saved, OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -164,8 +180,11 @@ def check_rewind(rewind: R.Rewind, dm, cfg: DictConfig) -> None:
         return
     steps = len(dm.train_dataloader()) * int(cfg.trainer.max_epochs)
     if rewind.step > steps:
-        raise PrunelabError("rewind.step", f"step {rewind.step} is beyond round 0's {steps} training steps",
-                            f"use rewind.step <= {steps}")
+        raise PrunelabError(
+            "rewind.step",
+            f"step {rewind.step} is beyond round 0's {steps} training steps",
+            f"use rewind.step <= {steps}",
+        )
 
 
 # -- one round --------------------------------------------------------------------------------------------------
@@ -195,10 +214,24 @@ def run_round(ctx: dict, r: int) -> dict:
         shutil.rmtree(rdir / "checkpoints")
     seed_all(epoch_seed(cfg.seed, r, 0))
     module.set_round(r)
-    ckpt = ModelCheckpoint(dirpath=str(rdir / "checkpoints"), filename="best-epoch{epoch:03d}", monitor=cfg.monitor.metric,
-                           mode=cfg.monitor.mode, save_last=True, save_top_k=1, auto_insert_metric_name=False)
-    pruner = PruningCallback(ctx["criterion"], ctx["schedule"], ctx["rewind"], r, run_dir / "rewind", cfg.seed,
-                             batches=lambda: iter(dm.train_dataloader()))
+    ckpt = ModelCheckpoint(
+        dirpath=str(rdir / "checkpoints"),
+        filename="best-epoch{epoch:03d}",
+        monitor=cfg.monitor.metric,
+        mode=cfg.monitor.mode,
+        save_last=True,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
+    pruner = PruningCallback(
+        ctx["criterion"],
+        ctx["schedule"],
+        ctx["rewind"],
+        r,
+        run_dir / "rewind",
+        cfg.seed,
+        batches=lambda: iter(dm.train_dataloader()),
+    )
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx["extra_callbacks"]], ctx["loggers"])
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
@@ -218,17 +251,29 @@ def finish_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path,
     counts = M.count_parameters(module.model)
     flops = count_flops(module.model, dm.input_shape)
     worst, worst_recall = worst_class(test, dm.class_names)
-    row = {"round": r, "sparsity": stats["sparsity"], "target_sparsity": ctx["schedule"].sparsity_at(r),
-           **counts, **flops, "best_checkpoint": best.name, "epochs": trainer.current_epoch,
-           "fit_seconds": round(fit_s, 3), "worst_class": worst, "worst_class_recall": worst_recall,
-           **{k: v for k, v in val.items() if k != "prune/round"}, **test}
+    row = {
+        "round": r,
+        "sparsity": stats["sparsity"],
+        "target_sparsity": ctx["schedule"].sparsity_at(r),
+        **counts,
+        **flops,
+        "best_checkpoint": best.name,
+        "epochs": trainer.current_epoch,
+        "fit_seconds": round(fit_s, 3),
+        "worst_class": worst,
+        "worst_class_recall": worst_recall,
+        **{k: v for k, v in val.items() if k != "prune/round"},
+        **test,
+    }
     row["prune/round"], row["prune/sparsity"], row["prune/flops"] = r, stats["sparsity"], flops["flops"]
     torch.save(module.model.state_dict(), rdir / "model.pt")
     torch.save(M.get_masks(module.model), rdir / "masks.pt")
     RS.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
     per_tensor = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("sparsity/")}
-    RS.atomic_write_json(rdir / "metrics.json", {**row, "confusion_matrix": _confusion(probs, labels, dm),
-                                                 "sparsity_per_tensor": per_tensor})
+    RS.atomic_write_json(
+        rdir / "metrics.json",
+        {**row, "confusion_matrix": _confusion(probs, labels, dm), "sparsity_per_tensor": per_tensor},
+    )
     numeric = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for lg in ctx["loggers"]:
         lg.log_metrics({f"round/{k}" if "/" not in k else k: v for k, v in numeric.items()}, step=trainer.global_step)
@@ -261,8 +306,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         loggers = ctx["loggers"] = build_loggers(cfg, run_dir)
         rows = loop(ctx)
     except BaseException as exc:
-        RS.atomic_write_json(summary_path, {"status": "failed", "run_id": run_id(cfg),
-                                            "error": f"{type(exc).__name__}: {exc}"})
+        RS.atomic_write_json(
+            summary_path, {"status": "failed", "run_id": run_id(cfg), "error": f"{type(exc).__name__}: {exc}"}
+        )
         finish_loggers(loggers, "failed")
         raise
     summary = summarize(cfg, run_dir, rows, time.perf_counter() - started, ctx)
@@ -278,8 +324,11 @@ def _check_writable(run_dir: Path) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise PrunelabError("paths.output_dir", f"cannot write to {run_dir} ({exc.strerror})",
-                            "point paths.output_dir (or PRUNELAB_OUTPUT_DIR) at a writable folder") from exc
+        raise PrunelabError(
+            "paths.output_dir",
+            f"cannot write to {run_dir} ({exc.strerror})",
+            "point paths.output_dir (or PRUNELAB_OUTPUT_DIR) at a writable folder",
+        ) from exc
 
 
 def prepare(cfg: DictConfig, run_dir: Path) -> dict:
@@ -301,12 +350,27 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict:
     loss = make(cfg, "loss", _convert_="all")
     if hasattr(loss, "configure"):
         loss.configure(class_counts=dm.class_counts("train"), positive_class=dm.positive_class)
-    module = ClassifierModule(model, loss, make(cfg, "optimizer"), dm.class_names,
-                              scheduler=make(cfg, "scheduler") if cfg.get("scheduler") else None,
-                              positive_class=dm.positive_class, seed=cfg.seed)
+    module = ClassifierModule(
+        model,
+        loss,
+        make(cfg, "optimizer"),
+        dm.class_names,
+        scheduler=make(cfg, "scheduler") if cfg.get("scheduler") else None,
+        positive_class=dm.positive_class,
+        seed=cfg.seed,
+    )
     RS.atomic_write_json(run_dir / "data.json", dm.describe())
-    return {"cfg": cfg, "run_dir": run_dir, "dm": dm, "module": module, "schedule": schedule, "rewind": rewind,
-            "criterion": criterion, "loggers": [], "extra_callbacks": []}
+    return {
+        "cfg": cfg,
+        "run_dir": run_dir,
+        "dm": dm,
+        "module": module,
+        "schedule": schedule,
+        "rewind": rewind,
+        "criterion": criterion,
+        "loggers": [],
+        "extra_callbacks": [],
+    }
 
 
 def loop(ctx: dict) -> list[dict]:
@@ -326,8 +390,16 @@ def loop(ctx: dict) -> list[dict]:
 
 def summarize(cfg: DictConfig, run_dir: Path, rows: list[dict], wall: float, ctx: dict) -> dict:
     last = rows[-1]
-    summary = {"status": "complete", "run_id": run_id(cfg), "name": cfg.name, "rounds": len(rows),
-               "wall_seconds": round(wall, 2), "final_sparsity": last["sparsity"], "final": last,
-               "dense": rows[0], "classes": ctx["dm"].class_names}
+    summary = {
+        "status": "complete",
+        "run_id": run_id(cfg),
+        "name": cfg.name,
+        "rounds": len(rows),
+        "wall_seconds": round(wall, 2),
+        "final_sparsity": last["sparsity"],
+        "final": last,
+        "dense": rows[0],
+        "classes": ctx["dm"].class_names,
+    }
     RS.atomic_write_json(run_dir / "summary.json", summary)
     return summary

@@ -80,7 +80,12 @@ class TensorDataModule(pl.LightningDataModule):
             raise PrunelabError("data.val_fraction", f"{val_fraction} is outside [0, 1)", "e.g. 0.1")
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.val_fraction, self.use_official_val = float(val_fraction), bool(use_official_val)
-        self.split_seed, self.seed, self.normalize, self.augment = int(split_seed), int(seed), normalize, augment
+        self.split_seed, self.seed, self.normalize, self.augment = (
+            int(split_seed),
+            int(seed),
+            normalize,
+            augment,
+        )
         self.imbalance = dict(imbalance or {})
         self._positive_class = positive_class
         self._ready = False
@@ -163,8 +168,11 @@ class TensorDataModule(pl.LightningDataModule):
         opts, keep = self.imbalance, {}
         if opts.get("neg_pos_ratio") is not None:
             if not binary:
-                raise PrunelabError("data.imbalance.neg_pos_ratio", "needs a one-vs-rest task",
-                                    "also set data.imbalance.positive_class")
+                raise PrunelabError(
+                    "data.imbalance.neg_pos_ratio",
+                    "needs a one-vs-rest task",
+                    "also set data.imbalance.positive_class",
+                )
             keep.update(I.ratio_keep(y, float(opts["neg_pos_ratio"])))
         if opts.get("keep_fraction"):
             keep.update(I.fraction_keep(y, {int(k): v for k, v in dict(opts["keep_fraction"]).items()}, c))
@@ -191,5 +199,10 @@ class TensorDataModule(pl.LightningDataModule):
     def describe(self) -> dict:
         self.setup()
         counts = {s: self.class_counts(s).tolist() for s in ("train", "val", "test")}
-        return {"dataset": self.dataset_name, "classes": self.class_names, "input_shape": list(self.input_shape),
-                "counts": counts, "positive_class": self._positive_class}
+        return {
+            "dataset": self.dataset_name,
+            "classes": self.class_names,
+            "input_shape": list(self.input_shape),
+            "counts": counts,
+            "positive_class": self._positive_class,
+        }

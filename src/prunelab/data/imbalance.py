@@ -15,8 +15,11 @@ from prunelab.errors import PrunelabError
 
 def _check_class(key: str, index: int, num_classes: int) -> int:
     if not isinstance(index, int) or not 0 <= index < num_classes:
-        raise PrunelabError(key, f"class index {index} is out of range for {num_classes} classes",
-                            f"use an index in 0..{num_classes - 1}")
+        raise PrunelabError(
+            key,
+            f"class index {index} is out of range for {num_classes} classes",
+            f"use an index in 0..{num_classes - 1}",
+        )
     return index
 
 

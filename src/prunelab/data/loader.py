@@ -18,7 +18,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 class IndexBatchSampler(Sampler[Tensor]):
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False):
-        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = (
+            n,
+            batch_size,
+            shuffle,
+            seed,
+            drop_last,
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -56,7 +62,13 @@ class TensorBatches(Dataset):
 
 
 def make_loader(
-    x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0, transform=None, drop_last: bool = False
+    x: Tensor,
+    y: Tensor,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    transform=None,
+    drop_last: bool = False,
 ) -> DataLoader:
     sampler = IndexBatchSampler(len(y), batch_size, shuffle, seed, drop_last)
     return DataLoader(TensorBatches(x, y, transform), sampler=sampler, batch_size=None, num_workers=0)

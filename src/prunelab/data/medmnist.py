@@ -15,7 +15,10 @@ from prunelab.data.mnist import missing_data
 
 # From the medmnist package (info.py): official 28x28 files and their md5s.
 ZENODO = "https://zenodo.org/records/10519652/files/{flag}.npz?download=1"
-MD5 = {"pneumoniamnist": "28209eda62fecd6e6a2d98b1501bb15f", "breastmnist": "750601b1f35ba3300ea97c75c52ff8f6"}
+MD5 = {
+    "pneumoniamnist": "28209eda62fecd6e6a2d98b1501bb15f",
+    "breastmnist": "750601b1f35ba3300ea97c75c52ff8f6",
+}
 CLASS_NAMES = {"pneumoniamnist": ["normal", "pneumonia"], "breastmnist": ["malignant", "normal_benign"]}
 
 
@@ -37,5 +40,12 @@ class MedMNISTDataModule(TensorDataModule):
             raise missing_data("data.path", self.path, f"{self.flag} .npz file")
         d = np.load(self.path)
         names = CLASS_NAMES.get(self.flag) or [str(i) for i in np.unique(d["train_labels"])]
-        return RawData(d["train_images"], d["train_labels"].ravel(), d["test_images"], d["test_labels"].ravel(),
-                       names, d["val_images"], d["val_labels"].ravel())
+        return RawData(
+            d["train_images"],
+            d["train_labels"].ravel(),
+            d["test_images"],
+            d["test_labels"].ravel(),
+            names,
+            d["val_images"],
+            d["val_labels"].ravel(),
+        )

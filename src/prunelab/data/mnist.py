@@ -20,7 +20,7 @@ def missing_data(key: str, looked: Path, what: str) -> PrunelabError:
 class MNISTDataModule(TensorDataModule):
     dataset_name = "mnist"
     torchvision_class = "MNIST"
-    names = [str(i) for i in range(10)]
+    names: tuple[str, ...] | None = tuple(str(i) for i in range(10))
 
     def __init__(self, root: str = "data", download: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -34,9 +34,12 @@ class MNISTDataModule(TensorDataModule):
             train = cls(str(self.root), train=True, download=self.download)
             test = cls(str(self.root), train=False, download=self.download)
         except RuntimeError as exc:
-            raise missing_data("paths.data_dir", self.root / self.torchvision_class / "raw",
-                               f"{self.torchvision_class} files") from exc
-        names = self.names or list(train.classes)
+            raise missing_data(
+                "paths.data_dir",
+                self.root / self.torchvision_class / "raw",
+                f"{self.torchvision_class} files",
+            ) from exc
+        names = list(self.names) if self.names else list(train.classes)
         return RawData(train.data, train.targets, test.data, test.targets, names)
 
 

@@ -154,7 +154,7 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     masked = set(masked_names(model))
     total = nonzero = 0
     for mod_name, module in model.named_modules():
-        for pname, p in module.named_parameters(recurse=False):
+        for _, p in module.named_parameters(recurse=False):
             total += p.numel()
             nonzero += int((p != 0).sum())
         # parametrized tensors: count the effective tensor once (its 'original' lives in a ParametrizationList)

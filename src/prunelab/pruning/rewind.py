@@ -57,6 +57,9 @@ def restore(model: nn.Module, state: dict[str, Tensor]) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in M.mask_state_keys(model)]
     if missing or unexpected:
-        raise PrunelabError("rewind", f"snapshot does not fit the model (missing {missing[:3]}, "
-                            f"unexpected {unexpected[:3]})", "delete the run folder or its rewind/ snapshots")
+        raise PrunelabError(
+            "rewind",
+            f"snapshot does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})",
+            "delete the run folder or its rewind/ snapshots",
+        )
     M.apply_masks_to_weights(model)
