@@ -53,6 +53,13 @@ class ClassifierModule(pl.LightningModule):
         if hasattr(self.loss_fn, "set_round"):
             self.loss_fn.set_round(round_)
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """Batches are always ``(x, y)`` tensors: skip Lightning's generic collection walk (a hot-path cost)."""
+        x, y = batch
+        if x.device == device and y.device == device:
+            return batch
+        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
     # -- the one step ----------------------------------------------------------------------------------------
     def _shared_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         x, y = batch

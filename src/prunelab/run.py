@@ -238,7 +238,9 @@ def run_round(ctx: dict, r: int) -> dict:
     fit_s = time.perf_counter() - start
     best = Path(ckpt.best_model_path) if ckpt.best_model_path else rdir / "checkpoints" / "last.ckpt"
     load_into(module.model, load_state_file(best, "checkpoint"), "checkpoint", best)
-    val = trainer.validate(module, datamodule=dm, verbose=False) and module.last_metrics["val"]
+    module.last_metrics = {}
+    trainer.validate(module, datamodule=dm, verbose=False)
+    val = module.last_metrics.get("val", {})
     trainer.test(module, datamodule=dm, verbose=False)
     return finish_round(ctx, r, rdir, trainer, best, fit_s, val)
 
