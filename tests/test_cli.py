@@ -197,3 +197,14 @@ def test_step_rewind_restores_the_step_k_weights(tmp_path):
     init = torch.load(run_dir / "rewind" / "init.pt", weights_only=True)
     key = "features.1.parametrizations.weight.original"
     assert not torch.equal(snap[key], init[key])  # 7 steps moved the weights
+
+
+def test_unwritable_output_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # fails for root too, unlike a chmod-ed folder
+    proc = cli(["logger=none", f"paths.output_dir={blocker / 'out'}"], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (
+        proc.stderr.strip().startswith("prunelab: error: paths.output_dir")
+        and len(proc.stderr.strip().splitlines()) == 1
+    )

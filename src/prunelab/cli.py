@@ -65,7 +65,8 @@ def check_compose(args: list[str]) -> None:
 
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            compose(config_name="config", overrides=overrides)
+            cfg = compose(config_name="config", overrides=overrides)
+        output_dir = Path(str(cfg.paths.output_dir))
     except Exception as exc:  # hydra/omegaconf errors: keep the first line of each message in the chain
         parts, e = [], exc
         while e is not None and len(parts) < 3:
@@ -75,6 +76,19 @@ def check_compose(args: list[str]) -> None:
             e = e.__cause__ or e.__context__
         fix = "check the key's spelling with `prunelab --cfg job`; add a new key with +key=value"
         fail(f"{' / '.join(parts)} (fix: {fix})")
+    check_writable(output_dir)
+
+
+def check_writable(folder: Path) -> None:
+    """The output folder (or its nearest existing parent) must be writable before Hydra creates run folders."""
+    probe = folder.resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
+        fail(
+            f"paths.output_dir: cannot create or write {folder} (fix: set paths.output_dir=<writable folder> "
+            "or PRUNELAB_OUTPUT_DIR)"
+        )
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

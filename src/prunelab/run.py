@@ -315,8 +315,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         raise
     summary = summarize(cfg, run_dir, rows, time.perf_counter() - started, ctx)
     finish_loggers(loggers, "success")
-    print(RS.format_table(rows))
     print(f"run folder: {run_dir}")
+    print(RS.format_table(rows))
     return summary
 
 
