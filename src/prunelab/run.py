@@ -39,6 +39,7 @@ log = logging.getLogger("prunelab")
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # per-fit GPU/TPU/tip lines
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
+warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device`.*")
 warnings.filterwarnings("ignore", ".*the number of training batches.*")
 
 
