@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from prunelab.errors import PrunelabError
 from prunelab.metrics import classification_metrics
 
 
@@ -84,6 +85,12 @@ class ClassifierModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._train_seen:
             n = self._train_seen
+            if not torch.isfinite(self._train_loss):
+                raise PrunelabError(
+                    "optimizer.lr",
+                    f"training diverged (non-finite loss) in round {self.round}, epoch {self.current_epoch}",
+                    "lower optimizer.lr or set trainer.gradient_clip_val",
+                )
             self.log_dict(
                 {
                     "train/loss": float(self._train_loss) / n,

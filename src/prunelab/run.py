@@ -353,10 +353,15 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict:
     loss = make(cfg, "loss", _convert_="all")
     if hasattr(loss, "configure"):
         loss.configure(class_counts=dm.class_counts("train"), positive_class=dm.positive_class)
+    optimizer = make(cfg, "optimizer")
+    try:  # a wrong optimizer option would otherwise surface inside the first fit
+        optimizer(params=[torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as exc:
+        raise PrunelabError("optimizer", str(exc).splitlines()[0], "check the options under 'optimizer'") from exc
     module = ClassifierModule(
         model,
         loss,
-        make(cfg, "optimizer"),
+        optimizer,
         dm.class_names,
         scheduler=make(cfg, "scheduler") if cfg.get("scheduler") else None,
         positive_class=dm.positive_class,

@@ -1,0 +1,39 @@
+"""Magnitude increase (Zhou et al. 2019, "Deconstructing lottery tickets"; the criterion of Entezari & Saukh 2020):
+score = |w_trained| - |w_init|, where w_init is the round-0 initial value. Weights that grew least are pruned.
+
+Entezari & Saukh prune the same share of every layer (``scope: layer``) and prune biases too: add ``*.bias`` to
+``prune.include`` for that. The initial weights come from the run's ``rewind/init.pt`` snapshot.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from prunelab.errors import PrunelabError
+from prunelab.pruning import masks as M
+from prunelab.pruning.criteria import ScoringContext
+
+
+def init_key(name: str) -> str:
+    """``features.0.weight`` -> ``features.0.parametrizations.weight.original`` (the snapshot's key)."""
+    mod, _, attr = name.rpartition(".")
+    return f"{mod}.parametrizations.{attr}.original" if mod else f"parametrizations.{attr}.original"
+
+
+class MagnitudeIncrease:
+    structured = False
+    needs_data = False
+
+    def __init__(self, scope: str = "layer"):
+        self.scope = scope
+
+    def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
+        init = context.initial_state if context else None
+        if init is None:
+            raise PrunelabError("criterion", "magnitude_increase needs the round-0 initial weights",
+                                "run it through prunelab (it saves rewind/init.pt)")  # fmt: skip
+        out = {}
+        for name in masks:
+            w = M.effective(model, name).detach()
+            out[name] = w.abs() - init[init_key(name)].to(w.device, w.dtype).abs()
+        return out
