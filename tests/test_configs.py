@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from prunelab.config import config_groups, run_id
 from tests.conftest import compose_cfg
-from tests.test_data import write_cifar_standin
+from tests.test_data import write_cifar_standin, write_isic_standin
 
 GROUPS = config_groups()
 OPTIONS = [(g, o) for g, opts in GROUPS.items() for o in opts]
@@ -35,6 +35,7 @@ def test_required_groups_exist():
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(group, option, tmp_path, monkeypatch, data_dir):
     write_cifar_standin(tmp_path / "data")
+    write_isic_standin(tmp_path / "data" / "ISIC2016")
     for item in (data_dir / "MNIST", data_dir / "FashionMNIST", data_dir / "medmnist"):
         (tmp_path / "data" / item.name).symlink_to(item)
     monkeypatch.setenv("PRUNELAB_DATA_DIR", str(tmp_path / "data"))
@@ -57,8 +58,16 @@ def build(group: str, node, cfg, tmp_path) -> None:
                 build(sub, cfg[sub], cfg, tmp_path)
         return
     if group == "model":
-        shape = (3, 32, 32) if "vgg" in str(node._target_) or "resnet" in str(node._target_) else (1, 28, 28)
-        model = instantiate(node, input_shape=shape, num_classes=3, _convert_="all")
+        target = str(node._target_)
+        shape = (
+            (3, 64, 64)
+            if "alexnet" in target
+            else (3, 32, 32)
+            if "vgg" in target or "resnet" in target
+            else (1, 28, 28)
+        )
+        extra = {"pretrained": False} if "pretrained" in node else {}  # no network here: weights are not fetched
+        model = instantiate(node, input_shape=shape, num_classes=3, _convert_="all", **extra)
         assert model(torch.zeros(2, *shape)).shape == (2, 3)
     elif group == "optimizer":
         opt = instantiate(node)(params=[torch.nn.Parameter(torch.zeros(2))])

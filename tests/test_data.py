@@ -176,3 +176,48 @@ def test_cifar10_loader_on_a_generated_standin(tmp_path):
     plain = CIFAR10DataModule(root=str(tmp_path), augment=False)
     plain.setup()
     assert plain._train_transform() is None
+
+
+def write_isic_standin(root, n_train: int = 12, n_test: int = 6) -> None:
+    """Generated stand-in with ISIC-2016 part 3's file names and CSV formats (random JPEGs of odd sizes)."""
+    from PIL import Image
+
+    from prunelab.data import isic
+
+    gen = np.random.default_rng(0)
+    for folder, table, n, labels in ((isic.TRAIN_DIR, isic.TRAIN_CSV, n_train, ("benign", "malignant")),
+                                     (isic.TEST_DIR, isic.TEST_CSV, n_test, ("0.0", "1.0"))):  # fmt: skip
+        (root / folder).mkdir(parents=True)
+        rows = []
+        for i in range(n):
+            image_id = f"ISIC_{folder[-9:-5]}{i:04d}"
+            Image.fromarray(gen.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)).save(
+                root / folder / f"{image_id}.jpg"
+            )
+            rows.append(f"{image_id},{labels[i % 3 == 0]}\n")
+        (root / table).write_text("".join(rows))
+
+
+def test_isic2016_loader_on_a_generated_standin(tmp_path):
+    from prunelab.data.isic import ISIC2016DataModule
+    from prunelab.models.alexnet import AlexNetSmallHead
+
+    write_isic_standin(tmp_path)
+    dm = ISIC2016DataModule(root=str(tmp_path), image_size=64, batch_size=4, val_fraction=0.25, positive_class=1)
+    dm.setup()
+    assert dm.x_train.dtype == torch.uint8 and dm.input_shape == (3, 64, 64)
+    assert dm.class_names == ["benign", "melanoma"] and len(dm.y_test) == 6 and int(dm.y_test.sum()) == 2
+    assert len(dm.y_train) + len(dm.y_val) == 12
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    xb, _ = next(iter(loader))
+    loader.sampler.set_epoch(0)
+    xb2, _ = next(iter(loader))
+    assert xb.dtype == torch.float32 and xb.shape == (4, 3, 64, 64) and torch.equal(xb, xb2)
+    xt, _ = next(iter(dm.test_dataloader()))
+    assert xt.dtype == torch.float32 and abs(float(xt.mean())) < 3
+    model = AlexNetSmallHead((3, 64, 64), 2)
+    assert sum(p.numel() for p in model.parameters()) == 2_471_842  # the paper's count
+    assert model(xb).shape == (4, 2)
+    with pytest.raises(PrunelabError, match="ISIC"):
+        ISIC2016DataModule(root=str(tmp_path / "none")).setup()

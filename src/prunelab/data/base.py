@@ -115,16 +115,20 @@ class TensorDataModule(pl.LightningDataModule):
         self.setup()
         return torch.bincount(getattr(self, f"y_{split}"), minlength=len(self.class_names))
 
+    def _images(self, x) -> Tensor:
+        """Stored image tensor: float in [0, 1] by default (uint8 sets that normalise per batch override it)."""
+        return _to_float(x)
+
     # -- building ----------------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self._ready:
             return
         raw = self.load()
-        x_tr, y_tr = _to_float(raw.x_train), as_tensor(raw.y_train).long().flatten()
-        x_te, y_te = _to_float(raw.x_test), as_tensor(raw.y_test).long().flatten()
+        x_tr, y_tr = self._images(raw.x_train), as_tensor(raw.y_train).long().flatten()
+        x_te, y_te = self._images(raw.x_test), as_tensor(raw.y_test).long().flatten()
         gen = torch.Generator().manual_seed(self.split_seed)
         if raw.x_val is not None and self.use_official_val:
-            x_va, y_va = _to_float(raw.x_val), as_tensor(raw.y_val).long().flatten()
+            x_va, y_va = self._images(raw.x_val), as_tensor(raw.y_val).long().flatten()
         else:
             tr_idx, va_idx = stratified_split(y_tr, self.val_fraction, gen)
             x_va, y_va, x_tr, y_tr = x_tr[va_idx], y_tr[va_idx], x_tr[tr_idx], y_tr[tr_idx]
@@ -184,14 +188,17 @@ class TensorDataModule(pl.LightningDataModule):
     def _train_transform(self):
         return None
 
+    def _eval_transform(self):
+        return None
+
     def train_dataloader(self):
         return make_loader(self.x_train, self.y_train, self.batch_size, True, self.seed, self._train_transform())
 
     def val_dataloader(self):
-        return make_loader(self.x_val, self.y_val, self.eval_batch_size, False)
+        return make_loader(self.x_val, self.y_val, self.eval_batch_size, False, transform=self._eval_transform())
 
     def test_dataloader(self):
-        return make_loader(self.x_test, self.y_test, self.eval_batch_size, False)
+        return make_loader(self.x_test, self.y_test, self.eval_batch_size, False, transform=self._eval_transform())
 
     def predict_dataloader(self):
         return self.test_dataloader()
