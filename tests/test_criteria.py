@@ -20,14 +20,18 @@ from tests.test_masks import make_model, train_steps
 CRITERIA = config_groups()["criterion"]
 
 
-def batches(n: int = 3):
+def batches(n: int = 3, size: int = 8):
     gen = torch.Generator().manual_seed(0)
-    return [(torch.randn(16, 1, 8, 8, generator=gen), torch.randint(0, 3, (16,), generator=gen)) for _ in range(n)]
+    return [
+        (torch.randn(16, 1, size, size, generator=gen), torch.randint(0, 3, (16,), generator=gen)) for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("name", CRITERIA)
 def test_criterion_contract(name):
     criterion = instantiate(compose_cfg([f"criterion={name}"]).criterion)
+    if criterion.structured:
+        return check_structured(criterion)
     model = make_model()
     init = R.snapshot(model)
     train_steps(model, torch.optim.Adam(model.parameters(), lr=0.01))
@@ -62,3 +66,26 @@ def test_magnitude_increase_values_and_needs_init():
     assert torch.count_nonzero(scores["classifier.0.weight"]) == 0  # untouched layer: no increase
     with pytest.raises(PrunelabError, match="initial weights"):
         MagnitudeIncrease().scores(model, M.get_masks(model), context=ScoringContext())
+
+
+def check_structured(criterion) -> None:
+    from prunelab.pruning import structured as S
+    from tests.test_structured import structured_model
+
+    model, groups = structured_model("convnet-bn")
+    previous = S.alive_filters(model, groups)
+    total = sum(len(a) for a in previous.values())
+    for round_, target in ((1, 0.3), (2, 0.6)):
+        ctx = ScoringContext(round=round_, seed=0, groups=groups, extra={"num_classes": 3})
+        kw = {"batches": batches(size=16) if criterion.needs_data else None, "context": ctx}
+        masks = M.get_masks(model, primary_only=True)
+        scores = criterion.scores(model, masks, **kw)
+        again = criterion.scores(model, masks, **{**kw, "batches": batches(size=16) if criterion.needs_data else None})
+        assert set(scores) == {g.conv for g in groups}
+        assert all(torch.isfinite(s).all() and s.shape == (g.out_channels,) for g, s in zip(groups, scores.values()))
+        assert all(torch.equal(scores[k], again[k]) for k in scores), "scores are not deterministic"
+        alive = S.select_filters(scores, S.alive_filters(model, groups), target)
+        M.set_masks(model, S.group_masks(model, groups, alive))
+        assert all(not (alive[k] & ~previous[k]).any() for k in alive)
+        assert sum(int((~a).sum()) for a in alive.values()) == round(target * total)
+        previous = alive

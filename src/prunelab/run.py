@@ -31,8 +31,10 @@ from prunelab.metrics import worst_class
 from prunelab.module import ClassifierModule, epoch_seed
 from prunelab.pruning import masks as M
 from prunelab.pruning import rewind as R
+from prunelab.pruning import structured as S
 from prunelab.pruning.callback import PruningCallback
-from prunelab.pruning.structure import count_flops
+from prunelab.pruning.groups import filter_groups
+from prunelab.pruning.structure import count_flops, export_report
 
 log = logging.getLogger("prunelab")
 
@@ -73,7 +75,8 @@ def build_data(cfg: DictConfig):
     return dm
 
 
-def build_model(cfg: DictConfig, dm) -> torch.nn.Module:
+def build_model(cfg: DictConfig, dm, structured: bool = False) -> tuple[torch.nn.Module, list]:
+    """The model with masks attached; for structured criteria also its filter groups (and companion masks)."""
     seed_all(cfg.seed)
     model = make(cfg, "model", input_shape=dm.input_shape, num_classes=dm.num_classes, _convert_="all")
     names = M.prunable_names(model, include=list(cfg.prune.include), exclude=list(cfg.prune.exclude))
@@ -84,7 +87,14 @@ def build_model(cfg: DictConfig, dm) -> torch.nn.Module:
             "e.g. prune.include=['*.weight']",
         )
     M.attach_masks(model, names)
-    return model
+    if not structured:
+        return model, []
+    groups = filter_groups(model)
+    if not groups:
+        raise PrunelabError("criterion", f"{type(model).__name__} has no structurally prunable conv filters",
+                            "use an unstructured criterion, or a conv model")  # fmt: skip
+    M.attach_masks(model, S.companion_names(groups, model), primary=False)
+    return model, groups
 
 
 def load_state_file(path: Path, key: str) -> dict[str, torch.Tensor]:
@@ -232,6 +242,9 @@ def run_round(ctx: dict, r: int) -> dict:
         run_dir / "rewind",
         cfg.seed,
         batches=lambda: iter(dm.train_dataloader()),
+        groups=ctx["groups"],
+        extra={"num_classes": dm.num_classes},
+        min_filters=int(cfg.prune.get("min_filters", 1)),
     )
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx["extra_callbacks"]], ctx["loggers"])
     start = time.perf_counter()
@@ -269,6 +282,14 @@ def finish_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path,
         **test,
     }
     row["prune/round"], row["prune/sparsity"], row["prune/flops"] = r, stats["sparsity"], flops["flops"]
+    if ctx.get("groups"):
+        row.update(S.filter_stats(S.alive_filters(module.model, ctx["groups"])))
+        row["prune/filters_removed_share"] = row["filters_removed_share"]
+        if ctx["cfg"].get("export", {}).get("compact", True):
+            compacted, report = export_report(module.model, ctx["groups"], dm.x_test[:64],
+                                              int(ctx["cfg"].get("export", {}).get("latency_reps", 20)))  # fmt: skip
+            row.update(report)
+            torch.save(compacted, rdir / "compact.pt")
     torch.save(module.model.state_dict(), rdir / "model.pt")
     torch.save(M.get_masks(module.model), rdir / "masks.pt")
     RS.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
@@ -340,7 +361,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict:
     rewind = make(cfg, "rewind")
     criterion = make(cfg, "criterion")
     dm = build_data(cfg)
-    model = build_model(cfg, dm)
+    model, groups = build_model(cfg, dm, getattr(criterion, "structured", False))
     if cfg.get("init_weights"):
         load_into(model, load_state_file(Path(cfg.init_weights), "init_weights"), "init_weights", cfg.init_weights)
     check_rewind(rewind, dm, cfg)
@@ -378,6 +399,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict:
         "criterion": criterion,
         "loggers": [],
         "extra_callbacks": [],
+        "groups": groups,
     }
 
 

@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 
 from prunelab.pruning import masks as M
 from prunelab.pruning import rewind as R
+from prunelab.pruning import structured as S
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.select import select
 
@@ -33,9 +34,13 @@ class PruningCallback(pl.Callback):
         rewind_dir: Path,
         seed: int = 0,
         batches: Callable[[], Iterable[Any]] | None = None,
+        groups: list | None = None,
+        extra: dict | None = None,
+        min_filters: int = 1,
     ):
         self.criterion, self.schedule, self.rewind = criterion, schedule, rewind
         self.round, self.rewind_dir, self.seed, self.batches = round_, Path(rewind_dir), seed, batches
+        self.groups, self.extra, self.min_filters = groups, dict(extra or {}), min_filters
         self.applied = round_ == 0  # round 0 trains the dense model
         self.last_prune: dict[str, float] = {}
 
@@ -57,12 +62,16 @@ class PruningCallback(pl.Callback):
     def prune(self, model) -> dict[str, float]:
         """Score, select, mask and rewind ``model`` for this round's target sparsity."""
         target = self.schedule.sparsity_at(self.round)
-        current = M.get_masks(model)
-        context = ScoringContext(round=self.round, seed=self.seed, initial_state=self._initial_state())
+        current = M.get_masks(model, primary_only=True)
+        context = ScoringContext(round=self.round, seed=self.seed, initial_state=self._initial_state(),
+                                 groups=self.groups, extra=self.extra)  # fmt: skip
         batches = self.batches() if (self.criterion.needs_data and self.batches) else None
         scores = self.criterion.scores(model, current, batches=batches, context=context)
-        new = select(scores, current, target, scope=getattr(self.criterion, "scope", "global"))
-        M.set_masks(model, new)
+        if getattr(self.criterion, "structured", False):
+            alive = S.select_filters(scores, S.alive_filters(model, self.groups), target, self.min_filters)
+            M.set_masks(model, S.group_masks(model, self.groups, alive))
+        else:
+            M.set_masks(model, select(scores, current, target, scope=getattr(self.criterion, "scope", "global")))
         self._rewind(model)
         stats = M.sparsity_stats(model)
         self.last_prune = {"target": target, "sparsity": stats["sparsity"]}

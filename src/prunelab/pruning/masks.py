@@ -22,9 +22,10 @@ DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Con
 class Mask(nn.Module):
     """Parametrization ``w -> w * mask``; the mask is a persistent float buffer (1 = kept, 0 = pruned)."""
 
-    def __init__(self, shape: Sequence[int], dtype: torch.dtype = torch.float32):
+    def __init__(self, shape: Sequence[int], dtype: torch.dtype = torch.float32, primary: bool = True):
         super().__init__()
         self.register_buffer("mask", torch.ones(shape, dtype=dtype), persistent=True)
+        self.primary = primary  # False: a companion of a filter group (bias, BatchNorm), not counted in sparsity
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.mask
@@ -63,7 +64,7 @@ def _split(name: str) -> tuple[str, str]:
     return mod, attr
 
 
-def attach_masks(model: nn.Module, names: Sequence[str]) -> None:
+def attach_masks(model: nn.Module, names: Sequence[str], primary: bool = True) -> None:
     """Register an all-ones :class:`Mask` on each named tensor (idempotent)."""
     for name in names:
         mod_name, attr = _split(name)
@@ -71,7 +72,7 @@ def attach_masks(model: nn.Module, names: Sequence[str]) -> None:
         if parametrize.is_parametrized(module, attr):
             continue
         tensor = getattr(module, attr)
-        parametrize.register_parametrization(module, attr, Mask(tensor.shape, tensor.dtype), unsafe=True)
+        parametrize.register_parametrization(module, attr, Mask(tensor.shape, tensor.dtype, primary), unsafe=True)
 
 
 def masked_names(model: nn.Module) -> list[str]:
@@ -93,9 +94,14 @@ def _mask_module(model: nn.Module, name: str) -> Mask:
     return next(p for p in chain if isinstance(p, Mask))
 
 
-def get_masks(model: nn.Module) -> dict[str, Tensor]:
-    """The current masks keyed by tensor name (clones, on CPU-independent devices as stored)."""
-    return {n: _mask_module(model, n).mask.detach().clone() for n in masked_names(model)}
+def get_masks(model: nn.Module, primary_only: bool = False) -> dict[str, Tensor]:
+    """The current masks keyed by tensor name (clones). ``primary_only`` leaves out filter-group companions."""
+    out = {}
+    for n in masked_names(model):
+        m = _mask_module(model, n)
+        if m.primary or not primary_only:
+            out[n] = m.mask.detach().clone()
+    return out
 
 
 def original(model: nn.Module, name: str) -> nn.Parameter:
@@ -139,8 +145,8 @@ def mask_state_keys(model: nn.Module) -> set[str]:
 
 
 def sparsity_stats(model: nn.Module) -> dict[str, float]:
-    """Overall and per-tensor sparsity of the masked tensors (share of entries pruned)."""
-    masks = get_masks(model)
+    """Overall and per-tensor sparsity of the prunable (primary) tensors (share of entries pruned)."""
+    masks = get_masks(model, primary_only=True)
     total = sum(m.numel() for m in masks.values())
     zeros = sum(int((m == 0).sum()) for m in masks.values())
     stats = {"sparsity": zeros / total if total else 0.0, "prunable": float(total), "pruned": float(zeros)}

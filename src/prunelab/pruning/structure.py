@@ -46,3 +46,44 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, float
         dense += 2.0 * weight.numel() * pos
         effective += 2.0 * float((weight != 0).sum()) * pos
     return {"flops": effective, "flops_dense": dense, "flops_ratio": effective / dense if dense else 1.0}
+
+
+def _latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
+    import statistics
+    import time
+
+    times = []
+    with torch.inference_mode():
+        model(x)  # warm-up
+        for _ in range(reps):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def export_report(model: nn.Module, groups, sample: torch.Tensor, reps: int = 20) -> tuple[nn.Module, dict]:
+    """Compact ``model`` physically, check it gives the same outputs, and time both (batch 1 and the sample)."""
+    from prunelab.pruning.structured import compact
+
+    compacted = compact(model, groups).eval()
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    x = sample.to(device).float()
+    if hasattr(sample, "dtype") and sample.dtype == torch.uint8:
+        x = x / 255.0
+    try:
+        with torch.inference_mode():
+            diff = float((model(x) - compacted(x)).abs().max())
+        report = {
+            "compact_max_abs_diff": diff,
+            "compact_parameters": sum(p.numel() for p in compacted.parameters()),
+            "latency_ms_b1_masked": _latency_ms(model, x[:1], reps),
+            "latency_ms_b1_compact": _latency_ms(compacted, x[:1], reps),
+            f"latency_ms_b{len(x)}_masked": _latency_ms(model, x, max(3, reps // 4)),
+            f"latency_ms_b{len(x)}_compact": _latency_ms(compacted, x, max(3, reps // 4)),
+        }
+    finally:
+        model.train(was_training)
+    return compacted, report

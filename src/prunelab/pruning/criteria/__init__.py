@@ -26,7 +26,8 @@ class ScoringContext:
     round: int = 0
     seed: int = 0
     initial_state: dict[str, Tensor] | None = None  # round-0 initial state_dict (for magnitude increase)
-    extra: dict[str, Any] = field(default_factory=dict)
+    groups: list[Any] | None = None  # structurally prunable filter groups (structured criteria)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. num_classes
 
 
 class Criterion(Protocol):

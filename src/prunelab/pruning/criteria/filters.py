@@ -1,0 +1,33 @@
+"""Simple structured criteria: one score per filter of each prunable conv (see ``prunelab.pruning.groups``).
+
+- ``L1Filter``: the L1 norm of each filter's weights (Li et al. 2017, "Pruning filters for efficient ConvNets").
+- ``RandomFilter``: uniform random scores, reproducible from the seed and round (the structured sanity baseline).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from prunelab.pruning import masks as M
+from prunelab.pruning.criteria import ScoringContext
+
+
+class L1Filter:
+    structured = True
+    needs_data = False
+    scope = "global"
+
+    def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
+        return {g.conv: M.effective(model, f"{g.conv}.weight").detach().abs().flatten(1).sum(1)
+                for g in context.groups}  # fmt: skip
+
+
+class RandomFilter:
+    structured = True
+    needs_data = False
+    scope = "global"
+
+    def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
+        gen = torch.Generator().manual_seed(10_007 * context.seed + 101 * context.round + 7)
+        return {g.conv: torch.rand(g.out_channels, generator=gen) for g in context.groups}

@@ -1,0 +1,73 @@
+"""PLS + VIP filter importance (Jordao et al., "Pruning deep neural networks using partial least squares",
+arXiv:1810.07610; PAPERS.md §2).
+
+One feature per filter: the global max- (or average-) pooled *pre-activation* output of each Conv2d (the conv's own
+output, before BatchNorm and ReLU, as in the authors' Keras code where activations are separate layers), for every
+conv of the network, over ``num_samples`` training examples. PLS with ``n_components`` (2) on the scaled features
+and one-hot labels; each filter's score is its VIP. The authors feed every conv's features into one PLS model and
+then exclude the last conv from pruning; prunelab does the same (``layers: all``) and ranks only the structurally
+prunable filters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from prunelab.errors import PrunelabError
+from prunelab.pruning.criteria import ScoringContext
+from prunelab.pruning.pls import pls_vip
+
+
+@torch.no_grad()
+def pooled_features(model: nn.Module, batches, num_samples: int, pooling: str = "max", convs=None):
+    """(features (N, F), labels (N,), column ranges per conv name) from conv outputs, pooled over space."""
+    names = convs or [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    store: dict[str, list[Tensor]] = {n: [] for n in names}
+    pool = (lambda o: o.amax((2, 3))) if pooling == "max" else (lambda o: o.mean((2, 3)))
+    hooks = [model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: store[n].append(pool(o).float().cpu()))
+             for n in names]  # fmt: skip
+    labels, seen, was_training = [], 0, model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        for x, y in batches:
+            model(x.to(device))
+            labels.append(y.cpu())
+            seen += len(y)
+            if seen >= num_samples:
+                break
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    feats = torch.cat([torch.cat(store[n])[:num_samples] for n in names], 1)
+    ranges, start = {}, 0
+    for n in names:
+        width = store[n][0].shape[1]
+        ranges[n] = (start, start + width)
+        start += width
+    return feats, torch.cat(labels)[:num_samples], ranges
+
+
+class PLSVIP:
+    structured = True
+    needs_data = True
+    scope = "global"
+
+    def __init__(self, num_samples: int = 2000, n_components: int = 2, pooling: str = "max", layers: str = "all"):
+        if pooling not in ("max", "avg"):
+            raise PrunelabError("criterion.pooling", f"unknown pooling {pooling!r}", "use max or avg")
+        if layers not in ("all", "prunable"):
+            raise PrunelabError("criterion.layers", f"unknown value {layers!r}", "use all or prunable")
+        self.num_samples, self.n_components, self.pooling, self.layers = num_samples, n_components, pooling, layers
+
+    def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
+        if batches is None:
+            raise PrunelabError("criterion", "pls_vip needs training batches", "run it through prunelab")
+        convs = [g.conv for g in context.groups] if self.layers == "prunable" else None
+        x, y, ranges = pooled_features(model, batches, self.num_samples, self.pooling, convs)
+        num_classes = int(context.extra.get("num_classes", int(y.max()) + 1))
+        v = pls_vip(x, F.one_hot(y, num_classes).double(), self.n_components).float()
+        return {g.conv: v[ranges[g.conv][0] : ranges[g.conv][1]] for g in context.groups}

@@ -1,0 +1,141 @@
+"""Structured pruning: filter groups, exact zeros, selection rules, compaction (outputs and FLOPs), PLS-VIP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from sklearn.cross_decomposition import PLSRegression
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from prunelab.models.convnets import ConvNet
+from prunelab.models.resnet import ResNet
+from prunelab.models.vgg import VGG
+from prunelab.pruning import masks as M
+from prunelab.pruning import structured as S
+from prunelab.pruning.groups import filter_groups
+from prunelab.pruning.pls import pls, pls_vip
+from prunelab.pruning.structure import count_flops
+
+MODELS = {
+    "convnet": lambda: ConvNet((1, 16, 16), 4, [8, "M", 8, "M", 16], (16,)),
+    "convnet-bn": lambda: ConvNet((1, 16, 16), 4, [8, "M", 8, 16], (16,), batch_norm=True),
+    "vgg11": lambda: VGG((3, 32, 32), 10, 11),
+    "resnet20": lambda: ResNet((3, 32, 32), 10, 20),
+}
+
+
+def structured_model(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    model = MODELS[name]()
+    M.attach_masks(model, M.prunable_names(model))
+    groups = filter_groups(model)
+    M.attach_masks(model, S.companion_names(groups, model), primary=False)
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so a wrong channel would show
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return model, groups
+
+
+def prune_random_filters(model, groups, share: float, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    scores = {g.conv: torch.rand(g.out_channels, generator=gen) for g in groups}
+    alive = S.select_filters(scores, S.alive_filters(model, groups), share)
+    M.set_masks(model, S.group_masks(model, groups, alive))
+    return alive
+
+
+def input_for(model) -> torch.Tensor:
+    shape = (3, 32, 32) if isinstance(model, (VGG, ResNet)) else (1, 16, 16)
+    return torch.randn(4, *shape, generator=torch.Generator().manual_seed(1))
+
+
+def test_groups_follow_the_structure():
+    _, vgg = structured_model("vgg11")
+    assert len(vgg) == 7 and all(len(g.batchnorms) == 1 and len(g.consumers) == 1 for g in vgg)  # last conv out
+    _, res = structured_model("resnet20")
+    assert [g.conv for g in res][:2] == ["blocks.0.conv1", "blocks.1.conv1"] and len(res) == 9
+    assert all(g.consumers == [g.conv.replace("conv1", "conv2")] for g in res)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_pruned_filters_emit_exact_zeros(name):
+    model, groups = structured_model(name)
+    alive = prune_random_filters(model, groups, 0.5)
+    outputs = {}
+    hooks = []
+    for g in groups:  # the last module of each group's path: its BatchNorm, else the conv
+        last = g.batchnorms[-1] if g.batchnorms else g.conv
+        hooks.append(model.get_submodule(last).register_forward_hook(lambda m, i, o, c=g.conv: outputs.update({c: o})))
+    for train in (False, True):
+        model.train(train)
+        model(input_for(model))
+        for g in groups:
+            dead = ~alive[g.conv]
+            assert dead.any() and torch.count_nonzero(outputs[g.conv][:, dead]) == 0
+    for h in hooks:
+        h.remove()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_compaction_gives_same_outputs_and_counted_flops(name):
+    model, groups = structured_model(name)
+    prune_random_filters(model, groups, 0.3)
+    prune_random_filters(model, groups, 0.6, seed=1)
+    model.eval()
+    compact = S.compact(model, groups).eval()
+    x = input_for(model)
+    with torch.no_grad():
+        assert torch.allclose(model(x), compact(x), atol=1e-5)
+    assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in model.parameters())
+    counted = count_flops(model, x.shape[1:])["flops"]
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        compact(x[:1])
+    assert counted == pytest.approx(counter.get_total_flops(), rel=1e-9)
+    assert M.masked_names(model)  # the original keeps its masks (compaction works on a copy)
+
+
+def test_select_filters_rules():
+    alive = {"a": torch.ones(4, dtype=torch.bool), "b": torch.ones(6, dtype=torch.bool)}
+    scores = {"a": torch.tensor([0.0, 0.0, 0.0, 0.0]), "b": torch.tensor([1.0, 2, 3, 4, 5, 6])}
+    out = S.select_filters(scores, alive, 0.5)  # remove 5 of 10: layer a keeps one filter
+    assert out["a"].tolist() == [False, False, False, True] and int((~out["b"]).sum()) == 2
+    assert out["b"].tolist() == [False, False, True, True, True, True]
+    more = S.select_filters({"a": torch.ones(4), "b": -torch.arange(6.0)}, out, 0.7)
+    assert not (more["a"] & ~out["a"]).any() and not (more["b"] & ~out["b"]).any()  # never revived
+    assert sum(int((~v).sum()) for v in more.values()) == 7
+    again = S.select_filters(scores, alive, 0.5)
+    assert all(torch.equal(out[k], again[k]) for k in out)  # deterministic
+
+
+def _sk_vip(x, y, **kw):
+    p = PLSRegression(n_components=2, scale=True, **kw).fit(x, y)
+    t, w, q = p.x_scores_, p.x_weights_, p.y_loadings_
+    s = np.diag(t.T @ t @ q.T @ q)
+    return np.sqrt(x.shape[1] * ((w / np.linalg.norm(w, axis=0)) ** 2 @ s) / s.sum())
+
+
+def test_pls_vip_agrees_with_scikit_learn():
+    gen = np.random.default_rng(0)
+    n, f, c = 800, 120, 6
+    labels = gen.integers(0, c, n)
+    y = np.eye(c)[labels]
+    x = gen.normal(size=(n, f))
+    x[:, :15] += y @ gen.normal(size=(c, 15)) * 2  # informative features
+    x[:, 30] = 2.5  # a constant feature (a dead filter)
+    ours = pls_vip(torch.tensor(x), torch.tensor(y)).numpy()
+    exact = _sk_vip(x, y, tol=1e-13, max_iter=10_000)  # NIPALS run to convergence
+    assert np.allclose(ours, exact, rtol=1e-5, atol=1e-7)
+    assert (np.argsort(ours, kind="stable") == np.argsort(exact, kind="stable")).all()  # the same ranking
+    # scikit-learn's default NIPALS tolerance (the authors' call) stops ~3e-4 short: only near-ties may swap,
+    # and the filters a pruning step removes (the lowest VIPs) are the same
+    default = _sk_vip(x, y)
+    assert spearmanr(ours, default).statistic > 0.999
+    for k in (12, 30):
+        assert set(np.argsort(ours)[:k]) == set(np.argsort(default)[:k])
+    _, t, _ = pls(torch.tensor(x), torch.tensor(y))
+    assert abs(float(t[:, 0] @ t[:, 1])) < 1e-6 * float(t[:, 0].norm() * t[:, 1].norm())  # orthogonal scores
