@@ -97,12 +97,13 @@ def _fmt(v: Any, spec: str) -> str:
 
 def format_table(rows: Sequence[dict]) -> str:
     """The per-round table printed at the end of a run."""
-    head = ["round", "sparsity", "nonzero", "accuracy", "auroc_macro", "worst class", "worst recall"]
+    head = ["round", "sparsity", "nonzero", "flops", "accuracy", "auroc_macro", "worst class", "worst recall"]
     body = [
         [
             str(r["round"]),
             _fmt(r["sparsity"], ".4f"),
             str(r["nonzero_parameters"]),
+            _fmt(r.get("flops_ratio"), ".3f"),
             _fmt(r.get("test/acc"), ".4f"),
             _fmt(r.get("test/auroc_macro"), ".4f"),
             str(r.get("worst_class", "-")),

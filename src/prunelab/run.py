@@ -251,7 +251,12 @@ def run_round(ctx: dict, r: int) -> dict:
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     fit_s = time.perf_counter() - start
     best = Path(ckpt.best_model_path) if ckpt.best_model_path else rdir / "checkpoints" / "last.ckpt"
-    load_into(module.model, load_state_file(best, "checkpoint"), "checkpoint", best)
+    if best.exists():
+        load_into(module.model, load_state_file(best, "checkpoint"), "checkpoint", best)
+    elif int(cfg.trainer.max_epochs) > 0:
+        raise PrunelabError("trainer", f"round {r} finished without a checkpoint", "check trainer.max_epochs")
+    else:  # max_epochs=0: evaluate the (pruned) weights as they are, e.g. SNIP without training
+        best = rdir / "untrained"
     module.last_metrics = {}
     trainer.validate(module, datamodule=dm, verbose=False)
     val = module.last_metrics.get("val", {})
@@ -261,6 +266,7 @@ def run_round(ctx: dict, r: int) -> dict:
 
 def finish_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path, fit_s: float, val: dict) -> dict:
     module, dm = ctx["module"], ctx["dm"]
+    rdir.mkdir(parents=True, exist_ok=True)
     test = module.last_metrics["test"]
     probs, labels = module.test_outputs
     stats = M.sparsity_stats(module.model)

@@ -41,7 +41,8 @@ class PruningCallback(pl.Callback):
         self.criterion, self.schedule, self.rewind = criterion, schedule, rewind
         self.round, self.rewind_dir, self.seed, self.batches = round_, Path(rewind_dir), seed, batches
         self.groups, self.extra, self.min_filters = groups, dict(extra or {}), min_filters
-        self.applied = round_ == 0  # round 0 trains the dense model
+        # round 0 trains the dense model, unless the schedule prunes at initialisation
+        self.applied = round_ == 0 and schedule.sparsity_at(0) == 0
         self.last_prune: dict[str, float] = {}
 
     # -- state carried by checkpoints ------------------------------------------------------------------------

@@ -17,16 +17,30 @@ def _check_fraction(key: str, value: float) -> float:
 
 
 class OneShot:
-    """Train dense, prune once to ``sparsity``, retrain (two rounds)."""
+    """Train dense, prune once to ``sparsity``, retrain (two rounds).
+
+    With ``at_init`` the only round prunes before any training (SNIP-style pruning at initialisation).
+    """
 
     in_fit = False
 
-    def __init__(self, sparsity: float = 0.5):
+    def __init__(self, sparsity: float = 0.5, at_init: bool = False):
         self.sparsity = _check_fraction("schedule.sparsity", sparsity)
-        self.num_rounds = 2
+        self.at_init = bool(at_init)
+        self.num_rounds = 1 if self.at_init else 2
 
     def sparsity_at(self, round_: int) -> float:
-        return 0.0 if round_ == 0 else self.sparsity
+        return self.sparsity if (self.at_init or round_ > 0) else 0.0
+
+
+class Dense:
+    """One round, no pruning: the dense baseline (e.g. for post-training quantization)."""
+
+    in_fit = False
+    num_rounds = 1
+
+    def sparsity_at(self, round_: int) -> float:
+        return 0.0
 
 
 class Iterative:
