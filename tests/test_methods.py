@@ -26,3 +26,60 @@ def test_entezari_scenarios_run(scenario, tmp_path, data_dir):
     data = json.loads((run_dir / "data.json").read_text())
     neg, pos = data["counts"]["train"]
     assert data["classes"] == ["not_pneumonia", "pneumonia"] and abs(neg - 5 * pos) <= 1
+
+
+def test_gradual_schedule_formula():
+    from prunelab.pruning.schedules import Gradual
+
+    s = Gradual(final_sparsity=0.8, begin_step=10, end_step=110, frequency=25)
+    assert s.sparsity_at_step(0) == 0 and s.sparsity_at_step(10) == 0
+    assert s.sparsity_at_step(60) == pytest.approx(0.8 * (1 - 0.5**3))
+    assert s.sparsity_at_step(110) == 0.8 and s.sparsity_at_step(500) == 0.8
+    assert [t for t in range(200) if s.update_at(t)] == [10, 35, 60, 85, 110]
+
+
+def test_gradual_run_reaches_final_sparsity_at_end_step(tmp_path):
+    """Inside a real fit: sparsity follows the cubic schedule and is final exactly at end_step."""
+    import lightning.pytorch as pl
+
+    from prunelab.pruning import masks as M
+    from prunelab.run import prepare, run_round
+    from tests.conftest import compose_cfg
+
+    seen: dict[int, float] = {}
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # runs after the pruner's hook
+            seen[trainer.global_step] = M.sparsity_stats(pl_module.model)["sparsity"]
+
+    cfg = compose_cfg(["schedule=gradual", "schedule.final_sparsity=0.7", "schedule.begin_step=5",
+                       "schedule.end_step=45", "schedule.frequency=10", "criterion.scope=layer",
+                       "trainer.max_epochs=4"])  # fmt: skip
+    ctx = prepare(cfg, tmp_path)
+    ctx["extra_callbacks"] = [Probe()]
+    row = run_round(ctx, 0)
+    schedule = ctx["schedule"]
+    assert seen[45] == pytest.approx(0.7, abs=1e-3)  # masks at the start of step 45's batch
+    assert seen[44] == pytest.approx(schedule.sparsity_at_step(35), abs=1e-3) and seen[44] < 0.7
+    assert seen[3] == 0 and row["sparsity"] == pytest.approx(0.7, abs=1e-3)
+    names = M.prunable_names(ctx["module"].model)
+    assert names[-1] not in M.masked_names(ctx["module"].model)  # the classifier is not pruned
+
+
+def test_quantized_runs_save_predictions_and_per_class_metrics(tmp_path):
+    import numpy as np
+
+    proc = cli(["schedule=dense", "quantize=all", "logger=none", "trainer.max_epochs=3"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    float_acc = json.loads((run_dir / "rounds/r00/metrics.json").read_text())["test/acc"]
+    for method in ("fp16", "dynamic_int8", "static_int8"):
+        qdir = run_dir / "rounds" / "r00" / "quant" / method
+        metrics = json.loads((qdir / "metrics.json").read_text())
+        pred = np.load(qdir / "predictions.npz")
+        assert metrics["method"] == method and "test/recall/3" in metrics and "test/auroc_macro" in metrics
+        assert (pred["preds"] == pred["labels"]).mean() == pytest.approx(metrics["test/acc"], abs=1e-6)
+        assert abs(metrics["test/acc"] - float_acc) < 0.05 and metrics["agreement_with_float"] > 0.9
+    sizes = {m: json.loads((run_dir / f"rounds/r00/quant/{m}/metrics.json").read_text())["model_bytes"]
+             for m in ("fp16", "dynamic_int8")}  # fmt: skip
+    assert sizes["dynamic_int8"] < sizes["fp16"]

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 # Top-level keys that define what a run computes; their resolved values name its folder (OpenLTH's rule).
 IDENTITY_KEYS = (
     "data", "model", "criterion", "schedule", "rewind", "loss", "optimizer", "scheduler", "trainer", "prune",
-    "seed", "monitor", "init_weights",
+    "seed", "monitor", "init_weights", "quantize",
 )  # fmt: skip
 
 

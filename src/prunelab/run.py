@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from prunelab import results as RS
 from prunelab.config import identity, run_id
 from prunelab.errors import PrunelabError
-from prunelab.metrics import worst_class
+from prunelab.metrics import classification_metrics, worst_class
 from prunelab.module import ClassifierModule, epoch_seed
 from prunelab.pruning import masks as M
 from prunelab.pruning import rewind as R
@@ -35,6 +35,7 @@ from prunelab.pruning import structured as S
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.groups import filter_groups
 from prunelab.pruning.structure import count_flops, export_report
+from prunelab.quantize import predict, quantize, serialized_bytes
 
 log = logging.getLogger("prunelab")
 
@@ -42,6 +43,7 @@ warnings.filterwarnings("ignore", ".*does not have many workers.*")
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # per-fit GPU/TPU/tip lines
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
 warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device`.*")
+warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")  # a resumed round
 warnings.filterwarnings("ignore", ".*the number of training batches.*")
 
 
@@ -80,6 +82,9 @@ def build_model(cfg: DictConfig, dm, structured: bool = False) -> tuple[torch.nn
     seed_all(cfg.seed)
     model = make(cfg, "model", input_shape=dm.input_shape, num_classes=dm.num_classes, _convert_="all")
     names = M.prunable_names(model, include=list(cfg.prune.include), exclude=list(cfg.prune.exclude))
+    if cfg.prune.get("exclude_output_layer", False) and names:
+        last = names[-1].rpartition(".")[0]  # the module that produces the logits
+        names = [n for n in names if n.rpartition(".")[0] != last]
     if not names:
         raise PrunelabError(
             "prune.include",
@@ -186,10 +191,27 @@ def check_run_folder(cfg: DictConfig, run_dir: Path) -> None:
         RS.atomic_write_text(saved, OmegaConf.to_yaml(cfg, resolve=True))
 
 
+def round_steps(dm, cfg: DictConfig) -> int:
+    """Optimizer steps in one round's fit (epochs x batches, after limit_train_batches and accumulation)."""
+    batches = len(dm.train_dataloader())
+    limit = cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        batches = min(batches, limit)
+    elif isinstance(limit, float):
+        batches = int(batches * limit)
+    return batches // int(cfg.trainer.get("accumulate_grad_batches") or 1) * int(cfg.trainer.max_epochs)
+
+
+def check_schedule(schedule, dm, cfg: DictConfig) -> None:
+    if getattr(schedule, "in_fit", False) and schedule.end > (steps := round_steps(dm, cfg)):
+        raise PrunelabError("schedule.end_step", f"end step {schedule.end} is beyond the fit's {steps} steps",
+                            f"use schedule.end_step <= {steps} or more trainer.max_epochs")  # fmt: skip
+
+
 def check_rewind(rewind: R.Rewind, dm, cfg: DictConfig) -> None:
     if rewind.kind != "step":
         return
-    steps = len(dm.train_dataloader()) * int(cfg.trainer.max_epochs)
+    steps = round_steps(dm, cfg)
     if rewind.step > steps:
         raise PrunelabError(
             "rewind.step",
@@ -225,10 +247,12 @@ def run_round(ctx: dict, r: int) -> dict:
         shutil.rmtree(rdir / "checkpoints")
     seed_all(epoch_seed(cfg.seed, r, 0))
     module.set_round(r)
+    # an in-fit (gradual) schedule keeps the last epoch: an earlier "best" one would not have the final masks
+    monitor = None if getattr(ctx["schedule"], "in_fit", False) else cfg.monitor.metric
     ckpt = ModelCheckpoint(
         dirpath=str(rdir / "checkpoints"),
         filename="best-epoch{epoch:03d}",
-        monitor=cfg.monitor.metric,
+        monitor=monitor,
         mode=cfg.monitor.mode,
         save_last=True,
         save_top_k=1,
@@ -298,6 +322,8 @@ def finish_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path,
             torch.save(compacted, rdir / "compact.pt")
     torch.save(module.model.state_dict(), rdir / "model.pt")
     torch.save(M.get_masks(module.model), rdir / "masks.pt")
+    if r == ctx["schedule"].num_rounds - 1 or ctx["cfg"].get("quantize", {}).get("rounds") == "all":
+        quantize_round(ctx, r, rdir, trainer)
     RS.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
     per_tensor = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("sparsity/")}
     RS.atomic_write_json(
@@ -308,6 +334,35 @@ def finish_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path,
     for lg in ctx["loggers"]:
         lg.log_metrics({f"round/{k}" if "/" not in k else k: v for k, v in numeric.items()}, step=trainer.global_step)
     return row
+
+
+def quantize_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer) -> None:
+    """Evaluate post-training quantized copies of the round's model with the same metrics and saved predictions."""
+    qcfg = ctx["cfg"].get("quantize") or {}
+    methods = list(qcfg.get("methods") or [])
+    if not methods:
+        return
+    dm, module = ctx["dm"], ctx["module"]
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    calibration = [b for _, b in zip(range(int(qcfg.get("calibration_batches", 8))), loader)]
+    ref_probs, _ = module.test_outputs
+    for method in methods:
+        qmodel = quantize(module.model, method, calibration)
+        probs, labels, seconds = predict(qmodel, dm.test_dataloader())
+        metrics = classification_metrics(probs, labels, dm.class_names, "test", dm.positive_class)
+        worst, worst_recall = worst_class(metrics, dm.class_names)
+        row = {"round": r, "method": method, "sparsity": M.sparsity_stats(module.model)["sparsity"],
+               "model_bytes": serialized_bytes(qmodel), "test_seconds_cpu": round(seconds, 4),
+               "agreement_with_float": float((probs.argmax(1) == ref_probs.argmax(1)).float().mean()),
+               "worst_class": worst, "worst_class_recall": worst_recall, **metrics}  # fmt: skip
+        qdir = rdir / "quant" / method
+        RS.save_predictions(qdir / "predictions.npz", probs.numpy(), labels.numpy())
+        RS.atomic_write_json(qdir / "metrics.json", row)
+        for lg in ctx["loggers"]:
+            lg.log_metrics({f"quant/{method}/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+        log.info("round %d %s: test acc %.4f (float agreement %.4f)", r, method, metrics["test/acc"],
+                 row["agreement_with_float"])  # fmt: skip
 
 
 def _confusion(probs: torch.Tensor, labels: torch.Tensor, dm) -> list[list[int]]:
@@ -371,6 +426,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.get("init_weights"):
         load_into(model, load_state_file(Path(cfg.init_weights), "init_weights"), "init_weights", cfg.init_weights)
     check_rewind(rewind, dm, cfg)
+    check_schedule(schedule, dm, cfg)
     check_run_folder(cfg, run_dir)
     init_path = run_dir / "rewind" / "init.pt"
     if init_path.exists():

@@ -41,9 +41,11 @@ class PruningCallback(pl.Callback):
         self.criterion, self.schedule, self.rewind = criterion, schedule, rewind
         self.round, self.rewind_dir, self.seed, self.batches = round_, Path(rewind_dir), seed, batches
         self.groups, self.extra, self.min_filters = groups, dict(extra or {}), min_filters
-        # round 0 trains the dense model, unless the schedule prunes at initialisation
-        self.applied = round_ == 0 and schedule.sparsity_at(0) == 0
+        # round 0 trains the dense model, unless the schedule prunes at initialisation; in-fit schedules prune
+        # on their own steps (on_train_batch_start), never at the start of the fit
+        self.applied = getattr(schedule, "in_fit", False) or (round_ == 0 and schedule.sparsity_at(0) == 0)
         self.last_prune: dict[str, float] = {}
+        self._last_update_step = -1
 
     # -- state carried by checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -60,9 +62,21 @@ class PruningCallback(pl.Callback):
         self.prune(pl_module.model)
         self.applied = True
 
-    def prune(self, model) -> dict[str, float]:
+    # -- inside a fit (gradual schedules) -------------------------------------------------------------------------
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if not getattr(self.schedule, "in_fit", False) or not self.schedule.update_at(step):
+            return
+        if self._last_update_step == step:  # gradient accumulation: several batches share a step
+            return
+        self._last_update_step = step
+        self.prune(pl_module.model, target=self.schedule.sparsity_at_step(step), rewind=False)
+        for opt in trainer.optimizers:  # momentum / Adam moments of newly pruned entries must not revive them
+            M.mask_optimizer_state(opt, pl_module.model)
+
+    def prune(self, model, target: float | None = None, rewind: bool = True) -> dict[str, float]:
         """Score, select, mask and rewind ``model`` for this round's target sparsity."""
-        target = self.schedule.sparsity_at(self.round)
+        target = self.schedule.sparsity_at(self.round) if target is None else target
         current = M.get_masks(model, primary_only=True)
         context = ScoringContext(round=self.round, seed=self.seed, initial_state=self._initial_state(),
                                  groups=self.groups, extra=self.extra)  # fmt: skip
@@ -73,10 +87,11 @@ class PruningCallback(pl.Callback):
             M.set_masks(model, S.group_masks(model, self.groups, alive))
         else:
             M.set_masks(model, select(scores, current, target, scope=getattr(self.criterion, "scope", "global")))
-        self._rewind(model)
+        if rewind:
+            self._rewind(model)
         stats = M.sparsity_stats(model)
         self.last_prune = {"target": target, "sparsity": stats["sparsity"]}
-        log.info("round %d: pruned to sparsity %.4f (target %.4f)", self.round, stats["sparsity"], target)
+        log.debug("round %d: pruned to sparsity %.4f (target %.4f)", self.round, stats["sparsity"], target)
         return self.last_prune
 
     def _initial_state(self):

@@ -56,3 +56,39 @@ class Iterative:
 
     def sparsity_at(self, round_: int) -> float:
         return 1.0 - (1.0 - self.rate) ** round_
+
+
+class Gradual:
+    """Zhu & Gupta 2017 ("To prune, or not to prune") cubic schedule, applied inside one fit.
+
+    Every ``frequency`` optimizer steps from ``begin_step`` to ``end_step`` the masks are recomputed for
+    ``s_t = s_f + (s_i - s_f) * (1 - (t - begin) / (end - begin))^3``; at ``end_step`` the sparsity is
+    ``final_sparsity`` and stays there. One round (the fit that prunes); Hooker et al. 2019 used this schedule.
+    """
+
+    in_fit = True
+    num_rounds = 1
+
+    def __init__(self, final_sparsity: float = 0.5, begin_step: int = 0, end_step: int = 1000, frequency: int = 100,
+                 initial_sparsity: float = 0.0):  # fmt: skip
+        self.final = _check_fraction("schedule.final_sparsity", final_sparsity)
+        self.initial = _check_fraction("schedule.initial_sparsity", initial_sparsity)
+        self.begin, self.end, self.frequency = int(begin_step), int(end_step), int(frequency)
+        if self.end <= self.begin or self.begin < 0:
+            raise PrunelabError("schedule.end_step", f"end {self.end} must be after begin {self.begin} >= 0",
+                                "e.g. begin_step=0 end_step=1000")  # fmt: skip
+        if self.frequency < 1:
+            raise PrunelabError("schedule.frequency", f"{frequency} must be >= 1", "e.g. 100 steps")
+
+    def sparsity_at(self, round_: int) -> float:
+        return self.final
+
+    def sparsity_at_step(self, step: int) -> float:
+        t = min(max(step, self.begin), self.end)
+        return self.final + (self.initial - self.final) * (1 - (t - self.begin) / (self.end - self.begin)) ** 3
+
+    def update_at(self, step: int) -> bool:
+        """Masks change at begin, every ``frequency`` steps after it, and at ``end`` exactly."""
+        if step < self.begin or step > self.end:
+            return False
+        return (step - self.begin) % self.frequency == 0 or step == self.end
