@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
+from prunelab.pruning import structured as S
 from tests.conftest import cli, run_dirs
 
 SHORT = ["logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=10"]
@@ -83,3 +85,63 @@ def test_quantized_runs_save_predictions_and_per_class_metrics(tmp_path):
     sizes = {m: json.loads((run_dir / f"rounds/r00/quant/{m}/metrics.json").read_text())["model_bytes"]
              for m in ("fp16", "dynamic_int8")}  # fmt: skip
     assert sizes["dynamic_int8"] < sizes["fp16"]
+
+
+def _progressive_ctx(tmp_path, extra=()):
+    from prunelab.run import prepare
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(["data=fashion_mnist", "model=cnn_small_bn", "criterion=activation_energy",
+                       "schedule=progressive", "trainer.max_epochs=1", "trainer.limit_train_batches=8",
+                       "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "rewind=none", *extra])  # fmt: skip
+    return prepare(cfg, tmp_path)
+
+
+def test_progressive_rounds_freeze_later_layers_bit_identically(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("PRUNELAB_DATA_DIR", str(data_dir))
+    from prunelab.pruning.callback import frozen_after
+    from prunelab.run import run_round
+
+    ctx = _progressive_ctx(tmp_path, ["criterion.num_samples=64"])
+    model = ctx["module"].model
+    assert ctx["schedule"].layers == ["features.0", "features.4"] and ctx["schedule"].num_rounds == 3
+    run_round(ctx, 0)
+    for r, layer in ((1, "features.0"), (2, "features.4")):
+        frozen = frozen_after(model, layer)
+        before = [{k: v.clone() for k, v in m.state_dict().items()} for m in frozen]
+        trainable = {k: v.clone() for k, v in model.state_dict().items()}
+        run_round(ctx, r)
+        after = [m.state_dict() for m in frozen]
+        assert frozen and all(torch.equal(b[k], a[k]) for b, a in zip(before, after) for k in b)  # bit-identical
+        moved = [k for k, v in model.state_dict().items() if not torch.equal(v, trainable[k])]
+        assert any(k.startswith(layer) for k in moved)  # the simplified layer itself retrained
+        alive = S.alive_filters(model, ctx["groups"])[layer]
+        assert int(alive.sum()) == alive.numel() // 2  # rate 0.5 of this layer's kernels
+    assert all(p.requires_grad for p in model.parameters())  # unfrozen after each round
+
+
+def test_human_ratings_loop(tmp_path, data_dir, monkeypatch):
+    """No ratings: the kernel grid and a template are written and the run stops; with ratings, exactly the dropped
+    kernels go."""
+    monkeypatch.setenv("PRUNELAB_DATA_DIR", str(data_dir))
+    from prunelab.errors import PrunelabError
+    from prunelab.pruning.callback import PruningCallback
+
+    ratings = tmp_path / "ratings.csv"
+    ctx = _progressive_ctx(tmp_path, ["criterion=human_ratings", f"criterion.ratings={ratings}",
+                                      "schedule.rate=null", "schedule.threshold=0.5"])  # fmt: skip
+    model, dm = ctx["module"].model, ctx["dm"]
+    cb = PruningCallback(ctx["criterion"], ctx["schedule"], ctx["rewind"], 1, tmp_path / "rewind", 0,
+                         batches=lambda: iter(dm.train_dataloader()), groups=ctx["groups"],
+                         extra={"run_dir": str(tmp_path)})  # fmt: skip
+    with pytest.raises(PrunelabError, match=r"no ratings for layer features\.0"):
+        cb.prune(model)
+    grid = tmp_path / "kernels" / "features.0.png"
+    template = (tmp_path / "kernels" / "features.0.csv").read_text().splitlines()
+    assert grid.exists() and grid.stat().st_size > 0 and len(template) == 1 + 32
+    drop = {3, 7, 20}
+    ratings.write_text("layer,kernel,decision\n" + "".join(
+        f"features.0,{k},{'drop' if k in drop else 'keep'}\n" for k in range(32)))  # fmt: skip
+    cb.prune(model)
+    alive = S.alive_filters(model, ctx["groups"])
+    assert {int(k) for k in torch.nonzero(~alive["features.0"])} == drop and alive["features.4"].all()

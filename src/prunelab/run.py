@@ -267,7 +267,7 @@ def run_round(ctx: dict, r: int) -> dict:
         cfg.seed,
         batches=lambda: iter(dm.train_dataloader()),
         groups=ctx["groups"],
-        extra={"num_classes": dm.num_classes},
+        extra={"num_classes": dm.num_classes, "run_dir": str(run_dir)},
         min_filters=int(cfg.prune.get("min_filters", 1)),
     )
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx["extra_callbacks"]], ctx["loggers"])
@@ -423,6 +423,14 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict:
     criterion = make(cfg, "criterion")
     dm = build_data(cfg)
     model, groups = build_model(cfg, dm, getattr(criterion, "structured", False))
+    if hasattr(schedule, "bind"):
+        if not groups:
+            raise PrunelabError("schedule", "the progressive schedule prunes kernels: it needs a structured criterion",
+                                "e.g. criterion=activation_energy")  # fmt: skip
+        if rewind.kind != "none":
+            raise PrunelabError("rewind", f"rewind={rewind.kind} would reset the layers a progressive round freezes",
+                                "use rewind=none (progressive retraining continues from the trained weights)")  # fmt: skip
+        schedule.bind(groups)
     if cfg.get("init_weights"):
         load_into(model, load_state_file(Path(cfg.init_weights), "init_weights"), "init_weights", cfg.init_weights)
     check_rewind(rewind, dm, cfg)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
+from torch import nn
 
 from prunelab.pruning import masks as M
 from prunelab.pruning import rewind as R
@@ -46,6 +48,7 @@ class PruningCallback(pl.Callback):
         self.applied = getattr(schedule, "in_fit", False) or (round_ == 0 and schedule.sparsity_at(0) == 0)
         self.last_prune: dict[str, float] = {}
         self._last_update_step = -1
+        self.frozen: list[nn.Module] = []
 
     # -- state carried by checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -57,13 +60,37 @@ class PruningCallback(pl.Callback):
 
     # -- between rounds ----------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.applied:
-            return
-        self.prune(pl_module.model)
-        self.applied = True
+        if not self.applied:
+            self.prune(pl_module.model)
+            self.applied = True
+        if getattr(self.schedule, "progressive", False) and self.schedule.freeze and self.round > 0:
+            self.frozen = frozen_after(pl_module.model, self.schedule.layer_at(self.round))
+            for module in self.frozen:
+                module.requires_grad_(False)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        for module in self.frozen:  # frozen BatchNorms keep their running statistics
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        self._gradual_update(trainer, pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for module in self.frozen:
+            module.requires_grad_(True)
+        self.frozen = []
+
+    def _select_layer(self, score, alive):
+        """Progressive schedules: the kernels of one layer to keep (by rate or by threshold)."""
+        if self.schedule.threshold is None:
+            return S.select_filters({"l": score}, {"l": alive}, self.schedule.rate, self.min_filters)["l"]
+        keep = alive & (score.to(alive.device) >= self.schedule.threshold)
+        if int(keep.sum()) < self.min_filters:  # never empty a layer: keep the best-scored kernels
+            best = torch.argsort(torch.where(alive, score.to(alive.device), -torch.inf), descending=True, stable=True)
+            keep[best[: self.min_filters]] = True
+        return keep
 
     # -- inside a fit (gradual schedules) -------------------------------------------------------------------------
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+    def _gradual_update(self, trainer, pl_module) -> None:
         step = trainer.global_step
         if not getattr(self.schedule, "in_fit", False) or not self.schedule.update_at(step):
             return
@@ -78,11 +105,19 @@ class PruningCallback(pl.Callback):
         """Score, select, mask and rewind ``model`` for this round's target sparsity."""
         target = self.schedule.sparsity_at(self.round) if target is None else target
         current = M.get_masks(model, primary_only=True)
+        extra = dict(self.extra)
+        if getattr(self.schedule, "progressive", False):
+            extra["layer"] = self.schedule.layer_at(self.round)
         context = ScoringContext(round=self.round, seed=self.seed, initial_state=self._initial_state(),
-                                 groups=self.groups, extra=self.extra)  # fmt: skip
+                                 groups=self.groups, extra=extra)  # fmt: skip
         batches = self.batches() if (self.criterion.needs_data and self.batches) else None
         scores = self.criterion.scores(model, current, batches=batches, context=context)
-        if getattr(self.criterion, "structured", False):
+        if getattr(self.schedule, "progressive", False):
+            alive = S.alive_filters(model, self.groups)
+            layer = context.extra["layer"]
+            alive[layer] = self._select_layer(scores[layer], alive[layer])
+            M.set_masks(model, S.group_masks(model, self.groups, alive))
+        elif getattr(self.criterion, "structured", False):
             alive = S.select_filters(scores, S.alive_filters(model, self.groups), target, self.min_filters)
             M.set_masks(model, S.group_masks(model, self.groups, alive))
         else:
@@ -111,3 +146,14 @@ class PruningCallback(pl.Callback):
         path = self.rewind_dir / self.rewind.snapshot_name()
         if not path.exists():
             R.save_snapshot(pl_module.model, path)
+
+
+def frozen_after(model: nn.Module, layer: str) -> list[nn.Module]:
+    """Modules with weights after conv ``layer``'s successor conv (and that conv's BatchNorm), in module order:
+    what a progressive round keeps frozen."""
+    mods = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
+    names = [n for n, _ in mods]
+    idx = names.index(layer)
+    nxt = next((k for k in range(idx + 1, len(mods)) if isinstance(mods[k][1], nn.Conv2d)), idx)
+    end = nxt + 1 if nxt + 1 < len(mods) and isinstance(mods[nxt + 1][1], nn.BatchNorm2d) else nxt
+    return [m for _, m in mods[end + 1 :]]

@@ -92,3 +92,41 @@ class Gradual:
         if step < self.begin or step > self.end:
             return False
         return (step - self.begin) % self.frequency == 0 or step == self.end
+
+
+class Progressive:
+    """Layer-by-layer simplification with progressive retraining (Osaku et al. 2021; PAPERS.md §4, our reading).
+
+    Round 0 trains the dense model; round l (1..L) prunes the kernels (filters) of the l-th structurally prunable
+    conv only, then retrains with convs 1..l+1 (and their BatchNorms) trainable and every later layer frozen.
+    In each layer either the ``rate`` share of its kernels with the lowest relevance is removed, or, with
+    ``threshold``, every kernel scoring below it (the human-ratings criterion scores keep = 1, drop = 0).
+    Needs a structured criterion; ``bind`` is called with the model's filter groups.
+    """
+
+    in_fit = False
+    progressive = True
+
+    def __init__(self, rate: float | None = 0.5, threshold: float | None = None, freeze: bool = True):
+        if (rate is None) == (threshold is None):
+            raise PrunelabError("schedule.rate", "set exactly one of rate and threshold", "e.g. rate=0.5")
+        self.rate = None if rate is None else _check_fraction("schedule.rate", rate)
+        self.threshold = None if threshold is None else float(threshold)
+        self.freeze = bool(freeze)  # False: retrain the whole model each round (the comparison baseline)
+        self.layers: list[str] = []
+        self.num_rounds = 1
+
+    def bind(self, groups) -> None:
+        self.layers = [g.conv for g in groups]
+        self.num_rounds = 1 + len(self.layers)
+
+    def layer_at(self, round_: int) -> str | None:
+        return self.layers[round_ - 1] if 0 < round_ <= len(self.layers) else None
+
+    def sparsity_at(self, round_: int) -> float:
+        """Nominal share of the pruned layers' kernels removed so far (reported, not used to select)."""
+        return (
+            0.0
+            if round_ == 0 or self.rate is None
+            else self.rate * min(round_, len(self.layers)) / max(1, len(self.layers))
+        )
