@@ -50,3 +50,10 @@ def test_forward_shapes(make, shape):
 @pytest.mark.parametrize("depth", [11, 16])
 def test_vgg_forward(depth):
     assert VGG((3, 32, 32), 10, depth)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_wide_resnet_sizes():
+    from prunelab.models.wide_resnet import WideResNet
+
+    assert abs(n_params(WideResNet((3, 32, 32), 10, 28, 10)) - 36.5e6) < 0.1e6  # Zagoruyko & Komodakis: 36.5M
+    assert WideResNet((3, 32, 32), 10, 16, 4)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
