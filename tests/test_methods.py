@@ -93,7 +93,8 @@ def _progressive_ctx(tmp_path, extra=()):
 
     cfg = compose_cfg(["data=fashion_mnist", "model=cnn_small_bn", "criterion=activation_energy",
                        "schedule=progressive", "trainer.max_epochs=1", "trainer.limit_train_batches=8",
-                       "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "rewind=none", *extra])  # fmt: skip
+                       "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "rewind=none",
+                       *extra])  # fmt: skip
     return prepare(cfg, tmp_path)
 
 

@@ -428,8 +428,11 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict:
             raise PrunelabError("schedule", "the progressive schedule prunes kernels: it needs a structured criterion",
                                 "e.g. criterion=activation_energy")  # fmt: skip
         if rewind.kind != "none":
-            raise PrunelabError("rewind", f"rewind={rewind.kind} would reset the layers a progressive round freezes",
-                                "use rewind=none (progressive retraining continues from the trained weights)")  # fmt: skip
+            raise PrunelabError(
+                "rewind",
+                f"rewind={rewind.kind} would reset the layers a progressive round freezes",
+                "use rewind=none (progressive retraining continues from the trained weights)",
+            )
         schedule.bind(groups)
     if cfg.get("init_weights"):
         load_into(model, load_state_file(Path(cfg.init_weights), "init_weights"), "init_weights", cfg.init_weights)
