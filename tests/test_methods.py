@@ -146,3 +146,32 @@ def test_human_ratings_loop(tmp_path, data_dir, monkeypatch):
     cb.prune(model)
     alive = S.alive_filters(model, ctx["groups"])
     assert {int(k) for k in torch.nonzero(~alive["features.0"])} == drop and alive["features.4"].all()
+
+
+CLI_METHODS = {
+    "magnitude_increase": ["criterion=magnitude_increase", "loss=class_dependent", "data.imbalance.positive_class=3"],
+    "pls_vip": ["criterion=pls_vip", "criterion.num_samples=300"],
+    "l1_filter": ["criterion=l1_filter"],
+    "taylor_filter": ["criterion=taylor_filter", "criterion.num_batches=3"],
+    "random_filter": ["criterion=random_filter"],
+    "snip_at_init": ["criterion=snip", "schedule=one_shot", "schedule.at_init=true", "schedule.sparsity=0.8"],
+    "gradual": ["schedule=gradual", "schedule.end_step=30", "schedule.frequency=10", "criterion.scope=layer"],
+    "progressive": ["criterion=activation_energy", "schedule=progressive", "rewind=none"],
+    "weighted_ce_balanced": ["loss=weighted_ce", "loss.beta=0.999", "data.imbalance.long_tail_ratio=10"],
+}
+
+
+@pytest.mark.parametrize("name", list(CLI_METHODS))
+def test_every_method_runs_from_the_cli(name, tmp_path):
+    args = ["data=digits", "model=cnn_small_bn", "logger=none", "trainer.max_epochs=2", "schedule.rounds=1",
+            *CLI_METHODS[name]]  # fmt: skip
+    if any(a.startswith("schedule=") for a in args):
+        args.remove("schedule.rounds=1")
+    proc = cli(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "complete"
+    assert rows[-1]["sparsity"] > 0 or rows[-1].get("filters_removed_share", 0) > 0
+    if rows[-1].get("compact_max_abs_diff") is not None:
+        assert rows[-1]["compact_max_abs_diff"] < 1e-4 and rows[-1]["flops_ratio"] < 1
