@@ -113,8 +113,8 @@ class HumanRatings:
                     f"{g.conv},{k},keep\n" for k in range(g.out_channels)))  # fmt: skip
             where = self.ratings or "<ratings file>"
             raise PrunelabError("criterion.ratings", f"no ratings for layer {missing[0].conv} in {where}: look at "
-                                f"{export / (missing[0].conv + '.png')} (one row per kernel)",
-                                f"copy {export / (missing[0].conv + '.csv')} into {where}, mark kernels keep or "
+                                f"{export / (missing[0].conv + '.png')} (row k = kernel k, one column per training image)",
+                                f"add the rows of {export / (missing[0].conv + '.csv')} to {where}, mark each kernel keep or "
                                 "drop, and rerun the same command")  # fmt: skip
         return {g.conv: torch.tensor([1.0 if rated[g.conv][k] == "keep" else 0.0 for k in range(g.out_channels)])
                 for g in groups}  # fmt: skip
