@@ -111,10 +111,12 @@ class HumanRatings:
                 save_kernel_grid(maps[g.conv], export / f"{g.conv}.png", self.images)
                 (export / f"{g.conv}.csv").write_text("layer,kernel,decision\n" + "".join(
                     f"{g.conv},{k},keep\n" for k in range(g.out_channels)))  # fmt: skip
-            where = self.ratings or "<ratings file>"
-            raise PrunelabError("criterion.ratings", f"no ratings for layer {missing[0].conv} in {where}: look at "
-                                f"{export / (missing[0].conv + '.png')} (row k = kernel k, one column per training image)",
-                                f"add the rows of {export / (missing[0].conv + '.csv')} to {where}, mark each kernel keep or "
-                                "drop, and rerun the same command")  # fmt: skip
+            where, layer = self.ratings or "<ratings file>", missing[0].conv
+            grid, template = export / f"{layer}.png", export / f"{layer}.csv"
+            raise PrunelabError(
+                "criterion.ratings",
+                f"no ratings for layer {layer} in {where}: look at {grid} (row k = kernel k, one column per image)",
+                f"add the rows of {template} to {where}, mark each kernel keep or drop, and rerun the same command",
+            )
         return {g.conv: torch.tensor([1.0 if rated[g.conv][k] == "keep" else 0.0 for k in range(g.out_channels)])
                 for g in groups}  # fmt: skip
