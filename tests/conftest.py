@@ -52,7 +52,8 @@ def cli(
     env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(out), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
     if data is not None:
         env["PRUNELAB_DATA_DIR"] = str(data)
-    cmd = [sys.executable, "-m", "prunelab", "trainer.enable_progress_bar=false", *args]
+    quiet = [] if args[:1] == ["report"] else ["trainer.enable_progress_bar=false"]
+    cmd = [sys.executable, "-m", "prunelab", *args, *quiet]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=out, **popen)
 
 

@@ -99,17 +99,25 @@ def _task(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
     try:
         summary = run(cfg, run_dir)
-    except PrunelabError as exc:
-        if multirun:  # the launcher records the failure; other jobs go on
-            logging.getLogger("prunelab").error(exc.one_line())
+    except Exception as exc:
+        if not multirun:
+            if isinstance(exc, PrunelabError):
+                fail(exc.one_line())
             raise
-        fail(exc.one_line())
+        # a sweep goes on: this job's summary.json says failed (with the error); `prunelab report` lists it
+        message = exc.one_line() if isinstance(exc, PrunelabError) else f"{type(exc).__name__}: {exc}"
+        logging.getLogger("prunelab").error("job failed: %s", message)
+        return None
     final = summary.get("final", {})
     return final.get(str(cfg.get("objective", "test/acc")))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "report":
+        from prunelab.analysis.report import main as report_main
+
+        return report_main(args[1:])
     check_group_options(args)
     check_compose(args)
     sys.argv = [sys.argv[0], *args]

@@ -1,0 +1,198 @@
+"""``prunelab report <folder>``: tables (Markdown, CSV) and plots (PNG) over the runs in a folder.
+
+Per population (runs whose configs differ only in the seed) and round: mean and standard deviation over seeds of
+accuracy, macro AUROC, worst-class recall, FNR/FPR (binary tasks), sparsity and FLOPs; per-class recall change
+against the matched dense baseline (round 0 of the same run); plots of the metrics against sparsity (or density,
+or FLOPs), a classes x sparsity heatmap of recall change per population, and FLOPs against accuracy. Failed and
+incomplete runs are listed and never averaged in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+from pathlib import Path
+
+from prunelab.analysis.runs import Run, find_runs, group_labels
+
+METRICS = ["test/acc", "test/auroc_macro", "test/recall_worst", "test/fnr", "test/fpr", "flops_ratio"]
+X_AXES = {"sparsity": ("sparsity", "sparsity"), "density": ("sparsity", "weights remaining"),
+          "flops": ("flops_ratio", "FLOPs (share of dense)")}  # fmt: skip
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(runs: list[Run], labels: dict[Path, str]) -> list[dict]:
+    """One row per (population, round): mean and std over complete runs."""
+    by_key: dict[tuple[str, int], list[dict]] = {}
+    for run in runs:
+        if run.status != "complete":
+            continue
+        for row in run.rows:
+            by_key.setdefault((labels[run.path], row["round"]), []).append(row)
+    table = []
+    for (label, rnd), rows in sorted(by_key.items()):
+        out = {"population": label, "round": rnd, "n": len(rows)}
+        for key in ["sparsity", *METRICS]:
+            if any(key in r for r in rows):
+                out[f"{key}_mean"], out[f"{key}_std"] = _stats([r.get(key) for r in rows])
+        table.append(out)
+    return table
+
+
+def class_deltas(runs: list[Run], labels: dict[Path, str]) -> list[dict]:
+    """Per population, round and class: mean recall change against round 0 of the same run."""
+    acc: dict[tuple[str, int, str], list[float]] = {}
+    sparsity: dict[tuple[str, int], list[float]] = {}
+    for run in runs:
+        if run.status != "complete" or not run.rows:
+            continue
+        dense = run.rows[0]
+        for row in run.rows[1:]:
+            sparsity.setdefault((labels[run.path], row["round"]), []).append(row["sparsity"])
+            for key, value in row.items():
+                if key.startswith("test/recall/") and dense.get(key) is not None and value is not None:
+                    acc.setdefault((labels[run.path], row["round"], key[12:]), []).append(value - dense[key])
+    return [{"population": p, "round": r, "class": c, "sparsity": statistics.fmean(sparsity[(p, r)]),
+             "recall_delta_mean": _stats(v)[0], "recall_delta_std": _stats(v)[1], "n": len(v)}
+            for (p, r, c), v in sorted(acc.items())]  # fmt: skip
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _fmt(mean: float | None, std: float | None) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    return f"{mean:.4f} ± {std:.4f}" if std else f"{mean:.4f}"
+
+
+def markdown(summary: list[dict], runs: list[Run]) -> str:
+    cols = [m for m in ["sparsity", *METRICS] if any(f"{m}_mean" in r for r in summary)]
+    lines = ["# prunelab report", "", "| population | round | n | " + " | ".join(cols) + " |",
+             "|" + "---|" * (3 + len(cols))]  # fmt: skip
+    for r in summary:
+        cells = [_fmt(r.get(f"{c}_mean"), r.get(f"{c}_std")) for c in cols]
+        lines.append(f"| {r['population']} | {r['round']} | {r['n']} | " + " | ".join(cells) + " |")
+    bad = [r for r in runs if r.status != "complete"]
+    lines += ["", f"## Runs not averaged in ({len(bad)})", ""]
+    if bad:
+        lines += ["| run | status | error |", "|---|---|---|"]
+        lines += [f"| {r.path.name} | {r.status} | {(r.error or '-').replace('|', '/')} |" for r in bad]
+    else:
+        lines.append("None: every run is complete.")
+    return "\n".join(lines) + "\n"
+
+
+def plots(summary: list[dict], deltas: list[dict], out: Path, x_axis: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key, xlabel = X_AXES[x_axis]
+    pops = sorted({r["population"] for r in summary})
+    metrics = [m for m in METRICS if any(f"{m}_mean" in r for r in summary) and m != "flops_ratio"]
+    files = []
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for pop in pops:
+            rows = [r for r in summary if r["population"] == pop and f"{metric}_mean" in r]
+            xs = [(1 - r[f"{key}_mean"]) if x_axis == "density" else r[f"{key}_mean"] for r in rows]
+            ax.errorbar(xs, [r[f"{metric}_mean"] for r in rows], yerr=[r[f"{metric}_std"] for r in rows],
+                        marker="o", capsize=3, label=pop)  # fmt: skip
+        ax.set_xlabel(xlabel)
+        ax.set_title(metric)
+        if x_axis == "density":
+            ax.set_xscale("log")
+            ax.invert_xaxis()
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", fontsize=7, ncol=2)
+    fig.tight_layout(rect=(0, 0.05 + 0.03 * len(pops), 1, 1))
+    files.append(out / f"metrics_vs_{x_axis}.png")
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for pop in pops:
+        rows = [r for r in summary if r["population"] == pop and "flops_ratio_mean" in r]
+        ax.errorbar([r["flops_ratio_mean"] for r in rows], [r["test/acc_mean"] for r in rows],
+                    yerr=[r["test/acc_std"] for r in rows], marker="o", capsize=3, label=pop)  # fmt: skip
+    ax.set_xlabel("FLOPs (share of dense, masked weights removed)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    files.append(out / "flops_vs_accuracy.png")
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+    for i, pop in enumerate(sorted({d["population"] for d in deltas})):
+        files.append(_heatmap([d for d in deltas if d["population"] == pop], pop, out / f"class_delta_{i}.png", plt))
+    return files
+
+
+def _heatmap(rows: list[dict], title: str, path: Path, plt) -> Path:
+    import numpy as np
+
+    classes = list(dict.fromkeys(r["class"] for r in rows))
+    rounds = sorted({r["round"] for r in rows})
+    grid = np.full((len(classes), len(rounds)), np.nan)
+    spars = {}
+    for r in rows:
+        grid[classes.index(r["class"]), rounds.index(r["round"])] = r["recall_delta_mean"]
+        spars[r["round"]] = r["sparsity"]
+    lim = max(1e-3, float(np.nanmax(np.abs(grid))))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(rounds), 1.0 + 0.35 * len(classes)))
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(len(rounds)), [f"{spars[r]:.2f}" for r in rounds], fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlabel("sparsity")
+    ax.set_title(f"recall change vs dense\n{title}", fontsize=8)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report(root: Path, out: Path | None = None, x_axis: str = "sparsity") -> dict:
+    root = Path(root)
+    runs = find_runs(root)
+    if not runs:
+        raise FileNotFoundError(f"no prunelab runs under {root}")
+    out = Path(out) if out else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    labels = group_labels(runs)
+    summary, deltas = aggregate(runs, labels), class_deltas(runs, labels)
+    all_rows = [{"run": r.path.name, "population": labels[r.path], "seed": r.seed, **row}
+                for r in runs if r.status == "complete" for row in r.rows]  # fmt: skip
+    write_csv(out / "summary.csv", summary)
+    write_csv(out / "rounds.csv", all_rows)
+    write_csv(out / "class_deltas.csv", deltas)
+    write_csv(out / "runs.csv", [{"run": r.path.name, "population": labels[r.path], "status": r.status,
+                                  "error": r.error or ""} for r in runs])  # fmt: skip
+    (out / "report.md").write_text(markdown(summary, runs))
+    files = plots(summary, deltas, out, x_axis) if summary else []
+    return {"out": out, "runs": len(runs), "complete": sum(r.status == "complete" for r in runs), "plots": files}
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="prunelab report", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="a run folder, a multirun folder or an outputs folder")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: <folder>/report)")
+    parser.add_argument("--x", choices=sorted(X_AXES), default="sparsity", help="x axis of the metric plots")
+    args = parser.parse_args(argv)
+    try:
+        result = report(args.folder, args.out, args.x)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"prunelab: error: folder: {exc} (fix: give a folder holding prunelab run folders)") from None
+    print(f"{result['runs']} runs ({result['complete']} complete) -> {result['out']}/report.md")

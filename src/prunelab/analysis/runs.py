@@ -1,0 +1,98 @@
+"""Load run folders (the source of truth) into tables: one row per (run, round), plus per-run status."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+NOISE_KEYS = ("seed", "data.seed")  # what differs between members of one population
+
+
+@dataclass
+class Run:
+    path: Path
+    status: str  # complete | failed | running | unknown
+    config: dict[str, Any]
+    rows: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def seed(self) -> int | None:
+        return self.config.get("seed")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: json.dumps(tree) if isinstance(tree, list) else tree}
+
+
+def _config(path: Path) -> dict[str, Any]:
+    for candidate in (path / "run_config.yaml", path / ".hydra" / "config.yaml"):
+        if candidate.exists():
+            cfg = OmegaConf.load(candidate)
+            try:
+                return OmegaConf.to_container(cfg, resolve=True)
+            except Exception:  # unresolvable interpolations (e.g. ${hydra:...}) outside a Hydra run
+                return OmegaConf.to_container(cfg, resolve=False)
+    return {}
+
+
+def load_run(path: Path) -> Run:
+    path = Path(path)
+    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+    rows = []
+    if (path / "results.jsonl").exists():
+        rows = [json.loads(line) for line in (path / "results.jsonl").read_text().splitlines() if line.strip()]
+    return Run(path, summary.get("status", "unknown"), _config(path), rows, summary.get("error"))
+
+
+def find_runs(root: Path) -> list[Run]:
+    """Every run folder under ``root`` (a run folder itself, a multirun folder, or an outputs folder)."""
+    root = Path(root)
+    seen = {p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob("run_config.yaml")}
+    seen |= {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
+    return [load_run(p) for p in sorted(seen) if not any(part.startswith("wandb") for part in p.parts[-2:])]
+
+
+IGNORED_OVERRIDES = ("seed", "paths.", "hydra.", "logger", "trainer.enable_progress_bar", "+seed")
+
+
+def overrides(path: Path) -> dict[str, str]:
+    """The command-line overrides Hydra recorded for a run (``.hydra/overrides.yaml``), as key -> value."""
+    file = Path(path) / ".hydra" / "overrides.yaml"
+    if not file.exists():
+        return {}
+    items = OmegaConf.to_container(OmegaConf.load(file)) or []
+    out = {}
+    for item in items:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if not key.startswith(IGNORED_OVERRIDES):
+            out[key] = value
+    return out
+
+
+def group_labels(runs: list[Run]) -> dict[Path, str]:
+    """A label per run: the overrides that differ between runs (seeds ignored), so members of one population
+    (same config, other seed) share a label. Falls back to the experiment name."""
+    ov = {r.path: overrides(r.path) for r in runs}
+    keys = sorted({k for o in ov.values() for k in o})
+    varying = [k for k in keys if len({o.get(k, "") for o in ov.values()}) > 1]
+    labels = {}
+    for run in runs:
+        parts = [f"{k}={ov[run.path][k]}" for k in varying if k in ov[run.path]]
+        labels[run.path] = ", ".join(parts) or str(run.config.get("name", "all runs"))
+    return labels
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text.rsplit(".", 1)[-1] if text.startswith("prunelab.") or text.startswith("torch.") else text

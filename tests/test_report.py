@@ -1,0 +1,34 @@
+"""`prunelab report` on a tiny real multirun with a deliberately failed job."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from tests.conftest import cli
+
+
+def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
+    sweep = ["-m", "seed=0,1", "schedule.rate=0.5,1.5", "schedule.rounds=1", "trainer.max_epochs=1", "logger=none",
+             "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
+    proc = cli(sweep, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = [json.loads(p.read_text())["status"] for p in (tmp_path / "sweep").rglob("summary.json")]
+    assert sorted(jobs) == ["complete", "complete", "failed", "failed"]  # failing jobs did not stop the sweep
+    rep = cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep")], tmp_path)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    out = tmp_path / "rep"
+    for name in ("report.md", "summary.csv", "rounds.csv", "class_deltas.csv", "runs.csv",
+                 "metrics_vs_sparsity.png", "flops_vs_accuracy.png", "class_delta_0.png"):  # fmt: skip
+        assert (out / name).exists() and (out / name).stat().st_size > 0, name
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    for col in ("population", "round", "n", "sparsity_mean", "test/acc_mean", "test/acc_std", "test/auroc_macro_mean",
+                "test/recall_worst_mean", "flops_ratio_mean"):  # fmt: skip
+        assert col in rows[0], col
+    assert {r["population"] for r in rows} == {"schedule.rate=0.5"} and all(r["n"] == "2" for r in rows)
+    md = (out / "report.md").read_text()
+    assert "Runs not averaged in (2)" in md and "schedule.rate: 1.5 is outside [0, 1)" in md
+    with open(out / "class_deltas.csv") as f:
+        deltas = list(csv.DictReader(f))
+    assert {d["class"] for d in deltas} == {str(c) for c in range(10)} and all(d["n"] == "2" for d in deltas)
