@@ -32,3 +32,22 @@ def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
     with open(out / "class_deltas.csv") as f:
         deltas = list(csv.DictReader(f))
     assert {d["class"] for d in deltas} == {str(c) for c in range(10)} and all(d["n"] == "2" for d in deltas)
+
+
+def test_report_runs_the_hooker_protocol_on_a_population_sweep(tmp_path):
+    sweep = ["-m", "experiment=hooker_fashion", "data=digits", "schedule.final_sparsity=0.0,0.8", "seed=0,1,2",
+             "schedule.begin_step=2", "schedule.end_step=20", "schedule.frequency=2", "trainer.max_epochs=2",
+             "quantize=dynamic_int8", "logger=none", "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
+    proc = cli(sweep, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rep = cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep")], tmp_path)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    with open(tmp_path / "rep" / "hooker.csv") as f:
+        rows = {r["population"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"sparsity 0", "sparsity 0.8", "dynamic_int8 (dense)"}
+    assert all(r["models"] == "3" for r in rows.values())
+    assert rows["sparsity 0"]["pie_count"] == "0"  # a population never disagrees with itself
+    assert "impacted_classes" in rows["sparsity 0.8"] and rows["sparsity 0.8"]["impacted_classes"] != ""
+    assert (tmp_path / "rep" / "pies.csv").exists()
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Per-class impact and PIEs" in md

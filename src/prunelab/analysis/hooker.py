@@ -81,3 +81,74 @@ def pie_accuracy(preds: np.ndarray, labels: np.ndarray, pie: np.ndarray) -> dict
         out[f"acc_{name}"] = float(top1(np.atleast_2d(preds)[:, subset], labels[subset]).mean()) if subset.any() \
             else float("nan")  # fmt: skip
     return out
+
+
+# -- over run folders ---------------------------------------------------------------------------------------------
+def _population_predictions(runs, sub: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(preds (n_models, N), labels (N,)) from each run's last round (or its quantized predictions ``sub``)."""
+    preds, labels = [], None
+    for run in runs:
+        last = f"r{run.rows[-1]['round']:02d}"
+        path = run.path / "rounds" / last / (f"quant/{sub}/predictions.npz" if sub else "predictions.npz")
+        data = np.load(path)
+        if labels is not None and not np.array_equal(labels, data["labels"]):
+            raise ValueError(f"{run.path}: test labels differ from the population's: not comparable runs")
+        labels = data["labels"]
+        preds.append(data["preds"])
+    return np.stack(preds), labels
+
+
+def _level(run) -> float:
+    sched = run.config.get("schedule", {})
+    if "final_sparsity" in sched:
+        return round(float(sched["final_sparsity"]), 4)
+    return round(float(run.rows[-1]["target_sparsity"]), 4)
+
+
+def hooker_table(runs, alpha: float = 0.05) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Rows per compression level (and quantization method) against the dense population (level 0).
+
+    Returns the table and, per compressed population, its PIE mask (for export and galleries).
+    """
+    done = [r for r in runs if r.status == "complete" and r.rows]
+    levels: dict[float, list] = {}
+    for run in done:
+        levels.setdefault(_level(run), []).append(run)
+    if 0.0 not in levels:
+        raise ValueError("no dense population (sparsity 0) to compare with")
+    dense, labels = _population_predictions(levels[0.0])
+    num_classes = int(max(labels.max(), dense.max()) + 1)
+    pops = {f"sparsity {lvl:g}": _population_predictions(rs)[0] for lvl, rs in sorted(levels.items())}
+    quant = sorted({p.name for r in levels[0.0] for p in (r.path / "rounds").glob("r*/quant/*")})
+    for method in quant:
+        pops[f"{method} (dense)"] = _population_predictions(levels[0.0], method)[0]
+    rows, masks = [], {}
+    for name, preds in pops.items():
+        acc = top1(preds, labels)
+        row = {"population": name, "models": len(preds), "top1_mean": float(acc.mean()),
+               "top1_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0}  # fmt: skip
+        if name != "sparsity 0" and len(preds) >= 2 and len(dense) >= 2:
+            row["impacted_classes"] = class_impact(dense, preds, labels, num_classes, alpha).count
+        pie = pies(dense, preds, num_classes)
+        masks[name] = pie
+        row.update(pie_accuracy(preds, labels, pie))
+        dense_acc = pie_accuracy(dense, labels, pie)
+        row["dense_acc_pie"], row["dense_acc_non_pie"] = dense_acc["acc_pie"], dense_acc["acc_non_pie"]
+        rows.append(row)
+    return rows, masks
+
+
+def pie_gallery(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, path, columns: int = 10) -> None:
+    """A grid of PIE images (first ``columns * 4``), each scaled to [0, 1]."""
+    import torch
+    from torchvision.utils import save_image
+
+    chosen = indices[: columns * 4]
+    if len(chosen) == 0:
+        return
+    x = torch.as_tensor(images[chosen]).float()
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    lo = x.amin((1, 2, 3), keepdim=True)
+    hi = x.amax((1, 2, 3), keepdim=True)
+    save_image((x - lo) / (hi - lo).clamp(min=1e-12), path, nrow=columns, padding=2, pad_value=1.0)

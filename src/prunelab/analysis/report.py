@@ -164,6 +164,55 @@ def _heatmap(rows: list[dict], title: str, path: Path, plt) -> Path:
     return path
 
 
+def hooker_section(runs: list[Run], out: Path) -> list[Path]:
+    """Hooker et al.'s table (impacted classes, PIEs) when the runs form populations at several sparsity levels
+    with a dense one (e.g. a sweep of experiment=hooker_fashion over schedule.final_sparsity and seeds)."""
+    from prunelab.analysis.hooker import hooker_table, pie_gallery
+
+    try:
+        rows, masks = hooker_table(runs)
+    except (ValueError, FileNotFoundError, KeyError):
+        return []  # not a population study
+    if len(rows) < 2:
+        return []
+    write_csv(out / "hooker.csv", rows)
+    cols = ["population", "models", "top1_mean", "top1_std", "impacted_classes", "pie_count", "acc_pie",
+            "acc_non_pie", "dense_acc_pie", "dense_acc_non_pie"]  # fmt: skip
+    lines = ["", "## Per-class impact and PIEs (Hooker et al.)", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]  # fmt: skip
+    for r in rows:
+        cells = [f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    with open(out / "report.md", "a") as f:
+        f.write("\n".join(lines) + "\n")
+    worst = max((n for n in masks if n.startswith("sparsity")), key=lambda n: float(n.split()[1]))
+    import numpy as np
+
+    idx = np.nonzero(masks[worst])[0]
+    write_csv(
+        out / "pies.csv", [{"population": n, "example": int(i)} for n, m in masks.items() for i in np.nonzero(m)[0]]
+    )
+    files = [out / "hooker.csv", out / "pies.csv"]
+    images = _test_images(runs)
+    if images is not None and len(idx):
+        pie_gallery(images, None, idx, out / "pie_gallery.png")
+        files.append(out / "pie_gallery.png")
+    return files
+
+
+def _test_images(runs: list[Run]):
+    """The test images of the runs' dataset, rebuilt from a run's config (None if the data cannot be loaded)."""
+    from hydra.utils import instantiate
+
+    try:
+        run = next(r for r in runs if r.status == "complete")
+        dm = instantiate(run.config["data"], _convert_="all")
+        dm.setup()
+        return dm.x_test.numpy()
+    except Exception:
+        return None
+
+
 def report(root: Path, out: Path | None = None, x_axis: str = "sparsity") -> dict:
     root = Path(root)
     runs = find_runs(root)
@@ -182,6 +231,7 @@ def report(root: Path, out: Path | None = None, x_axis: str = "sparsity") -> dic
                                   "error": r.error or ""} for r in runs])  # fmt: skip
     (out / "report.md").write_text(markdown(summary, runs))
     files = plots(summary, deltas, out, x_axis) if summary else []
+    files += hooker_section(runs, out)
     return {"out": out, "runs": len(runs), "complete": sum(r.status == "complete" for r in runs), "plots": files}
 
 
