@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
         from prunelab.analysis.report import main as report_main
 
         return report_main(args[1:])
+    if args and args[0] == "reproduce":
+        from prunelab.reproduce import main as reproduce_main
+
+        return reproduce_main(args[1:])
     check_group_options(args)
     check_compose(args)
     sys.argv = [sys.argv[0], *args]
