@@ -51,3 +51,28 @@ def test_report_runs_the_hooker_protocol_on_a_population_sweep(tmp_path):
     assert (tmp_path / "rep" / "pies.csv").exists()
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Per-class impact and PIEs" in md
+
+
+def test_reproduce_entezari_writes_the_paper_table(tmp_path, data_dir):
+    out = tmp_path / "repro"
+    args = ["reproduce", "entezari", "--out", str(out), "--seeds", "2", "trainer.max_epochs=1", "schedule.rounds=2",
+            "trainer.limit_train_batches=6", "trainer.limit_val_batches=2"]  # fmt: skip
+    proc = cli(args, tmp_path, data=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (out / "paper.md").read_text()
+    for part in ("| weights remaining | scenario |", "FN reduction against red", "Paper vs ours", "## Claims"):
+        assert part in text
+    assert text.count("| held |") + text.count("| did not hold |") == 4 and "0 not complete" in text
+    assert "| 25.00% | green | 2 |" in text and (out / "report" / "report.md").exists()
+    again = cli(args, tmp_path, data=data_dir)  # a relaunch skips the finished jobs
+    assert again.returncode == 0 and again.stdout.count("already complete") == 8
+
+
+def test_reproduce_hooker_writes_the_paper_table(tmp_path):
+    out = tmp_path / "repro"
+    proc = cli(["reproduce", "hooker", "--out", str(out), "--seeds", "2", "data=digits", "schedule.begin_step=2",
+                "schedule.end_step=20", "schedule.frequency=2", "trainer.max_epochs=2"], tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (out / "paper.md").read_text()
+    assert "| sparsity 0.9 | 2 |" in text and "static_int8 (dense)" in text and "76.675%" in text
+    assert text.count("| held |") + text.count("| did not hold |") == 5

@@ -81,14 +81,16 @@ def entezari_table(runs: list[Run]) -> str:
     fnr = {s: [_mean([x["test/fnr"] for x in by.get((s, r), [])]) for r in rounds] for s in scenarios}
     fpr = {s: [_mean([x["test/fpr"] for x in by.get((s, r), [])]) for r in rounds] for s in scenarios}
     pruned = range(1, len(rounds))
+    ok_br, ok_all = _needs(by, scenarios, "black", "red") and pruned, len(scenarios) == 4 and pruned
+    found = [v for v in reductions["black"] + reductions["green"] if not math.isnan(v)]
     claims = [
-        ("black >= red in AUROC at every pruned level", all(auroc["black"][i] >= auroc["red"][i] for i in pruned)),
-        ("green has the lowest FNR at most pruned levels",
-         sum(fnr["green"][i] <= min(fnr[s][i] for s in scenarios) for i in pruned) > len(pruned) / 2),
-        ("green has the highest FPR at most pruned levels",
-         sum(fpr["green"][i] >= max(fpr[s][i] for s in scenarios) for i in pruned) > len(pruned) / 2),
-        ("FN reduced by up to ~35% (black or green vs red, best level)",
-         max([v for v in reductions["black"] + reductions["green"] if not math.isnan(v)] or [0]) >= 0.30),
+        ("black >= red in AUROC at every pruned level",
+         all(auroc["black"][i] >= auroc["red"][i] for i in pruned) if ok_br else None),
+        ("green has the lowest FNR at most pruned levels", _most(pruned, lambda i: fnr["green"][i] <= min(
+            fnr[s][i] for s in scenarios)) if ok_all else None),
+        ("green has the highest FPR at most pruned levels", _most(pruned, lambda i: fpr["green"][i] >= max(
+            fpr[s][i] for s in scenarios)) if ok_all else None),
+        ("FN reduced by up to ~35% (black or green vs red, best level)", max(found) >= 0.30 if found else None),
     ]  # fmt: skip
     best = {s: max([v for v in reductions[s] if not math.isnan(v)] or [float("nan")]) for s in reductions}
     lines += ["", "## Paper vs ours", "",
@@ -99,8 +101,20 @@ def entezari_table(runs: list[Run]) -> str:
               "| ISIC black, unpruned: AUROC 0.8069, accuracy 0.8608 | "
               f"black, unpruned: AUROC {auroc.get('black', [float('nan')])[0]:.4f} (different data and model) |",
               "", "## Claims", "", "| claim | held here? |", "|---|---|"]  # fmt: skip
-    lines += [f"| {c} | {'held' if ok else 'did not hold'} |" for c, ok in claims]
+    lines += [f"| {c} | {_verdict(ok)} |" for c, ok in claims]
     return "\n".join(lines) + "\n"
+
+
+def _most(levels, test) -> bool:
+    return sum(bool(test(i)) for i in levels) > len(levels) / 2
+
+
+def _verdict(ok) -> str:
+    return "not testable (missing data)" if ok is None else ("held" if ok else "did not hold")
+
+
+def _needs(by: dict, scenarios: list[str], *needed: str) -> bool:
+    return all(s in scenarios for s in needed)
 
 
 # -- Hooker et al. -------------------------------------------------------------------------------------------------
@@ -137,7 +151,7 @@ def hooker_table(runs: list[Run]) -> str:
     lines += ["", "The paper's numbers column is the ResNet-50/ImageNet population mean top-1 from the authors' code "
               "(PAPERS.md §3); its impacted-class and PIE counts were not verified and are not shown.", "",
               "## Claims", "", "| claim | held here? |", "|---|---|"]  # fmt: skip
-    lines += [f"| {c} | {'held' if ok else 'did not hold'} |" for c, ok in claims]
+    lines += [f"| {c} | {_verdict(ok)} |" for c, ok in claims]
     return "\n".join(lines) + "\n"
 
 
@@ -155,7 +169,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: outputs/reproduce/<paper>")
     parser.add_argument("--seeds", type=int, default=None, help="population size per setting")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     spec = PAPERS[args.paper]
     out = args.out or Path(os.environ.get("PRUNELAB_OUTPUT_DIR", "outputs")) / "reproduce" / args.paper
     seeds = ",".join(str(s) for s in range(args.seeds or spec["seeds"]))
@@ -169,6 +183,9 @@ def main(argv: list[str]) -> None:
 
     report(out / "runs", out / "report")
     runs = find_runs(out / "runs")
+    if not any(r.status == "complete" for r in runs):
+        errors = {r.error for r in runs if r.error}
+        raise SystemExit(f"prunelab: error: reproduce: no job of the sweep completed ({'; '.join(errors) or '?'})")
     text = spec["table"](runs)
     bad = [r for r in runs if r.status != "complete"]
     text += f"\n{len(runs)} runs, {len(bad)} not complete; sweep wall time {time.perf_counter() - start:.0f} s " \
