@@ -76,3 +76,24 @@ def test_reproduce_hooker_writes_the_paper_table(tmp_path):
     text = (out / "paper.md").read_text()
     assert "| sparsity 0.9 | 2 |" in text and "static_int8 (dense)" in text and "76.675%" in text
     assert text.count("| held |") + text.count("| did not hold |") == 5
+
+
+def test_notebooks_execute_on_a_tiny_sweep(tmp_path, monkeypatch):
+    nbformat = __import__("pytest").importorskip("nbformat")
+    nbclient = __import__("pytest").importorskip("nbclient")
+    from tests.conftest import REPO
+
+    sweep = ["-m", "experiment=hooker_fashion", "data=digits", "schedule.final_sparsity=0.0,0.8", "seed=0,1",
+             "schedule.begin_step=2", "schedule.end_step=20", "schedule.frequency=2", "trainer.max_epochs=2",
+             "logger=none", "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
+    assert cli(sweep, tmp_path).returncode == 0
+    monkeypatch.setenv("PRUNELAB_RUNS", str(tmp_path / "sweep"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    for name in ("compare_criteria.ipynb", "explore_pies.ipynb"):
+        nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs must be stripped"
+        nbclient.NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}
+        ).execute()
+        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+        assert "4 runs under" in text
