@@ -97,3 +97,18 @@ def test_notebooks_execute_on_a_tiny_sweep(tmp_path, monkeypatch):
         ).execute()
         text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
         assert "4 runs under" in text
+
+
+def test_report_logs_tables_and_plots_to_offline_wandb(tmp_path):
+    from prunelab.analysis.wandb_offline import read_history, run_files
+
+    sweep = ["-m", "seed=0,1", "schedule.rounds=1", "trainer.max_epochs=1", "logger=none",
+             "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
+    assert cli(sweep, tmp_path).returncode == 0
+    rep = cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep"), "--wandb"], tmp_path)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    (file,) = run_files(tmp_path / "rep")
+    logged = {k: v for row in read_history(file) for k, v in row.items()}
+    # nested values come back flattened: <key>/_type
+    assert logged["report/summary/_type"] == "table-file" and logged["report/class_deltas/_type"] == "table-file"
+    assert logged["report/summary/nrows"] == 2 and logged["report/plot/metrics_vs_sparsity/_type"] == "image-file"

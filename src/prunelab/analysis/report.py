@@ -235,14 +235,44 @@ def report(root: Path, out: Path | None = None, x_axis: str = "sparsity") -> dic
     return {"out": out, "runs": len(runs), "complete": sum(r.status == "complete" for r in runs), "plots": files}
 
 
+def log_to_wandb(result: dict, tables: dict[str, list[dict]], project: str = "prunelab", group: str = "report") -> Path:
+    """Log the report's tables and plots as one offline W&B run (``wandb sync`` uploads it later)."""
+    import wandb
+
+    run = wandb.init(project=project, group=group, job_type="report", dir=str(result["out"]), mode="offline",
+                     name=f"report-{result['out'].parent.name}")  # fmt: skip
+    try:
+        for name, rows in tables.items():
+            if rows:
+                cols = list(dict.fromkeys(k for r in rows for k in r))
+                run.log({f"report/{name}": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])})
+        for png in result["plots"]:
+            if str(png).endswith(".png"):
+                run.log({f"report/plot/{Path(png).stem}": wandb.Image(str(png))})
+    finally:
+        run.finish()
+    return Path(run.dir).parent
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="prunelab report", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a run folder, a multirun folder or an outputs folder")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: <folder>/report)")
     parser.add_argument("--x", choices=sorted(X_AXES), default="sparsity", help="x axis of the metric plots")
+    parser.add_argument("--wandb", action="store_true", help="also log the tables and plots to an offline W&B run")
     args = parser.parse_args(argv)
     try:
         result = report(args.folder, args.out, args.x)
     except FileNotFoundError as exc:
         raise SystemExit(f"prunelab: error: folder: {exc} (fix: give a folder holding prunelab run folders)") from None
     print(f"{result['runs']} runs ({result['complete']} complete) -> {result['out']}/report.md")
+    if args.wandb:
+        tables = {n: _read_csv(result["out"] / f"{n}.csv") for n in ("summary", "class_deltas", "runs", "hooker")}
+        print(f"W&B (offline): {log_to_wandb(result, tables)}")
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
