@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import torch
 from torch import Tensor, nn
 
 
@@ -42,3 +43,25 @@ class Criterion(Protocol):
         batches: Iterable[Any] | None = None,
         context: ScoringContext | None = None,
     ) -> dict[str, Tensor]: ...
+
+
+@torch.no_grad()
+def record_outputs(model: nn.Module, batches: Iterable[Any], num_samples: int, taps: dict[str, Any]) -> Tensor:
+    """Run training batches through ``model`` in eval mode until ``num_samples`` examples have been seen, calling
+    ``taps[name](output)`` on the output of each named module; returns the labels seen. Restores the mode."""
+    hooks = [model.get_submodule(name).register_forward_hook(lambda m, i, o, f=fn: f(o)) for name, fn in taps.items()]
+    labels, seen, was_training = [], 0, model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        for x, y in batches:
+            model(x.to(device))
+            labels.append(y.cpu())
+            seen += len(y)
+            if seen >= num_samples:
+                break
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return torch.cat(labels)[:num_samples]

@@ -21,31 +21,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning.criteria import ScoringContext
+from prunelab.pruning.criteria import ScoringContext, record_outputs
 
 
 @torch.no_grad()
 def kernel_maps(model: nn.Module, groups, batches, num_samples: int) -> dict[str, Tensor]:
     """Post-BatchNorm, post-ReLU output maps (N, C, H, W) of every group's conv, for ``num_samples`` examples."""
     store: dict[str, list[Tensor]] = {g.conv: [] for g in groups}
-    hooks = []
-    for g in groups:
-        last = g.batchnorms[-1] if g.batchnorms else g.conv
-        hooks.append(model.get_submodule(last).register_forward_hook(
-            lambda m, i, o, c=g.conv: store[c].append(F.relu(o).float().cpu())))  # fmt: skip
-    was_training, seen = model.training, 0
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        for x, _ in batches:
-            model(x.to(device))
-            seen += len(x)
-            if seen >= num_samples:
-                break
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+
+    def tap(conv: str):
+        return lambda out: store[conv].append(F.relu(out).float().cpu())
+
+    taps = {(g.batchnorms[-1] if g.batchnorms else g.conv): tap(g.conv) for g in groups}
+    record_outputs(model, batches, num_samples, taps)
     return {c: torch.cat(v)[:num_samples] for c, v in store.items()}
 
 

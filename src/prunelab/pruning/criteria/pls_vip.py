@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning.criteria import ScoringContext
+from prunelab.pruning.criteria import ScoringContext, record_outputs
 from prunelab.pruning.pls import pls_vip
 
 
@@ -26,29 +26,15 @@ def pooled_features(model: nn.Module, batches, num_samples: int, pooling: str = 
     names = convs or [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     store: dict[str, list[Tensor]] = {n: [] for n in names}
     pool = (lambda o: o.amax((2, 3))) if pooling == "max" else (lambda o: o.mean((2, 3)))
-    hooks = [model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: store[n].append(pool(o).float().cpu()))
-             for n in names]  # fmt: skip
-    labels, seen, was_training = [], 0, model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        for x, y in batches:
-            model(x.to(device))
-            labels.append(y.cpu())
-            seen += len(y)
-            if seen >= num_samples:
-                break
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+    labels = record_outputs(model, batches, num_samples,
+                            {n: (lambda o, n=n: store[n].append(pool(o).float().cpu())) for n in names})  # fmt: skip
     feats = torch.cat([torch.cat(store[n])[:num_samples] for n in names], 1)
     ranges, start = {}, 0
     for n in names:
         width = store[n][0].shape[1]
         ranges[n] = (start, start + width)
         start += width
-    return feats, torch.cat(labels)[:num_samples], ranges
+    return feats, labels, ranges
 
 
 class PLSVIP:
