@@ -118,7 +118,12 @@ def test_reproduce_jordao_and_osaku_write_their_tables(tmp_path):
     tiny = ["data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=4"]
     cases = (
         ("jordao", ["schedule.rounds=2"], "L1-norm (interpolated)", "| filters removed |"),
-        ("osaku", ["criterion.num_samples=100"], "whole-model retraining", "| kernel share removed |"),
+        (
+            "osaku",
+            ["criterion.num_samples=100", "model=cnn_small_bn"],
+            "whole-model retraining",
+            "| kernel share removed |",
+        ),
     )
     for paper, extra, needle, column in cases:
         out = tmp_path / paper
