@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning.structured import _bake
+from prunelab.pruning.structured import bake
 
 METHODS = ("fp16", "dynamic_int8", "static_int8")
 
@@ -53,7 +53,7 @@ def quantize(model: nn.Module, method: str, calibration: list[tuple[Tensor, Tens
     """A quantized CPU copy of ``model`` (masks folded in)."""
     if method not in METHODS:
         raise PrunelabError("quantize.methods", f"unknown method {method!r}", f"use any of {', '.join(METHODS)}")
-    plain = _bake(model).cpu().eval()
+    plain = bake(model).cpu().eval()
     with warnings.catch_warnings(), nondeterministic_ok():
         warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notices
         try:

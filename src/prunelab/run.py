@@ -125,7 +125,7 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], key: str, 
     """Load strictly; a missing mask is allowed (plain dense weights), anything else that does not fit is an error."""
     own = model.state_dict()
     masks = M.mask_state_keys(model)
-    plain = {M_key_for(k, own): v for k, v in state.items()}
+    plain = {_masked_key(k, own): v for k, v in state.items()}
     missing = [k for k in own if k not in plain and k not in masks]
     unexpected = [k for k in plain if k not in own]
     wrong = [k for k, v in plain.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
@@ -144,7 +144,7 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], key: str, 
     M.apply_masks_to_weights(model)
 
 
-def M_key_for(key: str, own: dict) -> str:
+def _masked_key(key: str, own: dict) -> str:
     """Map a dense key ``fc.weight`` onto a masked model's ``fc.parametrizations.weight.original``."""
     if key in own:
         return key
@@ -316,7 +316,8 @@ def finish_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path,
         row.update(S.filter_stats(S.alive_filters(module.model, ctx["groups"])))
         row["prune/filters_removed_share"] = row["filters_removed_share"]
         if ctx["cfg"].get("export", {}).get("compact", True):
-            compacted, report = export_report(module.model, ctx["groups"], dm.x_test[:64],
+            sample = next(iter(dm.test_dataloader()))[0][:64]
+            compacted, report = export_report(module.model, ctx["groups"], sample,
                                               int(ctx["cfg"].get("export", {}).get("latency_reps", 20)))  # fmt: skip
             row.update(report)
             torch.save(compacted, rdir / "compact.pt")

@@ -48,6 +48,7 @@ class PruningCallback(pl.Callback):
         self.applied = getattr(schedule, "in_fit", False) or (round_ == 0 and schedule.sparsity_at(0) == 0)
         self.last_prune: dict[str, float] = {}
         self._last_update_step = -1
+        self._init_cache = None
         self.frozen: list[nn.Module] = []
 
     # -- state carried by checkpoints ------------------------------------------------------------------------
@@ -130,8 +131,9 @@ class PruningCallback(pl.Callback):
         return self.last_prune
 
     def _initial_state(self):
-        path = self.rewind_dir / "init.pt"
-        return R.load_snapshot(path) if path.exists() else None
+        if self._init_cache is None and (self.rewind_dir / "init.pt").exists():
+            self._init_cache = R.load_snapshot(self.rewind_dir / "init.pt")  # read once per round, not per update
+        return self._init_cache
 
     def _rewind(self, model) -> None:
         name = self.rewind.snapshot_name()

@@ -70,9 +70,7 @@ def export_report(model: nn.Module, groups, sample: torch.Tensor, reps: int = 20
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    x = sample.to(device).float()
-    if hasattr(sample, "dtype") and sample.dtype == torch.uint8:
-        x = x / 255.0
+    x = sample.to(device).float()  # already as the model sees it (the test loader's transform applied)
     try:
         with torch.inference_mode():
             diff = float((model(x) - compacted(x)).abs().max())

@@ -115,7 +115,7 @@ def _plain(module: nn.Module) -> nn.Module:
     raise TypeError(f"cannot fold masks of a {type(module).__name__}")
 
 
-def _bake(model: nn.Module) -> nn.Module:
+def bake(model: nn.Module) -> nn.Module:
     """A copy with masks folded into plain modules (no parametrizations left)."""
     out = copy.deepcopy(model)
     for name, module in list(out.named_modules()):
@@ -162,7 +162,7 @@ def compact(model: nn.Module, groups: Sequence[FilterGroup]) -> nn.Module:
     for g in groups:
         for c in g.consumers:
             keep_in[c] = keep_out[g.conv]
-    out = _bake(model)
+    out = bake(model)
     convs = {n for n, m in out.named_modules() if isinstance(m, nn.Conv2d)}
     for name in convs & (set(keep_out) | set(keep_in)):
         conv = out.get_submodule(name)
