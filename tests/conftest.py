@@ -46,10 +46,11 @@ def compose_cfg(overrides: list[str] = (), run_dir: Path | None = None) -> DictC
 
 
 def cli(
-    args: list[str], out: Path, data: Path | None = None, timeout: int = 600, **popen
+    args: list[str], out: Path, data: Path | None = None, timeout: int = 600, env_extra: dict | None = None, **popen
 ) -> subprocess.CompletedProcess:
     """Run ``python -m prunelab`` with outputs under ``out``."""
     env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(out), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    env.update(env_extra or {})
     if data is not None:
         env["PRUNELAB_DATA_DIR"] = str(data)
     quiet = [] if args[:1] == ["report"] else ["trainer.enable_progress_bar=false"]

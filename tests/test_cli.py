@@ -21,7 +21,7 @@ from prunelab.models.mlp import MLP
 from tests.conftest import cli, run_dirs
 
 FAST = ["trainer.max_epochs=3", "schedule.rounds=1"]
-TIMING = {"fit_seconds", "wall_seconds"}
+TIMING = {"fit_seconds", "wall_seconds", "round_seconds", "compute_seconds"}
 
 
 @pytest.fixture(scope="module")

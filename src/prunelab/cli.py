@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     check_compose(args)
     sys.argv = [sys.argv[0], *args]
     _task()
+    from prunelab import sweep
+
+    if sweep.LAST.get("failed"):  # the other jobs' results are intact; the exit status still says "not all done"
+        fail(f"{sweep.LAST['failed']} of {sweep.LAST['jobs']} sweep jobs failed, see {sweep.LAST['summary_path']} "
+             "(fix: correct them and relaunch the same command; finished jobs are skipped)", code=3)  # fmt: skip
 
 
 if __name__ == "__main__":

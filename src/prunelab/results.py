@@ -69,6 +69,15 @@ def round_done(run_dir: Path, round_: int) -> bool:
     return (round_dir(run_dir, round_) / "metrics.json").exists()
 
 
+def finished_rounds(run_dir: Path) -> list[dict]:
+    """The records of the rounds finished so far, in order (round 0, 1, ... up to the first unfinished one)."""
+    rows, r = [], 0
+    while round_done(run_dir, r):
+        rows.append(read_json(round_dir(run_dir, r) / "metrics.json"))
+        r += 1
+    return rows
+
+
 def save_predictions(path: Path, probs, labels) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")

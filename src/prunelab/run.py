@@ -36,6 +36,7 @@ from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.groups import filter_groups
 from prunelab.pruning.structure import count_flops, export_report
 from prunelab.quantize import predict, quantize, serialized_bytes
+from prunelab.sweep import record_attempt
 
 log = logging.getLogger("prunelab")
 
@@ -285,10 +286,12 @@ def run_round(ctx: dict, r: int) -> dict:
     trainer.validate(module, datamodule=dm, verbose=False)
     val = module.last_metrics.get("val", {})
     trainer.test(module, datamodule=dm, verbose=False)
-    return finish_round(ctx, r, rdir, trainer, best, fit_s, val)
+    return finish_round(ctx, r, rdir, trainer, best, fit_s, val, start)
 
 
-def finish_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path, fit_s: float, val: dict) -> dict:
+def finish_round(
+    ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path, fit_s: float, val: dict, start: float
+) -> dict:
     module, dm = ctx["module"], ctx["dm"]
     rdir.mkdir(parents=True, exist_ok=True)
     test = module.last_metrics["test"]
@@ -326,6 +329,7 @@ def finish_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path,
     if r == ctx["schedule"].num_rounds - 1 or ctx["cfg"].get("quantize", {}).get("rounds") == "all":
         quantize_round(ctx, r, rdir, trainer)
     RS.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
+    row["round_seconds"] = round(time.perf_counter() - start, 3)  # fit + evaluation + export: what a rerun saves
     per_tensor = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("sparsity/")}
     RS.atomic_write_json(
         rdir / "metrics.json",
@@ -379,12 +383,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     summary_path = run_dir / "summary.json"
     if summary_path.exists() and RS.read_json(summary_path).get("status") == "complete":
         summary = RS.read_json(summary_path)
+        record_attempt(run_dir, "skipped", 0.0, saved_seconds=summary.get("compute_seconds", summary["wall_seconds"]))
         print(f"run already complete in {run_dir}: nothing to do")
         print(RS.format_table(RS.load_results(run_dir)))
         return summary
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_writable(run_dir)
     started = time.perf_counter()
+    before = RS.finished_rounds(run_dir)  # from an earlier, interrupted attempt
+    resumed = bool(before) or any(run_dir.glob("rounds/r*/checkpoints/last.ckpt"))
+    saved = round(sum(float(row.get("round_seconds") or 0.0) for row in before), 2)
     RS.atomic_write_json(summary_path, {"status": "running", "run_id": run_id(cfg)})
     loggers: list[Any] = []
     try:
@@ -392,12 +400,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         loggers = ctx["loggers"] = build_loggers(cfg, run_dir)
         rows = loop(ctx)
     except BaseException as exc:
-        RS.atomic_write_json(
-            summary_path, {"status": "failed", "run_id": run_id(cfg), "error": f"{type(exc).__name__}: {exc}"}
-        )
+        error = exc.one_line() if isinstance(exc, PrunelabError) else f"{type(exc).__name__}: {exc}"
+        RS.atomic_write_json(summary_path, {"status": "failed", "run_id": run_id(cfg), "error": error})
+        record_attempt(run_dir, "failed", time.perf_counter() - started, error=error)
         finish_loggers(loggers, "failed")
         raise
     summary = summarize(cfg, run_dir, rows, time.perf_counter() - started, ctx)
+    record_attempt(run_dir, "resumed" if resumed else "completed", summary["wall_seconds"], saved_seconds=saved,
+                   rounds_skipped=len(before))  # fmt: skip
     finish_loggers(loggers, "success")
     print(f"run folder: {run_dir}")
     print(RS.format_table(rows))
@@ -499,7 +509,8 @@ def summarize(cfg: DictConfig, run_dir: Path, rows: list[dict], wall: float, ctx
         "run_id": run_id(cfg),
         "name": cfg.name,
         "rounds": len(rows),
-        "wall_seconds": round(wall, 2),
+        "wall_seconds": round(wall, 2),  # this attempt
+        "compute_seconds": round(sum(float(r.get("round_seconds") or 0.0) for r in rows), 2),  # all attempts
         "final_sparsity": last["sparsity"],
         "final": last,
         "dense": rows[0],

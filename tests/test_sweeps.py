@@ -1,0 +1,163 @@
+"""Sweeps that scale and survive: launchers, resumable multirun after kill -9, failure isolation, the summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from prunelab.sweep import format_sweep, read_attempts, record_attempt, summarize_sweep
+from tests.conftest import cli
+
+TINY = ["schedule.rounds=1", "trainer.max_epochs=1", "logger=none"]
+TIMING = {"fit_seconds", "wall_seconds", "round_seconds", "compute_seconds", "latency_ms"}
+
+
+def _results(job: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (job / "results.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def _summary(sweep: Path) -> dict:
+    return json.loads((sweep / "sweep_summary.json").read_text())
+
+
+# -- the summary itself, on hand-built job folders ----------------------------------------------------------------
+def test_sweep_summary_counts_this_launch_only(tmp_path):
+    for name, status, lines in [
+        ("a", "complete", [("completed", 0.0, {}), ("skipped", 100.0, {"saved_seconds": 12.5})]),
+        ("b", "complete", [("failed", 0.0, {"error": "boom"}), ("resumed", 100.0, {"saved_seconds": 3.0})]),
+        ("c", "failed", [("failed", 100.0, {"error": "x.y: bad (fix: z)"})]),
+        ("d", "running", []),  # killed before it wrote an attempt line
+    ]:
+        job = tmp_path / name
+        (job / ".hydra").mkdir(parents=True)
+        (job / "summary.json").write_text(json.dumps({"status": status}))
+        for outcome, at, info in lines:
+            record_attempt(job, outcome, 1.0, **info)
+            rows = (job / "attempts.jsonl").read_text().splitlines()
+            last = json.loads(rows[-1])
+            last["at"] = at
+            (job / "attempts.jsonl").write_text("\n".join([*rows[:-1], json.dumps(last)]) + "\n")
+    with open(tmp_path / "a" / "attempts.jsonl", "a") as f:
+        f.write('{"outcome": "compl')  # a line torn by a kill is ignored
+    (tmp_path / ".submitit").mkdir()  # launcher folders are not jobs
+    assert [a["outcome"] for a in read_attempts(tmp_path / "a")] == ["completed", "skipped"]
+    s = summarize_sweep(tmp_path, since=50.0)
+    assert s["jobs"] == 4
+    assert (s["skipped"], s["resumed"], s["failed"], s["completed"]) == (1, 1, 2, 0)
+    assert s["saved_seconds"] == 15.5
+    assert {j["job"]: j["error"] for j in s["failed_jobs"]} == {"c": "x.y: bad (fix: z)", "d": None}
+    assert "| c | failed | failed |" in format_sweep(s)
+
+
+# -- launchers ----------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("basic")
+    proc = cli(["-m", "seed=0,1", *TINY, f"hydra.sweep.dir={out / 'sweep'}"], out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out / "sweep"
+
+
+def _check_same_as_basic(sweep: Path, basic: Path) -> None:
+    s = _summary(sweep)
+    assert (s["jobs"], s["completed"], s["failed"]) == (2, 2, 0), format_sweep(s)
+    names = sorted(j["job"] for j in s["job_list"])
+    assert names == sorted(j["job"] for j in _summary(basic)["job_list"])  # same hash-named folders
+    for name in names:
+        assert _results(sweep / name) == _results(basic / name), name  # and the same results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [["hydra/launcher=local_parallel"], ["hydra/launcher=submitit_local"]])
+def test_parallel_launchers_give_the_basic_launchers_results(launcher, basic_sweep, tmp_path):
+    proc = cli(["-m", *launcher, "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_same_as_basic(tmp_path / "sweep", basic_sweep)
+
+
+@pytest.mark.slow
+def test_ray_launcher_on_a_local_cluster(basic_sweep, tmp_path):
+    ray = Path(sys.executable).with_name("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": str(tmp_path / "ray")}
+    start = [str(ray), "start", "--head", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+             f"--temp-dir={tmp_path / 'ray'}"]  # fmt: skip
+    up = subprocess.run(start, env=env, capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, up.stderr[-2000:]
+    try:
+        proc = cli(["-m", "hydra/launcher=ray_cluster", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                   tmp_path, env_extra={"RAY_USAGE_STATS_ENABLED": "0"})  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        _check_same_as_basic(tmp_path / "sweep", basic_sweep)
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+# -- resumable, failure-isolated multirun ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_relaunched_sweep_after_kill_does_only_the_missing_work(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1,2", "schedule.rounds=2", "trainer.max_epochs=2", "logger=none", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "prunelab", *args, "trainer.enable_progress_bar=false"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 400
+
+    def complete() -> int:
+        return sum(json.loads(p.read_text()).get("status") == "complete" for p in sweep.glob("*/summary.json"))
+
+    while complete() < 1 and proc.poll() is None and time.time() < deadline:  # kill inside the second job
+        time.sleep(0.05)
+    while not list(sweep.glob("*/rounds/r01/metrics.json"))[1:] and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = complete()
+    assert 1 <= done_before < 3, "the kill came too late to test a relaunch"
+    relaunch = cli(args, tmp_path)
+    assert relaunch.returncode == 0, relaunch.stderr[-3000:]
+    s = _summary(sweep)
+    assert s["jobs"] == 3 and s["failed"] == 0, format_sweep(s)
+    assert s["skipped"] == done_before  # finished jobs were not redone...
+    assert s["resumed"] == 1 and s["completed"] == 2 - done_before  # ...the interrupted one resumed
+    assert s["saved_seconds"] > 0
+    resumed = next(j for j in s["job_list"] if j["outcome"] == "resumed")
+    assert read_attempts(sweep / resumed["job"])[-1]["rounds_skipped"] >= 1  # its finished rounds were kept
+    # the relaunch's results equal an uninterrupted run's
+    ref = cli(["-m", "seed=0,1,2", "schedule.rounds=2", "trainer.max_epochs=2", "logger=none",
+               f"hydra.sweep.dir={tmp_path / 'ref'}"], tmp_path)  # fmt: skip
+    assert ref.returncode == 0
+    for job in s["job_list"]:
+        assert _results(sweep / job["job"]) == _results(tmp_path / "ref" / job["job"]), job["job"]
+    assert "Sweep summary" in (sweep / "sweep_summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_failing_jobs_leave_the_others_intact_and_are_summarised(tmp_path):
+    sweep = tmp_path / "sweep"
+    # seed=1 diverges on purpose (a huge learning rate gives a NaN loss); rate=1.5 is an impossible sparsity
+    args = ["-m", "schedule.rate=0.5,1.5", "seed=0", *TINY, f"hydra.sweep.dir={sweep}"]
+    proc = cli(args, tmp_path)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "1 of 2 sweep jobs failed" in proc.stderr
+    nan = cli(["-m", "optimizer.lr=1e12", "seed=0", *TINY, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert nan.returncode == 3, nan.stderr[-2000:]
+    s = summarize_sweep(sweep)
+    statuses = sorted(j["status"] for j in s["job_list"])
+    assert statuses == ["complete", "failed", "failed"]
+    errors = " ".join(j["error"] for j in s["failed_jobs"])
+    assert "schedule.rate: 1.5 is outside [0, 1)" in errors and "loss" in errors.lower()
+    ok = next(j for j in s["job_list"] if j["status"] == "complete")
+    assert (sweep / ok["job"] / "rounds" / "r01" / "metrics.json").exists()
+    rep = cli(["report", str(sweep), "--out", str(tmp_path / "rep")], tmp_path)
+    assert rep.returncode == 0 and "Runs not averaged in (2)" in (tmp_path / "rep" / "report.md").read_text()
+    shutil.rmtree(tmp_path / "rep")
