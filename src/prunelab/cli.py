@@ -56,26 +56,65 @@ def check_group_options(args: list[str]) -> None:
                 )
 
 
-def check_compose(args: list[str]) -> None:
-    """Compose once (single runs) so unknown keys and bad values fail on one line before Hydra starts."""
-    if any(a in ("-m", "--multirun") for a in args) or any(a.startswith("-") for a in args):
-        return
-    overrides = [a for a in args if not a.lstrip("+~").startswith("hydra")]
-    from hydra import compose, initialize_config_dir
+def sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """The override lists to check before a sweep: every swept key at its first value, then each other value of
+    each swept key in turn (not the full product: a bad key or value fails in one of these). Interval sweeps
+    (Optuna) and anything that does not parse are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides)
-        output_dir = Path(str(cfg.paths.output_dir))
-    except Exception as exc:  # hydra/omegaconf errors: keep the first line of each message in the chain
-        parts, e = [], exc
-        while e is not None and len(parts) < 3:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if first not in parts:
-                parts.append(first)
-            e = e.__cause__ or e.__context__
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return [overrides]
+    values: list[list[str]] = []
+    for o in parsed:
+        prefix = o.input_line.split("=", 1)[0]
+        if o.is_sweep_override():
+            try:
+                values.append([f"{prefix}={v}" for v in o.sweep_string_iterator()] or [o.input_line])
+            except Exception:  # interval sweeps: the sweeper samples them
+                values.append([])
+        else:
+            values.append([o.input_line])
+    base = [v[0] for v in values if v]
+    out = [base]
+    for i, options in enumerate(values):
+        for alt in options[1:]:
+            out.append([alt if j == i else v[0] for j, v in enumerate(values) if v])
+    return out
+
+
+def _compose_error(exc: Exception) -> str:
+    parts, e = [], exc  # hydra/omegaconf errors: keep the first line of each message in the chain
+    while e is not None and len(parts) < 3:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if first not in parts and "$VALUE" not in first:
+            parts.append(first)
+        e = e.__cause__ or e.__context__
+    text = " / ".join(parts)
+    if "could not be converted" in text or "Validation" in text:
+        fix = "give the key a value of the type named (see `prunelab --cfg job` for the current values)"
+    else:
         fix = "check the key's spelling with `prunelab --cfg job`; add a new key with +key=value"
-        fail(f"{' / '.join(parts)} (fix: {fix})")
+    return f"{text} (fix: {fix})"
+
+
+def check_compose(args: list[str]) -> None:
+    """Compose before Hydra starts (each variant of a sweep too), so unknown keys and bad values fail on one line
+    naming the key, before any job runs."""
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+        return  # --cfg, --help, ...: Hydra's own
+    overrides = [a for a in args if a not in ("-m", "--multirun") and not a.lstrip("+~").startswith("hydra")]
+    from hydra import compose, initialize_config_dir
+
+    output_dir = None
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        for variant in sweep_variants(overrides):
+            try:
+                cfg = compose(config_name="config", overrides=variant)
+            except Exception as exc:
+                fail(_compose_error(exc))
+            output_dir = output_dir or Path(str(cfg.paths.output_dir))
     check_writable(output_dir)
 
 

@@ -72,5 +72,15 @@ def _resolver(*, _root_: DictConfig) -> str:
 
 
 def register_resolvers() -> None:
+    """The ``prunelab_id`` resolver and the structured config schemas (:mod:`prunelab.schemas`); idempotent."""
     if not OmegaConf.has_resolver("prunelab_id"):
         OmegaConf.register_new_resolver("prunelab_id", _resolver)
+    global _SCHEMAS_REGISTERED
+    if not _SCHEMAS_REGISTERED:
+        from prunelab.schemas import register
+
+        register(conf_dir())
+        _SCHEMAS_REGISTERED = True
+
+
+_SCHEMAS_REGISTERED = False
