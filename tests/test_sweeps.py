@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,21 +86,31 @@ def test_parallel_launchers_give_the_basic_launchers_results(launcher, basic_swe
     _check_same_as_basic(tmp_path / "sweep", basic_sweep)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_ray_launcher_on_a_local_cluster(basic_sweep, tmp_path):
     ray = Path(sys.executable).with_name("ray")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": str(tmp_path / "ray")}
-    start = [str(ray), "start", "--head", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-             f"--temp-dir={tmp_path / 'ray'}"]  # fmt: skip
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+             "--disable-usage-stats", f"--temp-dir={temp}"]  # fmt: skip
     up = subprocess.run(start, env=env, capture_output=True, text=True, timeout=300)
-    assert up.returncode == 0, up.stderr[-2000:]
     try:
-        proc = cli(["-m", "hydra/launcher=ray_cluster", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                   tmp_path, env_extra={"RAY_USAGE_STATS_ENABLED": "0"})  # fmt: skip
+        assert up.returncode == 0, up.stderr[-2000:]
+        args = ["-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{port}", "seed=0,1",
+                *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+        proc = cli(args, tmp_path, env_extra={"RAY_USAGE_STATS_ENABLED": "0"})
         assert proc.returncode == 0, proc.stderr[-3000:]
         _check_same_as_basic(tmp_path / "sweep", basic_sweep)
     finally:
         subprocess.run([str(ray), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 # -- resumable, failure-isolated multirun ---------------------------------------------------------------------------

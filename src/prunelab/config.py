@@ -34,7 +34,7 @@ def config_groups() -> dict[str, list[str]]:
     root, out = conf_dir(), {}
     for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
         opts = sorted(f.stem for f in folder.glob("*.yaml") if not f.stem.startswith("_"))
-        if opts:
+        if opts and not folder.relative_to(root).as_posix().startswith("hydra"):  # hydra/launcher: Hydra's own
             out[folder.relative_to(root).as_posix()] = opts
     return out
 
