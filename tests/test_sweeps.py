@@ -173,3 +173,24 @@ def test_failing_jobs_leave_the_others_intact_and_are_summarised(tmp_path):
     rep = cli(["report", str(sweep), "--out", str(tmp_path / "rep")], tmp_path)
     assert rep.returncode == 0 and "Runs not averaged in (2)" in (tmp_path / "rep" / "report.md").read_text()
     shutil.rmtree(tmp_path / "rep")
+
+
+# -- W&B: one offline run per job, closed, grouped by sweep --------------------------------------------------------
+@pytest.mark.slow
+def test_each_sweep_job_is_one_closed_wandb_run_grouped_by_sweep(tmp_path):
+    from prunelab.analysis.wandb_offline import read_history, read_run_info, run_files
+
+    sweep = tmp_path / "mysweep"
+    args = ["-m", "seed=0,1", "schedule.rounds=1", "trainer.max_epochs=1", "logger=wandb", f"hydra.sweep.dir={sweep}"]
+    proc = cli(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = [j["job"] for j in _summary(sweep)["job_list"]]
+    infos = []
+    for job in jobs:
+        (wandb_file,) = run_files(sweep / job)  # exactly one W&B run per job
+        info = read_run_info(wandb_file)
+        assert info["exited"] and info["exit_code"] == 0  # closed at the end of the job
+        assert any("test/recall/0" in row for row in read_history(wandb_file))
+        infos.append(info)
+    assert {i["group"] for i in infos} == {"default@mysweep"}  # one group per sweep
+    assert len({i["name"] for i in infos}) == 2

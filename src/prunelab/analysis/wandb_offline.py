@@ -73,3 +73,19 @@ def read_config(path: Path) -> dict:
         for item in items:
             config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return config
+
+
+def read_run_info(path: Path) -> dict:
+    """The run's group, name, tags and whether it was closed (its exit record and exit code)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    info: dict = {"group": None, "name": None, "tags": [], "exited": False, "exit_code": None}
+    for chunk in _chunks(Path(path).read_bytes()):
+        record = pb.Record()
+        record.ParseFromString(chunk)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            info.update(group=record.run.run_group, name=record.run.display_name, tags=list(record.run.tags))
+        elif kind == "exit":
+            info.update(exited=True, exit_code=record.exit.exit_code)
+    return info
