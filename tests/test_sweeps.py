@@ -194,3 +194,27 @@ def test_each_sweep_job_is_one_closed_wandb_run_grouped_by_sweep(tmp_path):
         infos.append(info)
     assert {i["group"] for i in infos} == {"default@mysweep"}  # one group per sweep
     assert len({i["name"] for i in infos}) == 2
+
+
+# -- hyper-parameter search ---------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_optuna_sweeper_tunes_the_class_dependent_loss(tmp_path, data_dir):
+    from omegaconf import OmegaConf
+
+    sweep = tmp_path / "tune"
+    args = ["-m", "experiment=tune_class_dependent", "hydra.sweeper.n_trials=3", "trainer.max_epochs=1",
+            "logger=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = cli(args, tmp_path, data=data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert set(best.best_params) == {"loss.lam", "loss.gamma"}
+    trials = {}
+    for job in _summary(sweep)["job_list"]:
+        cfg = OmegaConf.load(sweep / job["job"] / "run_config.yaml")
+        final = json.loads((sweep / job["job"] / "summary.json").read_text())["final"]
+        assert final["sparsity"] == pytest.approx(0.9, abs=0.01)  # the fixed sparsity
+        trials[(round(cfg.loss.lam, 6), round(cfg.loss.gamma, 6))] = final["val/fnr"]
+    assert len(trials) == 3
+    assert best.best_value == pytest.approx(min(trials.values()))  # the sweeper read prunelab's objective
+    lam, gamma = round(best.best_params["loss.lam"], 6), round(best.best_params["loss.gamma"], 6)
+    assert trials[(lam, gamma)] == pytest.approx(best.best_value)

@@ -131,7 +131,7 @@ def check_writable(folder: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def _task(cfg: DictConfig) -> float | None:
+def _task(cfg: DictConfig) -> float:
     from prunelab.run import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -146,9 +146,12 @@ def _task(cfg: DictConfig) -> float | None:
         # a sweep goes on: this job's summary.json says failed (with the error); `prunelab report` lists it
         message = exc.one_line() if isinstance(exc, PrunelabError) else f"{type(exc).__name__}: {exc}"
         logging.getLogger("prunelab").error("job failed: %s", message)
-        return None
-    final = summary.get("final", {})
-    return final.get(str(cfg.get("objective", "test/acc")))
+        return float("nan")  # a sweeper (Optuna) records the trial as failed
+    final, key = summary.get("final", {}), str(cfg.get("objective", "test/acc"))
+    if final.get(key) is None:
+        logging.getLogger("prunelab").warning("objective %s is not among the final round's metrics", key)
+        return float("nan")
+    return float(final[key])
 
 
 def main(argv: list[str] | None = None) -> None:
