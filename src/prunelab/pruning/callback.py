@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from prunelab.pruning import distributed as D
 from prunelab.pruning import masks as M
 from prunelab.pruning import rewind as R
 from prunelab.pruning import structured as S
@@ -123,6 +124,7 @@ class PruningCallback(pl.Callback):
             M.set_masks(model, S.group_masks(model, self.groups, alive))
         else:
             M.set_masks(model, select(scores, current, target, scope=getattr(self.criterion, "scope", "global")))
+        D.check_identical(M.get_masks(model))  # DDP: every rank must hold the same masks (no-op in one process)
         if rewind:
             self._rewind(model)
         stats = M.sparsity_stats(model)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
+from prunelab.pruning import distributed as D
 from prunelab.pruning.criteria import ScoringContext, record_outputs
 
 
@@ -49,7 +50,12 @@ class ActivationEnergy:
         if batches is None:
             raise PrunelabError("criterion", "activation_energy needs training batches", "run it through prunelab")
         maps = kernel_maps(model, context.groups, batches, self.num_samples)
-        return {c: m.pow(2).mean((0, 2, 3)) for c, m in maps.items()}
+        out = {}
+        for c, m in maps.items():  # DDP: sums and counts over every rank's samples, then the mean
+            total = D.all_sum(m.double().pow(2).sum((0, 2, 3)))
+            count = D.all_sum(torch.tensor([float(m.shape[0] * m.shape[2] * m.shape[3])], dtype=torch.float64))
+            out[c] = (total / count).float()
+        return out
 
 
 def save_kernel_grid(maps: Tensor, path: Path, images: int = 8) -> None:

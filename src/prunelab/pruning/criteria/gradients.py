@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
+from prunelab.pruning import distributed as D
 from prunelab.pruning import masks as M
 from prunelab.pruning.criteria import ScoringContext
 
@@ -72,7 +73,8 @@ class TaylorFilter:
                     gw = _g_times_w(model, name).cpu()
                     contrib += gw.flatten(1).sum(1) if gw.dim() > 1 else gw
                 total[g.conv] += contrib.pow(2)
-        return {k: v / max(n, 1) for k, v in total.items()}
+        n_all = float(D.all_sum(torch.tensor([float(n)])).item())  # DDP: batches of every rank
+        return {k: D.all_sum(v) / max(n_all, 1.0) for k, v in total.items()}
 
 
 class SNIP:
@@ -87,4 +89,4 @@ class SNIP:
         for _ in _gradients(model, batches, self.num_batches):
             for n in masks:
                 total[n] += _g_times_w(model, n).abs().double().to(total[n].device)
-        return {n: v.float() for n, v in total.items()}
+        return {n: D.all_sum(v).float() for n, v in total.items()}  # DDP: summed over every rank's batches
