@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_two_round_run_writes_the_run_folder(two_round_run):
     pruned = sum(int((m == 0).sum()) for m in masks.values())
     assert pruned == round(0.5 * sum(m.numel() for m in masks.values()))
     assert rows[1]["parameters"] - rows[1]["nonzero_parameters"] == pruned
-    ckpt = torch.load(next((r1 / "checkpoints").glob("best-*.ckpt")), weights_only=False)
+    ckpt = torch.load(next((r1 / "checkpoints").glob("best-*.ckpt")), weights_only=True)  # safe loading works
     ckpt_masks = {k: v for k, v in ckpt["state_dict"].items() if k.endswith(".mask")}
     assert ckpt_masks and all(
         torch.equal(ckpt_masks[f"model.{k.rpartition('.')[0]}.parametrizations.weight.0.mask"], v)
@@ -208,3 +209,55 @@ def test_unwritable_output_folder_is_one_line(tmp_path):
         proc.stderr.strip().startswith("prunelab: error: paths.output_dir")
         and len(proc.stderr.strip().splitlines()) == 1
     )
+
+
+def _interrupted_copy(run_dir: Path, to: Path, keep_rounds: int) -> Path:
+    """A copy of a finished run as if it had been killed after ``keep_rounds`` rounds."""
+    shutil.copytree(run_dir, to)
+    for r in sorted((to / "rounds").iterdir())[keep_rounds:]:
+        shutil.rmtree(r)
+    (to / "summary.json").write_text(json.dumps({"status": "running"}))
+    (to / "attempts.jsonl").unlink(missing_ok=True)
+    return to
+
+
+@pytest.mark.parametrize("broken", ["kept_model", "last_checkpoint"])
+def test_broken_checkpoint_is_named_and_its_round_redone(two_round_run, tmp_path, broken):
+    """Killed after round 0; then round 0's kept model (the start of round 1) or round 1's last.ckpt is truncated."""
+    out, run_dir, _ = two_round_run
+    copy = _interrupted_copy(run_dir, tmp_path / "copy", keep_rounds=1)
+    if broken == "kept_model":
+        target, redone = copy / "rounds" / "r00" / "model.pt", 0
+    else:
+        ckpts = copy / "rounds" / "r01" / "checkpoints"
+        ckpts.mkdir(parents=True)
+        shutil.copy(next((run_dir / "rounds" / "r01" / "checkpoints").glob("last*.ckpt")), ckpts / "last.ckpt")
+        target, redone = ckpts / "last.ckpt", 1
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 3])
+    proc = cli([*FAST, f"hydra.run.dir={copy}"], out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert target.name in log and f"redoing round {redone}" in log  # named, never silently skipped
+    assert (
+        list((copy / "rounds").glob("r00.broken-*")) if redone == 0 else list(ckpts.parent.glob("checkpoints.broken-*"))
+    )
+    assert json.loads((copy / "summary.json").read_text())["status"] == "complete"
+    assert _comparable(copy) == _comparable(run_dir)  # the redone round gives the same results
+
+
+def test_every_checkpoint_load_is_weights_only():
+    """No pickle code runs from a checkpoint: every torch.load / Lightning fit-from-checkpoint in prunelab is safe."""
+    src = Path(__file__).resolve().parent.parent / "src" / "prunelab"
+    calls = []
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        for marker in ("torch.load(", "trainer.fit("):
+            start = 0
+            while (i := text.find(marker, start)) >= 0:
+                end = text.find(")\n", i)
+                calls.append((path.name, text[i : end + 1]))
+                start = i + 1
+    assert len(calls) >= 4
+    unsafe = [(name, call) for name, call in calls if "weights_only=True" not in call]
+    assert not unsafe, unsafe

@@ -232,10 +232,10 @@ def resume_checkpoint(rdir: Path) -> Path | None:
     if not last.exists():
         return None
     try:
-        torch.load(last, map_location="cpu", weights_only=False)
+        torch.load(last, map_location="cpu", weights_only=True)
         return last
     except Exception as exc:
-        log.warning("checkpoint %s is unreadable (%s): redoing round %s from its start", last, exc, rdir.name)
+        log.warning("checkpoint %s is unreadable (%s): redoing round %d from its start", last, exc, int(rdir.name[1:]))
         shutil.move(str(rdir / "checkpoints"), str(rdir / f"checkpoints.broken-{int(time.time())}"))
         return None
 
@@ -273,7 +273,7 @@ def run_round(ctx: dict, r: int) -> dict:
     )
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx["extra_callbacks"]], ctx["loggers"])
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     fit_s = time.perf_counter() - start
     best = Path(ckpt.best_model_path) if ckpt.best_model_path else rdir / "checkpoints" / "last.ckpt"
     if best.exists():
@@ -487,8 +487,23 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict:
     }
 
 
+def check_kept_model(run_dir: Path, n: int) -> None:
+    """The last finished round's ``model.pt`` starts the next round: if it cannot be read, that round is set aside
+    (renamed ``rNN.broken-<time>``) and redone, with a warning naming the file; never silently skipped."""
+    done = [r for r in range(n) if RS.round_done(run_dir, r)]
+    if not done or len(done) == n:
+        return
+    last = RS.round_dir(run_dir, done[-1])
+    try:
+        load_state_file(last / "model.pt", "checkpoint")
+    except PrunelabError as exc:
+        log.warning("%s: redoing round %d", exc.one_line(), done[-1])
+        shutil.move(str(last), str(last.with_name(f"{last.name}.broken-{int(time.time())}")))
+
+
 def loop(ctx: dict) -> list[dict]:
     run_dir, module, n = ctx["run_dir"], ctx["module"], ctx["schedule"].num_rounds
+    check_kept_model(run_dir, n)
     for r in range(n):
         if RS.round_done(run_dir, r):
             if not RS.round_done(run_dir, r + 1):  # the next round starts from this one's kept model
