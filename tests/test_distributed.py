@@ -3,6 +3,7 @@ reduce their statistics so both compute the same scores and masks, equal to one 
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -117,3 +118,28 @@ def test_helpers_are_identities_without_a_process_group():
     t = torch.arange(6.0).view(3, 2)
     assert D.world_size() == 1 and D.all_sum(t) is t and D.all_cat(t) is t
     D.check_identical({"w": t})
+
+
+@pytest.mark.slow
+def test_ddp_run_on_two_cpu_processes_shards_training_and_prunes_identically(tmp_path):
+    """trainer=ddp_cpu end to end: 2 gloo ranks, a data-dependent structured criterion (Taylor). Each rank trains
+    on half of every epoch; the callback's cross-rank mask check passes at every pruning step; rank 0 writes."""
+    from tests.conftest import cli
+
+    args = ["model=lenet5", "criterion=taylor_filter", "schedule.rounds=1", "trainer.max_epochs=2", "logger=none"]
+    ddp = cli(["trainer=ddp_cpu", *args, f"hydra.run.dir={tmp_path / 'ddp'}"], tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "ranks computed different masks" not in ddp.stderr
+    assert ddp.stdout.count("run folder:") == 1  # only rank 0 reports and writes
+    one = cli([*args, f"hydra.run.dir={tmp_path / 'one'}"], tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    def steps(run: Path) -> int:
+        ckpt = torch.load(run / "rounds" / "r00" / "checkpoints" / "last.ckpt", weights_only=True)
+        return int(ckpt["global_step"])
+
+    assert steps(tmp_path / "ddp") * 2 == pytest.approx(steps(tmp_path / "one"), abs=2 * 2)  # half the batches
+    rows = [json.loads(x) for x in (tmp_path / "ddp" / "results.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1] and rows[1]["filters_removed_share"] > 0
+    masks = torch.load(tmp_path / "ddp" / "rounds" / "r01" / "masks.pt", weights_only=True)
+    assert any(not bool(m.all()) for m in masks.values())

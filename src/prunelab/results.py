@@ -23,8 +23,17 @@ from typing import Any
 import numpy as np
 
 
+def is_writer() -> bool:
+    """Only global rank 0 writes the run folder (multi-process DDP runs share it; the other ranks compute)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see a partial file."""
+    """Write via a temporary file in the same folder and rename: readers never see a partial file (rank 0 only)."""
+    if not is_writer():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)
@@ -79,6 +88,8 @@ def finished_rounds(run_dir: Path) -> list[dict]:
 
 
 def save_predictions(path: Path, probs, labels) -> None:
+    if not is_writer():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
     p = np.asarray(probs, dtype=np.float32)

@@ -46,6 +46,8 @@ warnings.filterwarnings("ignore", ".*LeafSpec.*")
 warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device`.*")
 warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")  # a resumed round
 warnings.filterwarnings("ignore", ".*the number of training batches.*")
+# DDP: every rank evaluates the whole split and computes identical epoch metrics, so no cross-rank sync is needed
+warnings.filterwarnings("ignore", ".*sync_dist=True.*")
 
 
 def seed_all(seed: int) -> None:
@@ -161,7 +163,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
             continue
         lg = instantiate(spec)
         loggers.append(lg)
-        if name == "wandb":
+        if name == "wandb" and RS.is_writer():  # other DDP ranks hold a dummy experiment
             lg.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
     return loggers
 
@@ -236,7 +238,8 @@ def resume_checkpoint(rdir: Path) -> Path | None:
         return last
     except Exception as exc:
         log.warning("checkpoint %s is unreadable (%s): redoing round %d from its start", last, exc, int(rdir.name[1:]))
-        shutil.move(str(rdir / "checkpoints"), str(rdir / f"checkpoints.broken-{int(time.time())}"))
+        if RS.is_writer():
+            shutil.move(str(rdir / "checkpoints"), str(rdir / f"checkpoints.broken-{int(time.time())}"))
         return None
 
 
@@ -244,7 +247,7 @@ def run_round(ctx: dict, r: int) -> dict:
     cfg, run_dir, module, dm = ctx["cfg"], ctx["run_dir"], ctx["module"], ctx["dm"]
     rdir = RS.round_dir(run_dir, r)
     resume = resume_checkpoint(rdir)
-    if resume is None and (rdir / "checkpoints").exists():
+    if resume is None and (rdir / "checkpoints").exists() and RS.is_writer():
         shutil.rmtree(rdir / "checkpoints")
     seed_all(epoch_seed(cfg.seed, r, 0))
     module.set_round(r)
@@ -318,15 +321,17 @@ def finish_round(
     if ctx.get("groups"):
         row.update(S.filter_stats(S.alive_filters(module.model, ctx["groups"])))
         row["prune/filters_removed_share"] = row["filters_removed_share"]
-        if ctx["cfg"].get("export", {}).get("compact", True):
+        if ctx["cfg"].get("export", {}).get("compact", True) and RS.is_writer():
             sample = next(iter(dm.test_dataloader()))[0][:64]
             compacted, report = export_report(module.model, ctx["groups"], sample,
                                               int(ctx["cfg"].get("export", {}).get("latency_reps", 20)))  # fmt: skip
             row.update(report)
             torch.save(compacted, rdir / "compact.pt")
-    torch.save(module.model.state_dict(), rdir / "model.pt")
-    torch.save(M.get_masks(module.model), rdir / "masks.pt")
-    if r == ctx["schedule"].num_rounds - 1 or ctx["cfg"].get("quantize", {}).get("rounds") == "all":
+    if RS.is_writer():
+        torch.save(module.model.state_dict(), rdir / "model.pt")
+        torch.save(M.get_masks(module.model), rdir / "masks.pt")
+    last_round = r == ctx["schedule"].num_rounds - 1
+    if RS.is_writer() and (last_round or ctx["cfg"].get("quantize", {}).get("rounds") == "all"):
         quantize_round(ctx, r, rdir, trainer)
     RS.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
     row["round_seconds"] = round(time.perf_counter() - start, 3)  # fit + evaluation + export: what a rerun saves
@@ -409,8 +414,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     record_attempt(run_dir, "resumed" if resumed else "completed", summary["wall_seconds"], saved_seconds=saved,
                    rounds_skipped=len(before))  # fmt: skip
     finish_loggers(loggers, "success")
-    print(f"run folder: {run_dir}")
-    print(RS.format_table(rows))
+    if RS.is_writer():
+        print(f"run folder: {run_dir}")
+        print(RS.format_table(rows))
     return summary
 
 
@@ -453,7 +459,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict:
     init_path = run_dir / "rewind" / "init.pt"
     if init_path.exists():
         R.restore(model, R.load_snapshot(init_path))
-    else:
+    elif RS.is_writer():
         R.save_snapshot(model, init_path)
     loss = make(cfg, "loss", _convert_="all")
     if hasattr(loss, "configure"):
@@ -491,7 +497,7 @@ def check_kept_model(run_dir: Path, n: int) -> None:
     """The last finished round's ``model.pt`` starts the next round: if it cannot be read, that round is set aside
     (renamed ``rNN.broken-<time>``) and redone, with a warning naming the file; never silently skipped."""
     done = [r for r in range(n) if RS.round_done(run_dir, r)]
-    if not done or len(done) == n:
+    if not done or len(done) == n or not RS.is_writer():
         return
     last = RS.round_dir(run_dir, done[-1])
     try:
@@ -504,17 +510,19 @@ def check_kept_model(run_dir: Path, n: int) -> None:
 def loop(ctx: dict) -> list[dict]:
     run_dir, module, n = ctx["run_dir"], ctx["module"], ctx["schedule"].num_rounds
     check_kept_model(run_dir, n)
+    rows = []
     for r in range(n):
         if RS.round_done(run_dir, r):
             if not RS.round_done(run_dir, r + 1):  # the next round starts from this one's kept model
                 path = RS.round_dir(run_dir, r) / "model.pt"
                 load_into(module.model, load_state_file(path, "checkpoint"), "checkpoint", path)
             log.info("round %d already finished: skipped", r)
+            rows.append(RS.read_json(RS.round_dir(run_dir, r) / "metrics.json"))
             continue
         log.info("round %d/%d: target sparsity %.4f", r, n - 1, ctx["schedule"].sparsity_at(r))
-        run_round(ctx, r)
+        rows.append(run_round(ctx, r))
         RS.write_results(run_dir, n)
-    return RS.write_results(run_dir, n)
+    return RS.write_results(run_dir, n) if RS.is_writer() else rows  # other DDP ranks: their own records
 
 
 def summarize(cfg: DictConfig, run_dir: Path, rows: list[dict], wall: float, ctx: dict) -> dict:

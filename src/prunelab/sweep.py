@@ -32,6 +32,8 @@ LAST: dict = {}  # the summary of the last multirun this process launched (read 
 
 def record_attempt(run_dir: Path, outcome: str, wall_seconds: float, **info: Any) -> None:
     """Append one attempt line to ``<run>/attempts.jsonl`` (one short ``write``; a torn last line is ignored)."""
+    if not RS.is_writer():
+        return
     line = {"outcome": outcome, "at": round(time.time(), 3), "wall_seconds": round(float(wall_seconds), 2), **info}
     with open(Path(run_dir) / "attempts.jsonl", "a") as f:
         f.write(json.dumps(line) + "\n")

@@ -30,18 +30,32 @@ class IndexBatchSampler(Sampler[Tensor]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def _shard(self) -> tuple[int, int]:
+        """(rank, world size) for training batches under DDP: each rank takes every world-th example of the
+        epoch's permutation (the same permutation on every rank), cut to equal length; evaluation is not sharded."""
+        import torch.distributed as dist
+
+        if self.shuffle and dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
     def __iter__(self) -> Iterator[Tensor]:
         if self.shuffle:
             gen = torch.Generator().manual_seed(1_000_003 * self.seed + self.epoch)
             order = torch.randperm(self.n, generator=gen)
         else:
             order = torch.arange(self.n)
-        stop = self.n - (self.n % self.batch_size if self.drop_last else 0)
+        rank, world = self._shard()
+        if world > 1:
+            order = order[: self.n - self.n % world][rank::world]
+        n = len(order)
+        stop = n - (n % self.batch_size if self.drop_last else 0)
         for start in range(0, stop, self.batch_size):
             yield order[start : start + self.batch_size]
 
     def __len__(self) -> int:
-        full, rest = divmod(self.n, self.batch_size)
+        world = self._shard()[1]
+        full, rest = divmod(self.n // world, self.batch_size)
         return full if (self.drop_last or rest == 0) else full + 1
 
 
