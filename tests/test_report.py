@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+from omegaconf import OmegaConf
+
 from tests.conftest import cli
 
 
@@ -49,6 +52,18 @@ def test_report_runs_the_hooker_protocol_on_a_population_sweep(tmp_path):
     assert all(r["models"] == "3" for r in rows.values())
     assert rows["sparsity 0"]["pie_count"] == "0"  # a population never disagrees with itself
     assert "impacted_classes" in rows["sparsity 0.8"] and rows["sparsity 0.8"]["impacted_classes"] != ""
+    assert (tmp_path / "rep" / "pie_gallery_sparsity_0.8.png").exists() or rows["sparsity 0.8"]["pie_count"] == "0"
+    # gradual runs have one round: their per-class deltas are against the matched dense run (same seed)
+    with open(tmp_path / "rep" / "class_deltas.csv") as f:
+        deltas = [d for d in csv.DictReader(f) if d["round"] == "0.8"]
+    assert deltas and all(d["n"] == "3" and d["baseline"].startswith("matched dense") for d in deltas)
+    final = {}
+    for summary in (tmp_path / "sweep").glob("*/summary.json"):
+        cfg = OmegaConf.load(summary.parent / "run_config.yaml")
+        final[(float(cfg.schedule.final_sparsity), int(cfg.seed))] = json.loads(summary.read_text())["final"]
+    diffs = [final[(0.8, s)]["test/recall/3"] - final[(0.0, s)]["test/recall/3"] for s in range(3)]
+    (row3,) = [d for d in deltas if d["class"] == "3"]
+    assert float(row3["recall_delta_mean"]) == pytest.approx(sum(diffs) / 3, abs=1e-6)
     assert (tmp_path / "rep" / "pies.csv").exists()
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Per-class impact and PIEs" in md

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
+import re
 import statistics
 from pathlib import Path
+from typing import Any
 
 from prunelab.analysis.runs import Run, find_runs, group_labels
+from prunelab.config import IDENTITY_KEYS
 
 METRICS = ["test/acc", "test/auroc_macro", "test/recall_worst", "test/fnr", "test/fpr", "flops_ratio"]
 X_AXES = {"sparsity": ("sparsity", "sparsity"), "density": ("sparsity", "weights remaining"),
@@ -47,22 +51,60 @@ def aggregate(runs: list[Run], labels: dict[Path, str]) -> list[dict]:
     return table
 
 
+SPARSITY_KEYS = ("final_sparsity", "sparsity")  # the schedule keys that set a single-fit run's target sparsity
+
+
+def _without_sparsity(run: Run) -> str:
+    cfg = {k: v for k, v in run.config.items() if k in IDENTITY_KEYS}
+    cfg["schedule"] = {k: v for k, v in (cfg.get("schedule") or {}).items() if k not in SPARSITY_KEYS}
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def dense_matches(runs: list[Run]) -> dict[Path, Run]:
+    """Single-round (in-fit, e.g. gradual) compressed runs → their matched dense run: the same config and seed
+    with the schedule's target sparsity at 0. Multi-round runs are matched with their own round 0 instead."""
+    complete = [r for r in runs if r.status == "complete" and r.rows]
+    dense = {_without_sparsity(r): r for r in complete if len(r.rows) == 1 and r.rows[0].get("sparsity", 1) == 0}
+    out = {}
+    for run in complete:
+        if len(run.rows) == 1 and run.rows[0].get("sparsity", 0) > 0 and _without_sparsity(run) in dense:
+            out[run.path] = dense[_without_sparsity(run)]
+    return out
+
+
+def _drop_sparsity_label(label: str) -> str:
+    parts = [p for p in label.split(", ") if not any(p.startswith(f"schedule.{k}=") for k in SPARSITY_KEYS)]
+    return ", ".join(parts) or "single-fit runs"
+
+
 def class_deltas(runs: list[Run], labels: dict[Path, str]) -> list[dict]:
-    """Per population, round and class: mean recall change against round 0 of the same run."""
-    acc: dict[tuple[str, int, str], list[float]] = {}
-    sparsity: dict[tuple[str, int], list[float]] = {}
+    """Per population, level and class: mean recall change against the matched dense baseline. For multi-round
+    runs the baseline is round 0 of the same run (level = round); for single-fit runs (gradual schedules) it is
+    the dense run with the same config and seed (level = target sparsity; population = label without it)."""
+    acc: dict[tuple[str, Any, str], list[float]] = {}
+    sparsity: dict[tuple[str, Any], list[float]] = {}
+    baseline: dict[str, str] = {}
+    matched = dense_matches(runs)
     for run in runs:
         if run.status != "complete" or not run.rows:
             continue
-        dense = run.rows[0]
-        for row in run.rows[1:]:
-            sparsity.setdefault((labels[run.path], row["round"]), []).append(row["sparsity"])
+        if run.path in matched:
+            pop, dense = _drop_sparsity_label(labels[run.path]), matched[run.path].rows[-1]
+            pairs = [(round(float(run.rows[0]["sparsity"]), 4), run.rows[0])]
+            baseline[pop] = "matched dense run (same config and seed, sparsity 0)"
+        else:
+            pop, dense = labels[run.path], run.rows[0]
+            pairs = [(row["round"], row) for row in run.rows[1:]]
+            baseline.setdefault(pop, "round 0 of the same run")
+        for level, row in pairs:
+            sparsity.setdefault((pop, level), []).append(row["sparsity"])
             for key, value in row.items():
                 if key.startswith("test/recall/") and dense.get(key) is not None and value is not None:
-                    acc.setdefault((labels[run.path], row["round"], key[12:]), []).append(value - dense[key])
+                    acc.setdefault((pop, level, key[12:]), []).append(value - dense[key])
     return [{"population": p, "round": r, "class": c, "sparsity": statistics.fmean(sparsity[(p, r)]),
-             "recall_delta_mean": _stats(v)[0], "recall_delta_std": _stats(v)[1], "n": len(v)}
-            for (p, r, c), v in sorted(acc.items())]  # fmt: skip
+             "recall_delta_mean": _stats(v)[0], "recall_delta_std": _stats(v)[1], "n": len(v),
+             "baseline": baseline[p]}
+            for (p, r, c), v in sorted(acc.items(), key=lambda kv: (kv[0][0], float(kv[0][1]), kv[0][2]))]  # fmt: skip
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -195,8 +237,14 @@ def hooker_section(runs: list[Run], out: Path) -> list[Path]:
     files = [out / "hooker.csv", out / "pies.csv"]
     images = _test_images(runs)
     if images is not None and len(idx):
-        pie_gallery(images, None, idx, out / "pie_gallery.png")
+        pie_gallery(images, None, idx, out / "pie_gallery.png")  # the sparsest level
         files.append(out / "pie_gallery.png")
+    for name, mask in masks.items():  # one gallery per compressed population (sparsity levels and quantized)
+        found = np.nonzero(mask)[0]
+        if images is not None and len(found):
+            slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+            pie_gallery(images, None, found, out / f"pie_gallery_{slug}.png")
+            files.append(out / f"pie_gallery_{slug}.png")
     return files
 
 
