@@ -80,7 +80,7 @@ def build(group: str, node, cfg, tmp_path) -> None:
             spec = OmegaConf.to_container(spec)
             spec["save_dir"] = str(tmp_path)
             if "group" in spec:
-                spec.update(name="t", group="t", tags=[])
+                spec.update(name="t", group="t", tags=[], job_type="t")
             assert instantiate(spec) is not None
     elif group == "paths":
         assert node.data_dir and node.output_dir
