@@ -208,7 +208,8 @@ def jordao_table(runs: list[Run]) -> str:
         lines += ["", f"At the FLOPs share PLS+VIP reached ({target:.3f}): accuracy PLS+VIP {a_pls:.4f}, "
                   f"L1-norm (interpolated) {a_l1:.4f}."]  # fmt: skip
         dense = _mean([x["test/acc"] for x in pops[pls][0]])
-        claims = [("PLS+VIP removes FLOPs with a small accuracy change (< 1 point)", abs(a_pls - dense) < 0.01),
+        # the paper's claim is one-sided ("without penalizing accuracy"): a gain is not a failure
+        claims = [("PLS+VIP removes FLOPs without an accuracy drop of more than 1 point", a_pls - dense > -0.01),
                   ("PLS+VIP at least as accurate as L1-norm at equal FLOPs",
                    None if math.isnan(a_l1) else a_pls >= a_l1)]  # fmt: skip
     lines += ["", "Paper (PAPERS.md §2): up to 67% FLOPs removed without penalizing accuracy, up to 90% with a "
