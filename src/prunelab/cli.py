@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from prunelab.config import conf_dir, config_groups, register_resolvers
-from prunelab.errors import PrunelabError
+from prunelab.errors import PrunelabError, describe
 
 register_resolvers()
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -144,8 +144,7 @@ def _task(cfg: DictConfig) -> float:
                 fail(exc.one_line())
             raise
         # a sweep goes on: this job's summary.json says failed (with the error); `prunelab report` lists it
-        message = exc.one_line() if isinstance(exc, PrunelabError) else f"{type(exc).__name__}: {exc}"
-        logging.getLogger("prunelab").error("job failed: %s", message)
+        logging.getLogger("prunelab").error("job failed: %s", describe(exc))
         return float("nan")  # a sweeper (Optuna) records the trial as failed
     final, key = summary.get("final", {}), str(cfg.get("objective", "test/acc"))
     if final.get(key) is None:

@@ -13,3 +13,8 @@ class PrunelabError(Exception):
     def one_line(self) -> str:
         text = f"{self.key}: {self.message}"
         return f"{text} (fix: {self.fix})" if self.fix else text
+
+
+def describe(exc: BaseException) -> str:
+    """One line for any error: a PrunelabError's own line, otherwise its type and message."""
+    return exc.one_line() if isinstance(exc, PrunelabError) else f"{type(exc).__name__}: {exc}"

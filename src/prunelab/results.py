@@ -87,6 +87,11 @@ def finished_rounds(run_dir: Path) -> list[dict]:
     return rows
 
 
+def compute_seconds(rows: Sequence[dict]) -> float:
+    """The recorded time of these rounds (fit + evaluation + export): what skipping them saves."""
+    return round(sum(float(row.get("round_seconds") or 0.0) for row in rows), 2)
+
+
 def save_predictions(path: Path, probs, labels) -> None:
     if not is_writer():
         return

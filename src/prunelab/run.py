@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prunelab import results as RS
 from prunelab.config import identity, run_id
-from prunelab.errors import PrunelabError
+from prunelab.errors import PrunelabError, describe
 from prunelab.metrics import classification_metrics, worst_class
 from prunelab.module import ClassifierModule, epoch_seed
 from prunelab.pruning import masks as M
@@ -397,7 +397,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     started = time.perf_counter()
     before = RS.finished_rounds(run_dir)  # from an earlier, interrupted attempt
     resumed = bool(before) or any(run_dir.glob("rounds/r*/checkpoints/last.ckpt"))
-    saved = round(sum(float(row.get("round_seconds") or 0.0) for row in before), 2)
+    saved = RS.compute_seconds(before)
     RS.atomic_write_json(summary_path, {"status": "running", "run_id": run_id(cfg)})
     loggers: list[Any] = []
     try:
@@ -405,7 +405,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         loggers = ctx["loggers"] = build_loggers(cfg, run_dir)
         rows = loop(ctx)
     except BaseException as exc:
-        error = exc.one_line() if isinstance(exc, PrunelabError) else f"{type(exc).__name__}: {exc}"
+        error = describe(exc)
         RS.atomic_write_json(summary_path, {"status": "failed", "run_id": run_id(cfg), "error": error})
         record_attempt(run_dir, "failed", time.perf_counter() - started, error=error)
         finish_loggers(loggers, "failed")
@@ -533,7 +533,7 @@ def summarize(cfg: DictConfig, run_dir: Path, rows: list[dict], wall: float, ctx
         "name": cfg.name,
         "rounds": len(rows),
         "wall_seconds": round(wall, 2),  # this attempt
-        "compute_seconds": round(sum(float(r.get("round_seconds") or 0.0) for r in rows), 2),  # all attempts
+        "compute_seconds": RS.compute_seconds(rows),  # all attempts
         "final_sparsity": last["sparsity"],
         "final": last,
         "dense": rows[0],

@@ -65,11 +65,8 @@ def dense_matches(runs: list[Run]) -> dict[Path, Run]:
     with the schedule's target sparsity at 0. Multi-round runs are matched with their own round 0 instead."""
     complete = [r for r in runs if r.status == "complete" and r.rows]
     dense = {_without_sparsity(r): r for r in complete if len(r.rows) == 1 and r.rows[0].get("sparsity", 1) == 0}
-    out = {}
-    for run in complete:
-        if len(run.rows) == 1 and run.rows[0].get("sparsity", 0) > 0 and _without_sparsity(run) in dense:
-            out[run.path] = dense[_without_sparsity(run)]
-    return out
+    sparse = [r for r in complete if len(r.rows) == 1 and r.rows[0].get("sparsity", 0) > 0]
+    return {r.path: dense[key] for r in sparse if (key := _without_sparsity(r)) in dense}
 
 
 def _drop_sparsity_label(label: str) -> str:
