@@ -1,6 +1,25 @@
-"""Run every benchmark: ``python -m benchmarks`` (or ``make bench``)."""
+"""Run every benchmark: ``python -m benchmarks`` (or ``make bench``); ``python -m benchmarks P2 P4`` runs some.
 
-from benchmarks import epoch_overhead
+P1 epoch_overhead, P2 mask_overhead, P3 pls_vip, P4 structured_speedup, P6 populations. P5 (reproduction wall
+times) is ``time prunelab reproduce <paper>``; see docs/performance.md.
+"""
+
+import sys
+
+from benchmarks import epoch_overhead, mask_overhead, pls_vip, populations, structured_speedup
+
+SUITE = {
+    "P1": epoch_overhead.main,
+    "P2": mask_overhead.main,
+    "P3": pls_vip.main,
+    "P4": structured_speedup.main,
+    "P6": populations.main,
+}
 
 if __name__ == "__main__":
-    epoch_overhead.main()
+    chosen = [a.upper() for a in sys.argv[1:]] or list(SUITE)
+    unknown = [c for c in chosen if c not in SUITE]
+    if unknown:
+        sys.exit(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(SUITE)}")
+    for name in chosen:
+        SUITE[name]([])

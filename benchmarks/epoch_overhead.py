@@ -1,6 +1,7 @@
-"""Framework overhead: one MNIST training epoch in prunelab vs a bare PyTorch loop on the same tensors.
+"""P1 framework overhead: MNIST training in prunelab vs a bare PyTorch loop on the same tensors.
 
-Both sides train LeNet-300-100 with Adam on the same in-memory MNIST tensors, batch size and batch order.
+Both sides train the same model (LeNet-300-100: a full epoch; Conv-4: its first ``--conv-steps`` steps, the
+model being ~100x costlier per step) with Adam on the same in-memory MNIST tensors, batch size and batch order.
 - bare: a plain ``nn.Module`` (no masks), ``for idx in batches: step``; the floor.
 - bare+masks: the same loop on the masked model (isolates the parametrization's cost).
 - prunelab: ``Trainer.fit`` for one epoch of a round as ``prunelab.run`` builds it (ClassifierModule,
@@ -9,33 +10,37 @@ Both sides train LeNet-300-100 with Adam on the same in-memory MNIST tensors, ba
 - prunelab+val: the same with the per-epoch validation pass (10% of train) and its per-class metrics.
 Reported: median seconds over ``--reps`` interleaved repetitions and the throughput ratio bare / prunelab.
 
-    python -m benchmarks.epoch_overhead [--reps 3] [--batch-size 128]
+    python -m benchmarks.epoch_overhead [--reps 3] [--batch-size 128] [--models lenet300 conv4] [--conv-steps 30]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from benchmarks.common import data_dir, print_table, verdict
 from prunelab.data.mnist import MNISTDataModule
+from prunelab.models.convnets import ConvNet
 from prunelab.models.mlp import MLP
 from prunelab.pruning import masks as M
 
 
-def data_dir() -> str:
-    return os.environ.get("PRUNELAB_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+def build(name: str, dm: MNISTDataModule) -> nn.Module:
+    if name == "lenet300":
+        return MLP(dm.input_shape, dm.num_classes, (300, 100))
+    return ConvNet(dm.input_shape, dm.num_classes, channels=[64, 64, "M", 128, 128, "M"], hidden=[256, 256])
 
 
-def bare_epoch(dm: MNISTDataModule, masked: bool) -> float:
+def bare_epoch(dm: MNISTDataModule, masked: bool, model_name: str = "lenet300", steps: int | None = None) -> float:
     torch.manual_seed(0)
-    model = MLP(dm.input_shape, dm.num_classes, (300, 100))
+    model = build(model_name, dm)
     if masked:
         M.attach_masks(model, M.prunable_names(model))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -43,14 +48,18 @@ def bare_epoch(dm: MNISTDataModule, masked: bool) -> float:
     loader.sampler.set_epoch(0)
     start = time.perf_counter()
     model.train()
-    for x, y in loader:
+    for i, (x, y) in enumerate(loader):
+        if steps is not None and i >= steps:
+            break
         opt.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     return time.perf_counter() - start
 
 
-def prunelab_epoch(dm: MNISTDataModule, validate: bool) -> float:
+def prunelab_epoch(
+    dm: MNISTDataModule, validate: bool, model_name: str = "lenet300", steps: int | None = None
+) -> float:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
@@ -63,7 +72,7 @@ def prunelab_epoch(dm: MNISTDataModule, validate: bool) -> float:
             "config",
             overrides=[
                 "data=mnist",
-                "model=lenet300",
+                f"model={model_name}",
                 "logger=csv",
                 "trainer.max_epochs=1",
                 f"data.batch_size={dm.batch_size}",
@@ -73,6 +82,9 @@ def prunelab_epoch(dm: MNISTDataModule, validate: bool) -> float:
             cfg.trainer.enable_progress_bar = False
             cfg.logger.csv.save_dir = tmp
             cfg.data.root = data_dir()
+            if steps is not None:
+                cfg.trainer.limit_train_batches = steps
+                cfg.trainer.limit_val_batches = min(steps, 5) if validate else 0
             if not validate:
                 cfg.trainer.limit_val_batches = 0
                 cfg.monitor.metric = None
@@ -84,29 +96,44 @@ def prunelab_epoch(dm: MNISTDataModule, validate: bool) -> float:
         return run_round(ctx, 0)["fit_seconds"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
-    args = parser.parse_args([] if __name__ != "__main__" else None)
+    parser.add_argument("--models", nargs="+", default=["lenet300", "conv4"], choices=["lenet300", "conv4"])
+    parser.add_argument("--conv-steps", type=int, default=30)
+    args = parser.parse_args(argv)
     dm = MNISTDataModule(root=data_dir(), batch_size=args.batch_size)
     dm.setup()
-    torch.set_num_threads(torch.get_num_threads())
-    runs: dict[str, list[float]] = {"bare": [], "bare+masks": [], "prunelab": [], "prunelab+val": []}
-    bare_epoch(dm, False)  # warm-up (allocator, kernels)
-    for _ in range(args.reps):
-        runs["bare"].append(bare_epoch(dm, False))
-        runs["bare+masks"].append(bare_epoch(dm, True))
-        runs["prunelab"].append(prunelab_epoch(dm, validate=False))
-        runs["prunelab+val"].append(prunelab_epoch(dm, validate=True))
-    med = {k: statistics.median(v) for k, v in runs.items()}
-    steps = len(dm.train_dataloader())
-    print(
-        f"MNIST LeNet-300-100, batch {args.batch_size}, {steps} steps/epoch, {torch.get_num_threads()} threads, "
-        f"median of {args.reps}"
+    rows, results = [], []
+    for model_name in args.models:
+        steps = None if model_name == "lenet300" else args.conv_steps
+        variants = {
+            "bare PyTorch loop": partial(bare_epoch, dm, False, model_name, steps),
+            "bare loop, masked model": partial(bare_epoch, dm, True, model_name, steps),
+            "prunelab round, no validation": partial(prunelab_epoch, dm, False, model_name, steps),
+            "prunelab round + validation, per-class metrics": partial(prunelab_epoch, dm, True, model_name, steps),
+        }
+        variants["bare PyTorch loop"]()  # warm-up (allocator, kernels)
+        runs: dict[str, list[float]] = {k: [] for k in variants}
+        for _ in range(args.reps):
+            for k, fn in variants.items():
+                runs[k].append(fn())
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        n = steps or len(dm.train_dataloader())
+        base = med["bare PyTorch loop"]
+        for k, v in med.items():
+            ratio = base / v
+            target = "" if k.startswith("bare PyTorch") else verdict(ratio, 0.90)
+            rows.append([model_name, n, k, 1000 * v / n, ratio, target])
+            results.append({"model": model_name, "variant": k, "ms_per_step": 1000 * v / n, "throughput": ratio})
+    print_table(
+        f"P1 framework overhead: MNIST, batch {args.batch_size}, Adam, {torch.get_num_threads()} threads, median of "
+        f"{args.reps} interleaved repetitions (target: throughput >= 0.90 of the bare loop)",
+        ["model", "steps", "variant", "ms/step", "throughput vs bare", "target"],
+        rows,
     )
-    for k, v in med.items():
-        print(f"  {k:13s} {v:7.3f} s/epoch   throughput ratio bare/{k} = {med['bare'] / v:5.3f}")
+    return results
 
 
 if __name__ == "__main__":

@@ -1,0 +1,145 @@
+"""Population training (prunelab.population): K members at once give exactly the K single runs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from prunelab.data.digits import DigitsDataModule
+from prunelab.errors import PrunelabError
+from prunelab.models.convnets import ConvNet, LeNet5
+from prunelab.models.mlp import MLP
+from prunelab.population import Population, member_batches, train_epoch
+from prunelab.pruning import masks as M
+from prunelab.pruning.criteria.magnitude import Magnitude
+from prunelab.pruning.select import select
+
+
+def masked_member(seed: int, shape, hidden=(32, 16), sparsity: float = 0.5) -> nn.Module:
+    torch.manual_seed(seed)
+    model = MLP(shape, 10, hidden)
+    M.attach_masks(model, M.prunable_names(model))
+    prune_layerwise(model, sparsity)
+    return model
+
+
+def prune_layerwise(model: nn.Module, target: float) -> None:
+    masks = M.get_masks(model)
+    M.set_masks(model, select(Magnitude().scores(model, masks), masks, target, scope="layer"))
+
+
+def sgd(params) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4)
+
+
+def sequential(model, x, y, batch, seed, epochs, loss, on_step=None):
+    """The single run a member must equal: same batches, loss, optimizer, and mask updates at the same steps."""
+    opt = sgd(model.parameters())
+    step = 0
+    for epoch in range(epochs):
+        for idx in member_batches(len(y), batch, [seed], epoch):
+            if on_step is not None:
+                on_step(step, model, opt)
+            opt.zero_grad(set_to_none=True)
+            loss(model(x[idx[0]]), y[idx[0]]).backward()
+            opt.step()
+            step += 1
+    return model
+
+
+def digits():
+    dm = DigitsDataModule(batch_size=64)
+    dm.setup()
+    return dm.x_train, dm.y_train, dm.input_shape
+
+
+def test_members_equal_their_single_runs_bitwise_with_gradual_pruning():
+    x, y, shape = digits()
+    seeds = [3, 4, 5]
+    loss = nn.CrossEntropyLoss(label_smoothing=0.1)
+    fresh = [masked_member(s, shape, sparsity=0.0) for s in seeds]
+    targets = {5: 0.3, 15: 0.6, 25: 0.8}  # gradual: masks change inside training, momentum must not revive weights
+
+    def single_update(step, model, opt):
+        if step in targets:
+            prune_layerwise(model, targets[step])
+            M.mask_optimizer_state(opt, model)
+
+    singles = [sequential(copy.deepcopy(m), x, y, 64, s, 3, loss, single_update) for m, s in zip(fresh, seeds)]
+
+    pop = Population([copy.deepcopy(m) for m in fresh])
+    opt = sgd(pop.params.values())
+
+    def pop_update(step):
+        if step in targets:
+            pop.update_masks(lambda k, member: prune_layerwise(member, targets[step]), opt)
+
+    step = 0
+    for epoch in range(3):
+        step, _ = train_epoch(pop, opt, loss, x, y, 64, seeds, epoch, on_step=pop_update, step=step)
+    members = pop.sync_to_members()
+    for single, member in zip(singles, members):
+        for (name, a), b in zip(single.state_dict().items(), member.state_dict().values()):
+            assert torch.equal(a, b), name
+        assert M.sparsity_stats(member)["sparsity"] == pytest.approx(0.8, abs=0.01)
+        for name, mask in M.get_masks(member).items():
+            assert not M.original(member, name)[mask == 0].any()  # pruned storage stays exactly 0
+    # the members really differ from each other (own seeds, own data order)
+    first, second = (M.original(m, "classifier.weight") for m in members[:2])
+    assert not torch.equal(first, second)
+
+
+def test_lenet300_shapes_are_bitwise_equal_too():
+    """The 100 -> 10 layer is where a batched bmm would differ from mm in the last bits."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 1, 28, 28, generator=gen), torch.randint(0, 10, (300,), generator=gen)
+    fresh = [masked_member(s, (1, 28, 28), hidden=(300, 100)) for s in (0, 1)]
+    loss = nn.CrossEntropyLoss()
+    singles = [sequential(copy.deepcopy(m), x, y, 128, s, 1, loss) for m, s in zip(fresh, (0, 1))]
+    pop = Population([copy.deepcopy(m) for m in fresh])
+    train_epoch(pop, sgd(pop.params.values()), loss, x, y, 128, [0, 1], 0)
+    for single, member in zip(singles, pop.sync_to_members()):
+        assert all(torch.equal(a, b) for a, b in zip(single.parameters(), member.parameters()))
+
+
+def test_member_batches_are_the_single_run_batches():
+    from prunelab.data.loader import IndexBatchSampler
+
+    batches = member_batches(100, 32, [7, 8], epoch=2)
+    for k, seed in enumerate((7, 8)):
+        sampler = IndexBatchSampler(100, 32, shuffle=True, seed=seed)
+        sampler.set_epoch(2)
+        assert [b[k].tolist() for b in batches] == [b.tolist() for b in sampler]
+
+
+def test_conv_members_are_close_not_bitwise():
+    """Convs run under vmap (a grouped conv): equal up to rounding, documented as such."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 1, 8, 8, generator=gen), torch.randint(0, 10, (96,), generator=gen)
+    fresh = []
+    for s in (0, 1):
+        torch.manual_seed(s)
+        fresh.append(LeNet5((1, 8, 8), 10))
+    loss = nn.CrossEntropyLoss()
+    singles = [sequential(copy.deepcopy(m), x, y, 32, s, 1, loss) for m, s in zip(fresh, (0, 1))]
+    pop = Population([copy.deepcopy(m) for m in fresh])
+    train_epoch(pop, sgd(pop.params.values()), loss, x, y, 32, [0, 1], 0)
+    for single, member in zip(singles, pop.sync_to_members()):
+        for a, b in zip(single.parameters(), member.parameters()):
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_unsupported_models_and_optimizers_fail_clearly():
+    torch.manual_seed(0)
+    bn = ConvNet((1, 8, 8), 3, channels=[4], hidden=[8], batch_norm=True)
+    with pytest.raises(PrunelabError, match="BatchNorm"):
+        Population([bn, copy.deepcopy(bn)])
+    with pytest.raises(PrunelabError, match="at least one member"):
+        Population([])
+    pop = Population([MLP((1, 8, 8), 10, (8,)) for _ in range(2)])
+    x, y = torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,))
+    with pytest.raises(PrunelabError, match="element-wise"):
+        train_epoch(pop, torch.optim.LBFGS(pop.params.values()), nn.CrossEntropyLoss(), x, y, 10, [0, 1], 0)
