@@ -6,7 +6,8 @@ model being ~100x costlier per step) with Adam on the same in-memory MNIST tenso
 - bare+masks: the same loop on the masked model (isolates the parametrization's cost).
 - prunelab: ``Trainer.fit`` for one epoch of a round as ``prunelab.run`` builds it (ClassifierModule,
   PruningCallback, ModelCheckpoint, CSV logger), validation off so both sides do the same work; the Trainer's
-  construction and fit setup are inside the timing.
+  construction and fit setup are inside the timing. Progress bar off, except in two variants that show what a
+  redraw per step costs (Lightning's default) against prunelab's default, one redraw per 25 steps.
 - prunelab+val: the same with the per-epoch validation pass (10% of train) and its per-class metrics.
 Reported: median seconds over ``--reps`` interleaved repetitions and the throughput ratio bare / prunelab.
 
@@ -58,7 +59,11 @@ def bare_epoch(dm: MNISTDataModule, masked: bool, model_name: str = "lenet300", 
 
 
 def prunelab_epoch(
-    dm: MNISTDataModule, validate: bool, model_name: str = "lenet300", steps: int | None = None
+    dm: MNISTDataModule,
+    validate: bool,
+    model_name: str = "lenet300",
+    steps: int | None = None,
+    progress: int | None = None,
 ) -> float:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
@@ -79,7 +84,8 @@ def prunelab_epoch(
             ],
         )
         with open_dict(cfg):
-            cfg.trainer.enable_progress_bar = False
+            cfg.trainer.enable_progress_bar = progress is not None
+            cfg.progress_bar_refresh = progress or 1
             cfg.logger.csv.save_dir = tmp
             cfg.data.root = data_dir()
             if steps is not None:
@@ -102,6 +108,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--models", nargs="+", default=["lenet300", "conv4"], choices=["lenet300", "conv4"])
     parser.add_argument("--conv-steps", type=int, default=30)
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="skip the progress-bar variants")
     args = parser.parse_args(argv)
     dm = MNISTDataModule(root=data_dir(), batch_size=args.batch_size)
     dm.setup()
@@ -114,6 +121,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "prunelab round, no validation": partial(prunelab_epoch, dm, False, model_name, steps),
             "prunelab round + validation, per-class metrics": partial(prunelab_epoch, dm, True, model_name, steps),
         }
+        if model_name == "lenet300" and args.progress:
+            variants["prunelab round, progress bar redrawn every step (Lightning's default)"] = partial(
+                prunelab_epoch, dm, False, model_name, steps, 1
+            )
+            variants["prunelab round, progress bar every 25 steps (prunelab's default)"] = partial(
+                prunelab_epoch, dm, False, model_name, steps, 25
+            )
         variants["bare PyTorch loop"]()  # warm-up (allocator, kernels)
         runs: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(args.reps):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from prunelab import results as RS
@@ -225,6 +225,11 @@ def check_rewind(rewind: R.Rewind, dm, cfg: DictConfig) -> None:
 
 # -- one round --------------------------------------------------------------------------------------------------
 def make_trainer(cfg: DictConfig, rdir: Path, callbacks: list, loggers: list) -> pl.Trainer:
+    if cfg.trainer.get("enable_progress_bar", True):
+        refresh = int(cfg.get("progress_bar_refresh", 25))
+        if refresh < 1:
+            raise PrunelabError("progress_bar_refresh", f"{refresh} is not a step count", "use an integer >= 1")
+        callbacks = [*callbacks, TQDMProgressBar(refresh_rate=refresh)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir))
 
 
