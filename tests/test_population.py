@@ -79,7 +79,7 @@ def test_members_equal_their_single_runs_bitwise_with_gradual_pruning():
 
     step = 0
     for epoch in range(3):
-        step, _ = train_epoch(pop, opt, loss, x, y, 64, seeds, epoch, on_step=pop_update, step=step)
+        step, _, _ = train_epoch(pop, opt, loss, x, y, 64, seeds, epoch, on_step=pop_update, step=step)
     members = pop.sync_to_members()
     for single, member in zip(singles, members):
         for (name, a), b in zip(single.state_dict().items(), member.state_dict().values()):
@@ -143,3 +143,60 @@ def test_unsupported_models_and_optimizers_fail_clearly():
     x, y = torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,))
     with pytest.raises(PrunelabError, match="element-wise"):
         train_epoch(pop, torch.optim.LBFGS(pop.params.values()), nn.CrossEntropyLoss(), x, y, 10, [0, 1], 0)
+
+
+# -- population=K jobs (prunelab.population_run) -------------------------------------------------------------------
+HOOKER_TINY = ["experiment=hooker_fashion", "data=digits", "schedule.final_sparsity=0.0,0.8", "schedule.begin_step=2",
+               "schedule.end_step=20", "schedule.frequency=2", "trainer.max_epochs=2", "quantize=dynamic_int8",
+               "logger=csv"]  # fmt: skip
+TIMING = {"fit_seconds", "round_seconds", "best_checkpoint", "test_seconds_cpu"}
+
+
+def _same_files(a, b):
+    import json
+
+    import numpy as np
+
+    for sub in ("rounds/r00", "rounds/r00/quant/dynamic_int8"):
+        pa, pb = np.load(a / sub / "predictions.npz"), np.load(b / sub / "predictions.npz")
+        assert all(np.array_equal(pa[k], pb[k]) for k in pa.files), sub
+        ja, jb = json.loads((a / sub / "metrics.json").read_text()), json.loads((b / sub / "metrics.json").read_text())
+        assert {k: v for k, v in ja.items() if k not in TIMING} == {k: v for k, v in jb.items() if k not in TIMING}
+    ma = torch.load(a / "rounds/r00/model.pt", weights_only=True)
+    mb = torch.load(b / "rounds/r00/model.pt", weights_only=True)
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_population_job_writes_the_single_runs_bitwise(tmp_path):
+    """population=2 trains seeds 0 and 1 at once; every member folder equals the single run of its seed (weights,
+    masks, predictions, quantized rows, metrics), sits at the same run id, and the report reads it the same."""
+    import csv
+
+    from tests.conftest import cli
+
+    single = cli(["-m", *HOOKER_TINY, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'single'}"], tmp_path)
+    assert single.returncode == 0, single.stderr[-2000:]
+    pop = cli(["-m", *HOOKER_TINY, "seed=0", "population=2", f"hydra.sweep.dir={tmp_path / 'pop'}"], tmp_path)
+    assert pop.returncode == 0, pop.stderr[-2000:]
+    singles = {p.parent.name: p.parent for p in (tmp_path / "single").glob("*/summary.json")}
+    members = {p.parent.name: p.parent for p in (tmp_path / "pop").glob("*/members/*/summary.json")}
+    assert len(singles) == 4 and members.keys() == singles.keys()  # same run ids: same configs
+    for rid, folder in singles.items():
+        _same_files(folder, members[rid])
+        with open(members[rid] / "csv" / "metrics.csv") as f:
+            epochs = list(csv.DictReader(f))
+        assert sum(1 for e in epochs if e.get("train/loss")) == 2  # per-epoch training log, as a Lightning fit
+    for name in ("single", "pop"):
+        assert cli(["report", str(tmp_path / name), "--out", str(tmp_path / f"rep_{name}")], tmp_path).returncode == 0
+    hooker = [(tmp_path / f"rep_{n}" / "hooker.csv").read_text() for n in ("single", "pop")]
+    assert hooker[0] == hooker[1]
+    again = cli(["-m", *HOOKER_TINY, "seed=0", "population=2", f"hydra.sweep.dir={tmp_path / 'pop'}"], tmp_path)
+    assert again.returncode == 0 and again.stdout.count("population already complete") == 2
+
+
+def test_population_rejects_what_it_cannot_do_before_writing_members(tmp_path):
+    from tests.conftest import cli
+
+    proc = cli(["population=2", "logger=none"], tmp_path)  # the default schedule has 6 rounds
+    assert proc.returncode == 2 and "population: population training does not support 6-round" in proc.stderr
+    assert not list(tmp_path.rglob("members"))

@@ -56,6 +56,8 @@ def identity(cfg: DictConfig | dict) -> dict[str, Any]:
         if key in cfg:
             value = cfg[key]
             ident[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    if int(cfg.get("population") or 1) > 1:  # a population job's folder; its members (population=1) keep their ids
+        ident["population"] = int(cfg.get("population"))
     for dotted in cfg.get("run_id_ignore", []) or []:
         _drop(ident, str(dotted))
     return ident

@@ -237,7 +237,7 @@ def member_batches(n: int, batch_size: int, seeds: Sequence[int], epoch: int) ->
 def train_epoch(
     pop: Population,
     optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    loss_fn: Callable[..., Tensor],
     x: Tensor,
     y: Tensor,
     batch_size: int,
@@ -245,21 +245,31 @@ def train_epoch(
     epoch: int,
     on_step: Callable[[int], None] | None = None,
     step: int = 0,
-) -> tuple[int, Tensor]:
-    """One epoch for every member; returns the next global step and the members' summed training losses (K,)."""
+    per_member_loss: bool = False,
+) -> tuple[int, Tensor, Tensor]:
+    """One epoch for every member: ``on_step(step)`` before each step (mask updates), then forward, per-member loss
+    (``loss_fn(logits, targets)``, or ``loss_fn(k, logits, targets)`` with ``per_member_loss``), one backward and
+    one optimizer step. Returns the next global step and the members' summed training losses and correct
+    predictions (K,) over the epoch."""
     if not isinstance(optimizer, ELEMENTWISE_OPTIMIZERS):
         raise PrunelabError("optimizer", f"{type(optimizer).__name__} is not element-wise",
                             "use SGD, Adam or AdamW for population training")  # fmt: skip
     total = torch.zeros(pop.size, dtype=torch.float64)
+    correct = torch.zeros(pop.size, dtype=torch.long)
     for idx in member_batches(len(y), batch_size, seeds, epoch):
         if on_step is not None:
             on_step(step)
         logits = pop(x[idx])
         targets = y[idx]
-        losses = torch.stack([loss_fn(logits[k], targets[k]) for k in range(pop.size)])
+        if per_member_loss:
+            losses = torch.stack([loss_fn(k, logits[k], targets[k]) for k in range(pop.size)])
+        else:
+            losses = torch.stack([loss_fn(logits[k], targets[k]) for k in range(pop.size)])
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         optimizer.step()
-        total += losses.detach().double() * idx.shape[1]
+        with torch.no_grad():
+            total += losses.detach().double() * idx.shape[1]
+            correct += (logits.argmax(2) == targets).sum(1)
         step += 1
-    return step, total
+    return step, total, correct

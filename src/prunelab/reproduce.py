@@ -3,7 +3,7 @@ relaunch skips finished jobs), then writes ``<out>/report`` (the generic report)
 shaped like the paper's, the paper's reported numbers beside ours, and a verdict per qualitative claim.
 
     prunelab reproduce entezari [--out DIR] [--seeds 3] [override ...]
-    prunelab reproduce hooker   [--out DIR] [--seeds 5] [override ...]
+    prunelab reproduce hooker   [--out DIR] [--seeds 5] [--sequential] [override ...]
     prunelab reproduce jordao   [--out DIR] [--seeds 3] [override ...]
     prunelab reproduce osaku    [--out DIR] [--seeds 3] [override ...]
 """
@@ -241,7 +241,7 @@ PAPERS = {
     "entezari": {"sweep": ["experiment=entezari_red,entezari_blue,entezari_black,entezari_green"], "seeds": 3,
                  "table": entezari_table},
     "hooker": {"sweep": ["experiment=hooker_fashion", "schedule.final_sparsity=0.0,0.3,0.5,0.7,0.9"], "seeds": 5,
-               "table": hooker_table},
+               "table": hooker_table, "population": True},  # each level's seeds trained at once (bitwise equal)
     "jordao": {"sweep": ["experiment=jordao_fashion", "criterion=pls_vip,l1_filter"], "seeds": 3,
                "table": jordao_table},
     "osaku": {"sweep": ["experiment=osaku_fashion", "schedule.freeze=true,false"], "seeds": 3, "table": osaku_table},
@@ -253,12 +253,21 @@ def main(argv: list[str]) -> None:
     parser.add_argument("paper", choices=sorted(PAPERS))
     parser.add_argument("--out", type=Path, default=None, help="default: outputs/reproduce/<paper>")
     parser.add_argument("--seeds", type=int, default=None, help="population size per setting")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="one job per seed, even where the paper's command trains each population at once",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
     args = parser.parse_intermixed_args(argv)
     spec = PAPERS[args.paper]
     out = args.out or Path(os.environ.get("PRUNELAB_OUTPUT_DIR", "outputs")) / "reproduce" / args.paper
-    seeds = ",".join(str(s) for s in range(args.seeds or spec["seeds"]))
-    cmd = [sys.executable, "-m", "prunelab", "-m", *spec["sweep"], f"seed={seeds}", "logger=csv",
+    n = args.seeds or spec["seeds"]
+    if spec.get("population") and not args.sequential:  # one job per setting trains its n seeds together
+        members = ["seed=0", f"population={n}"]
+    else:
+        members = ["seed=" + ",".join(str(s) for s in range(n))]
+    cmd = [sys.executable, "-m", "prunelab", "-m", *spec["sweep"], *members, "logger=csv",
            "trainer.enable_progress_bar=false", f"hydra.sweep.dir={out / 'runs'}", *args.overrides]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.run(cmd)

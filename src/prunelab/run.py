@@ -179,8 +179,8 @@ def finish_loggers(loggers: list[Any], status: str) -> None:
 
 
 # -- checks made before any training ----------------------------------------------------------------------------
-def check_run_folder(cfg: DictConfig, run_dir: Path) -> None:
-    saved = run_dir / "run_config.yaml"
+def check_run_folder(cfg: DictConfig, run_dir: Path, name: str = "run_config.yaml") -> None:
+    saved = run_dir / name
     if saved.exists():
         old = OmegaConf.load(saved)
         if run_id(old) != run_id(cfg):
@@ -298,8 +298,20 @@ def run_round(ctx: dict, r: int) -> dict:
 
 
 def finish_round(
-    ctx: dict, r: int, rdir: Path, trainer: pl.Trainer, best: Path, fit_s: float, val: dict, start: float
+    ctx: dict,
+    r: int,
+    rdir: Path,
+    trainer: pl.Trainer,
+    best: Path,
+    fit_s: float,
+    val: dict,
+    start: float,
+    epochs: int | None = None,
+    step: int | None = None,
 ) -> dict:
+    """Evaluate, export and save a round; ``epochs``/``step`` when the fit ran outside ``trainer`` (populations)."""
+    epochs = trainer.current_epoch if epochs is None else epochs
+    step = trainer.global_step if step is None else step
     module, dm = ctx["module"], ctx["dm"]
     rdir.mkdir(parents=True, exist_ok=True)
     test = module.last_metrics["test"]
@@ -315,7 +327,7 @@ def finish_round(
         **counts,
         **flops,
         "best_checkpoint": best.name,
-        "epochs": trainer.current_epoch,
+        "epochs": epochs,
         "fit_seconds": round(fit_s, 3),
         "worst_class": worst,
         "worst_class_recall": worst_recall,
@@ -337,7 +349,7 @@ def finish_round(
         torch.save(M.get_masks(module.model), rdir / "masks.pt")
     last_round = r == ctx["schedule"].num_rounds - 1
     if RS.is_writer() and (last_round or ctx["cfg"].get("quantize", {}).get("rounds") == "all"):
-        quantize_round(ctx, r, rdir, trainer)
+        quantize_round(ctx, r, rdir, step)
     RS.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
     row["round_seconds"] = round(time.perf_counter() - start, 3)  # fit + evaluation + export: what a rerun saves
     per_tensor = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("sparsity/")}
@@ -347,11 +359,11 @@ def finish_round(
     )
     numeric = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for lg in ctx["loggers"]:
-        lg.log_metrics({f"round/{k}" if "/" not in k else k: v for k, v in numeric.items()}, step=trainer.global_step)
+        lg.log_metrics({f"round/{k}" if "/" not in k else k: v for k, v in numeric.items()}, step=step)
     return row
 
 
-def quantize_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer) -> None:
+def quantize_round(ctx: dict, r: int, rdir: Path, step: int) -> None:
     """Evaluate post-training quantized copies of the round's model with the same metrics and saved predictions."""
     qcfg = ctx["cfg"].get("quantize") or {}
     methods = list(qcfg.get("methods") or [])
@@ -375,7 +387,7 @@ def quantize_round(ctx: dict, r: int, rdir: Path, trainer: pl.Trainer) -> None:
         RS.save_predictions(qdir / "predictions.npz", probs.numpy(), labels.numpy())
         RS.atomic_write_json(qdir / "metrics.json", row)
         for lg in ctx["loggers"]:
-            lg.log_metrics({f"quant/{method}/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+            lg.log_metrics({f"quant/{method}/{k}": v for k, v in metrics.items()}, step=step)
         log.info("round %d %s: test acc %.4f (float agreement %.4f)", r, method, metrics["test/acc"],
                  row["agreement_with_float"])  # fmt: skip
 
@@ -390,6 +402,12 @@ def _confusion(probs: torch.Tensor, labels: torch.Tensor, dm) -> list[list[int]]
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run (or resume, or just report) the experiment described by ``cfg`` in ``run_dir``."""
     run_dir = Path(run_dir)
+    if int(cfg.get("population") or 1) > 1:
+        from prunelab.population_run import run_population
+
+        return run_population(cfg, run_dir)
+    if int(cfg.get("population") or 1) < 1:
+        raise PrunelabError("population", f"{cfg.population} members", "use population >= 1")
     summary_path = run_dir / "summary.json"
     if summary_path.exists() and RS.read_json(summary_path).get("status") == "complete":
         summary = RS.read_json(summary_path)

@@ -59,7 +59,16 @@ def find_runs(root: Path) -> list[Run]:
     root = Path(root)
     seen = {p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob("run_config.yaml")}
     seen |= {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
+    seen = {p for p in seen if not _is_population(p)}  # its members are the runs
     return [load_run(p) for p in sorted(seen) if not any(part.startswith("wandb") for part in p.parts[-2:])]
+
+
+def _is_population(path: Path) -> bool:
+    """A ``population=K`` job folder: its runs are under ``members/``."""
+    summary = path / "summary.json"
+    if (path / "population_config.yaml").exists():
+        return True
+    return summary.exists() and json.loads(summary.read_text() or "{}").get("kind") == "population"
 
 
 IGNORED_OVERRIDES = ("seed", "paths.", "hydra.", "logger", "trainer.enable_progress_bar", "+seed")
