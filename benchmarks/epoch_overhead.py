@@ -11,7 +11,7 @@ model being ~100x costlier per step) with Adam on the same in-memory MNIST tenso
 - prunelab+val: the same with the per-epoch validation pass (10% of train) and its per-class metrics.
 Reported: median seconds over ``--reps`` interleaved repetitions and the throughput ratio bare / prunelab.
 
-    python -m benchmarks.epoch_overhead [--reps 3] [--batch-size 128] [--models lenet300 conv4] [--conv-steps 30]
+    python -m benchmarks.epoch_overhead [--reps 3] [--batch-size 128] [--models lenet300 conv4] [--conv-steps 6]
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--models", nargs="+", default=["lenet300", "conv4"], choices=["lenet300", "conv4"])
-    parser.add_argument("--conv-steps", type=int, default=30)
+    parser.add_argument("--conv-steps", type=int, default=6)
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="skip the progress-bar variants")
     args = parser.parse_args(argv)
     dm = MNISTDataModule(root=data_dir(), batch_size=args.batch_size)

@@ -20,23 +20,67 @@ def _standardize(a: Tensor) -> Tensor:
     return a / torch.where(std > 0, std, torch.ones_like(std))
 
 
+class _Standardized:
+    """X standardised (centred, divided by its column std) without ever materialising it: products with X and Xᵀ
+    are computed from the raw matrix, ``Xs v = X0 (v / s) - 1 (μᵀ (v / s))`` and ``Xsᵀ u = (X0ᵀ u - μ (1ᵀ u)) / s``.
+    Each product is one pass over X0; the standardised and deflated copies a textbook NIPALS writes (several
+    N x F arrays per component) are never made."""
+
+    def __init__(self, x: Tensor):
+        self.x = x.double() if x.dtype != torch.float64 else x
+        n = self.x.shape[0]
+        ones = torch.ones(n, dtype=torch.float64, device=self.x.device)
+        self.mean = (ones @ self.x) / n
+        # two-pass variance; column sums as a matrix-vector product (torch.std's Welford pass over dim 0 is ~5x slower)
+        var = (ones @ (self.x - self.mean).square_()) / max(n - 1, 1)
+        std = var.sqrt()
+        self.scale = torch.where(std > 0, std, torch.ones_like(std))
+
+    def matvec(self, v: Tensor) -> Tensor:  # Xs @ v, v: (F,) or (F, k)
+        u = v / (self.scale if v.dim() == 1 else self.scale[:, None])
+        return self.x @ u - self.mean @ u
+
+    def rmatvec(self, u: Tensor) -> Tensor:  # Xsᵀ @ u, u: (N,) or (N, k)
+        # (uᵀ X)ᵀ rather than Xᵀ u: the same product, but a row-major pass (Xᵀ @ skinny u is ~10x slower on CPU)
+        if u.dim() == 1:
+            return (u @ self.x - self.mean * u.sum()) / self.scale
+        return (u.T @ self.x).T.sub(torch.outer(self.mean, u.sum(0))).div(self.scale[:, None])
+
+
 def pls(x: Tensor, y: Tensor, n_components: int = 2) -> tuple[Tensor, Tensor, Tensor]:
-    """(x_weights W (F, k), x_scores T (N, k), y_loadings Q (C, k)) of PLS regression on standardised data."""
-    x, y = _standardize(x.double()), _standardize(y.double())
-    weights, scores, y_loadings = [], [], []
+    """(x_weights W (F, k), x_scores T (N, k), y_loadings Q (C, k)) of PLS regression on standardised data.
+
+    Deflation is kept implicit: after k components the deflated X is ``Xs - T Pᵀ``, so its products are the
+    standardised products minus rank-k corrections (``X_k v = Xs v - T (Pᵀ v)``, ``X_kᵀ u = Xsᵀ u - P (Tᵀ u)``).
+    """
+    xs = _Standardized(x)
+    y = _standardize(y.double())
+    xs_y = xs.rmatvec(y)  # Xsᵀ Y: the only F x C product with the data; later ones follow from it
+    weights, scores, x_loadings, y_loadings, xs_t = [], [], [], [], []
     for _ in range(n_components):
-        cross = x.T @ y  # (F, C)
+        # X_kᵀ Y_k with Y_k = Y - Σ t_j q_jᵀ and X_k = Xs - Σ t_j p_jᵀ (the last term is ~0: Tᵀ Y_k vanishes)
+        cross = xs_y
+        if scores:
+            cross = cross - torch.stack(xs_t, 1) @ torch.stack(y_loadings, 1).T
+            cross = cross - torch.stack(x_loadings, 1) @ (torch.stack(scores, 1).T @ y)
         u, _, _ = torch.linalg.svd(cross, full_matrices=False)
         w = u[:, 0]
-        t = x @ w
+        t = xs.matvec(w)
+        if scores:
+            t = t - torch.stack(scores, 1) @ (torch.stack(x_loadings, 1).T @ w)
         tt = t @ t
-        p = x.T @ t / tt
+        r = xs.rmatvec(t)  # Xsᵀ t
+        p = r
+        if scores:
+            p = p - torch.stack(x_loadings, 1) @ (torch.stack(scores, 1).T @ t)
+        p = p / tt
         q = y.T @ t / tt
-        x = x - torch.outer(t, p)
         y = y - torch.outer(t, q)
         weights.append(w)
         scores.append(t)
+        x_loadings.append(p)
         y_loadings.append(q)
+        xs_t.append(r)
     return torch.stack(weights, 1), torch.stack(scores, 1), torch.stack(y_loadings, 1)
 
 
