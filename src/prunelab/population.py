@@ -27,6 +27,8 @@ from prunelab.data.loader import IndexBatchSampler
 from prunelab.errors import PrunelabError
 
 ELEMENTWISE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+# parameter-free modules that act entry by entry: applied to the stacked (K, B, ...) tensor directly
+ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
 
 
 class Population:
@@ -105,6 +107,12 @@ class Population:
             x = args[0]
             if x.dim() == 3:
                 return _StackedLinear.apply(x, self._tensor(node.target, "weight"), self._tensor(node.target, "bias"))
+        if not kwargs and len(args) == 1 and _is_stacked(args[0]) and not isinstance(args[0], _Stacked):
+            if isinstance(module, ELEMENTWISE_MODULES):  # no parameters, one value per entry: as is, no vmap
+                return module(args[0])
+            if isinstance(module, nn.Flatten):  # the member dims shift by one
+                start, end = (d + 1 if d >= 0 else d for d in (module.start_dim, module.end_dim))
+                return args[0].flatten(start, end)
         params, buffers = self._state_of(node.target)
         sub = self.modules[node.target]
 
