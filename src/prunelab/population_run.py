@@ -146,22 +146,18 @@ def run_population(cfg: DictConfig, run_dir: Path) -> dict:
 def _train_and_finish(members: list[tuple[DictConfig, Path]]) -> list[dict]:
     from prunelab.run import prepare, summarize
 
-    todo, done = [], []
+    todo, results = [], {}
     for mc, folder in members:
         summary = folder / "summary.json"
         if summary.exists() and RS.read_json(summary).get("status") == "complete":
-            done.append((mc, folder))
-        elif folder.exists():  # an interrupted member: population training restarts it from its start
+            results[str(folder)] = RS.read_json(summary)
+            continue
+        if folder.exists():  # an interrupted member: population training restarts it from its start
             shutil.rmtree(folder)
-    for mc, folder in members:
-        if (mc, folder) not in done:
-            folder.mkdir(parents=True, exist_ok=True)
-            todo.append((mc, folder, prepare(mc, folder)))
+        folder.mkdir(parents=True)
+        todo.append((mc, folder, prepare(mc, folder)))
     if todo:
         _train(todo)
-    results = {}
-    for _, folder in done:
-        results[str(folder)] = RS.read_json(folder / "summary.json")
     for mc, folder, ctx in todo:
         rows = RS.write_results(folder, 1)
         summary = summarize(mc, folder, rows, ctx["wall_seconds"], ctx)
@@ -232,9 +228,6 @@ def _train(todo: list[tuple[DictConfig, Path, dict]]) -> None:
             value = val.get(monitor) if monitor is not None else None
             if value is not None and (best[k][0] is None or better(value, best[k][0])):
                 best[k] = (value, copy.deepcopy(member.state_dict()), epoch)
-        member_models = pop.sync_to_members()
-        for m in member_models:
-            m.train()
     fit_share = (time.perf_counter() - start) / len(todo)
     for k, ((mc, folder, ctx), module) in enumerate(zip(todo, modules)):
         member_start = time.perf_counter() - fit_share
@@ -256,7 +249,6 @@ def _train(todo: list[tuple[DictConfig, Path, dict]]) -> None:
             trainer.test(module, datamodule=ctx["dm"], verbose=False)
             finish_round(ctx, 0, rdir, trainer, Path(kept), fit_share, val, member_start,
                          epochs=int(mc.trainer.max_epochs), step=step)  # fmt: skip
-            RS.write_results(folder, 1)
         except BaseException:
             finish_loggers(loggers, "failed")
             raise
