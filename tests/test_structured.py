@@ -139,3 +139,27 @@ def test_pls_vip_agrees_with_scikit_learn():
         assert set(np.argsort(ours)[:k]) == set(np.argsort(default)[:k])
     _, t, _ = pls(torch.tensor(x), torch.tensor(y))
     assert abs(float(t[:, 0] @ t[:, 1])) < 1e-6 * float(t[:, 0].norm() * t[:, 1].norm())  # orthogonal scores
+
+
+def test_pls_vip_row_blocks_float32_and_offset(monkeypatch):
+    """Passes over X walk it in row blocks (float32 input is converted block by block): many small blocks, a last
+    partial block, float32 input and columns far from zero (the one-pass shifted sums) give the exact ranking."""
+    from prunelab.pruning import pls as pls_module
+
+    gen = np.random.default_rng(1)
+    n, f, c = 1003, 90, 4
+    labels = gen.integers(0, c, n)
+    y = np.eye(c)[labels]
+    x = gen.normal(size=(n, f)) * gen.uniform(0.5, 3.0, f)
+    x[:, :10] += y @ gen.normal(size=(c, 10))
+    x[:, 50:60] += 1e6  # large offsets: sums of squares without a shift would cancel catastrophically
+    x[:, 70] = -7.0  # constant
+    x32 = x.astype(np.float32)
+    exact = _sk_vip(x32.astype(np.float64), y, tol=1e-13, max_iter=10_000)
+    one_block = pls_vip(torch.tensor(x32), torch.tensor(y)).numpy()
+    monkeypatch.setattr(pls_module._Standardized, "block_bytes", 8 * f * 64)  # 64-row blocks, the last one 43 rows
+    blocks = pls_vip(torch.tensor(x32), torch.tensor(y)).numpy()
+    for ours in (one_block, blocks):
+        assert np.allclose(ours, exact, rtol=1e-6, atol=1e-8)
+        assert (np.argsort(ours, kind="stable") == np.argsort(exact, kind="stable")).all()
+    assert one_block[70] < 1e-12 and np.abs(one_block - blocks).max() < 1e-10  # constant: VIP 0 up to rounding

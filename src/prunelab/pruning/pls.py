@@ -23,28 +23,51 @@ def _standardize(a: Tensor) -> Tensor:
 class _Standardized:
     """X standardised (centred, divided by its column std) without ever materialising it: products with X and Xᵀ
     are computed from the raw matrix, ``Xs v = X0 (v / s) - 1 (μᵀ (v / s))`` and ``Xsᵀ u = (X0ᵀ u - μ (1ᵀ u)) / s``.
-    Each product is one pass over X0; the standardised and deflated copies a textbook NIPALS writes (several
-    N x F arrays per component) are never made."""
 
-    def __init__(self, x: Tensor):
-        self.x = x.double() if x.dtype != torch.float64 else x
-        n = self.x.shape[0]
-        ones = torch.ones(n, dtype=torch.float64, device=self.x.device)
-        self.mean = (ones @ self.x) / n
-        # two-pass variance; column sums as a matrix-vector product (torch.std's Welford pass over dim 0 is ~5x slower)
-        var = (ones @ (self.x - self.mean).square_()) / max(n - 1, 1)
-        std = var.sqrt()
+    X stays in its own dtype (float32 features are not copied to a float64 N x F array): every pass walks it in
+    row blocks of a few MB, converts each block to float64 while it is in cache and accumulates in float64. The
+    standardised and deflated copies a textbook NIPALS writes (several N x F arrays per component) are never made.
+    """
+
+    block_bytes = 2**20  # float64 bytes per row block: fits the last-level cache of small CPUs
+
+    def __init__(self, x: Tensor, y: Tensor | None = None):
+        self.x = x
+        n, f = x.shape
+        self.rows = max(1, self.block_bytes // (8 * max(f, 1)))
+        # one pass: sums and sums of squares of X shifted by its first block's mean (the shifted-data algorithm:
+        # no cancellation unless the data sit many standard deviations from that shift) and, if y is given, the
+        # cross product with the centred y (Xcᵀ y = (X - k)ᵀ y when y's columns sum to zero)
+        shift = x[: self.rows].to(torch.float64).mean(0)
+        ones = torch.ones(n, 1, dtype=torch.float64, device=x.device)
+        lhs = ones if y is None else torch.cat([ones, y], 1)  # [1, y]: column sums and Xᵀ y in one product
+        acc = torch.zeros(lhs.shape[1], f, dtype=torch.float64, device=x.device)
+        s2 = torch.zeros(f, dtype=torch.float64, device=x.device)
+        for i, b in self._blocks():
+            b -= shift
+            acc += lhs[i : i + self.rows].T @ b
+            s2 += ones[i : i + self.rows, 0] @ b.square_()
+        d = acc[0] / n
+        self.mean = shift + d
+        std = ((s2 - n * d.square()).clamp_min_(0) / max(n - 1, 1)).sqrt()
         self.scale = torch.where(std > 0, std, torch.ones_like(std))
+        self.cross = None if y is None else acc[1:].T / self.scale[:, None]  # Xsᵀ y
 
-    def matvec(self, v: Tensor) -> Tensor:  # Xs @ v, v: (F,) or (F, k)
-        u = v / (self.scale if v.dim() == 1 else self.scale[:, None])
-        return self.x @ u - self.mean @ u
+    def _blocks(self):
+        """(first row, float64 copy of the row block) for every block; the copy may be modified."""
+        for i in range(0, self.x.shape[0], self.rows):
+            yield i, self.x[i : i + self.rows].to(torch.float64, copy=True)
 
-    def rmatvec(self, u: Tensor) -> Tensor:  # Xsᵀ @ u, u: (N,) or (N, k)
-        # (uᵀ X)ᵀ rather than Xᵀ u: the same product, but a row-major pass (Xᵀ @ skinny u is ~10x slower on CPU)
-        if u.dim() == 1:
-            return (u @ self.x - self.mean * u.sum()) / self.scale
-        return (u.T @ self.x).T.sub(torch.outer(self.mean, u.sum(0))).div(self.scale[:, None])
+    def matvec(self, v: Tensor) -> Tensor:  # Xs @ v, v: (F,)
+        u = v / self.scale
+        return torch.cat([b @ u for _, b in self._blocks()]) - self.mean @ u
+
+    def rmatvec(self, u: Tensor) -> Tensor:  # Xsᵀ @ u, u: (N,)
+        # (uᵀ X)ᵀ per row block rather than Xᵀ u: the same product, but a row-major pass (~10x faster on CPU)
+        acc = torch.zeros(self.x.shape[1], dtype=torch.float64, device=self.x.device)
+        for i, b in self._blocks():
+            acc += u[i : i + self.rows] @ b
+        return (acc - self.mean * u.sum()) / self.scale
 
 
 def pls(x: Tensor, y: Tensor, n_components: int = 2) -> tuple[Tensor, Tensor, Tensor]:
@@ -53,9 +76,9 @@ def pls(x: Tensor, y: Tensor, n_components: int = 2) -> tuple[Tensor, Tensor, Te
     Deflation is kept implicit: after k components the deflated X is ``Xs - T Pᵀ``, so its products are the
     standardised products minus rank-k corrections (``X_k v = Xs v - T (Pᵀ v)``, ``X_kᵀ u = Xsᵀ u - P (Tᵀ u)``).
     """
-    xs = _Standardized(x)
     y = _standardize(y.double())
-    xs_y = xs.rmatvec(y)  # Xsᵀ Y: the only F x C product with the data; later ones follow from it
+    xs = _Standardized(x, y)
+    xs_y = xs.cross  # Xsᵀ Y: the only F x C product with the data; later ones follow from it
     weights, scores, x_loadings, y_loadings, xs_t = [], [], [], [], []
     for _ in range(n_components):
         # X_kᵀ Y_k with Y_k = Y - Σ t_j q_jᵀ and X_k = Xs - Σ t_j p_jᵀ (the last term is ~0: Tᵀ Y_k vanishes)
@@ -69,17 +92,19 @@ def pls(x: Tensor, y: Tensor, n_components: int = 2) -> tuple[Tensor, Tensor, Te
         if scores:
             t = t - torch.stack(scores, 1) @ (torch.stack(x_loadings, 1).T @ w)
         tt = t @ t
+        q = y.T @ t / tt
+        y = y - torch.outer(t, q)
+        weights.append(w)
+        y_loadings.append(q)
+        if len(weights) == n_components:
+            scores.append(t)
+            break  # the last X loadings would feed only a next component: skip their pass over X
         r = xs.rmatvec(t)  # Xsᵀ t
         p = r
         if scores:
             p = p - torch.stack(x_loadings, 1) @ (torch.stack(scores, 1).T @ t)
-        p = p / tt
-        q = y.T @ t / tt
-        y = y - torch.outer(t, q)
-        weights.append(w)
         scores.append(t)
-        x_loadings.append(p)
-        y_loadings.append(q)
+        x_loadings.append(p / tt)
         xs_t.append(r)
     return torch.stack(weights, 1), torch.stack(scores, 1), torch.stack(y_loadings, 1)
 
