@@ -173,3 +173,26 @@ def test_prunable_patterns_and_parameter_counts():
     assert counts["parameters"] == total
     pruned = int(sum((m == 0).sum() for m in M.get_masks(model).values()))
     assert counts["nonzero_parameters"] <= total - pruned
+
+
+def test_lean_property_matches_parametrize_and_yields_to_it():
+    """The masked tensor is read through a lean property (issue 6, P2); it must give parametrize's value and
+    gradient, and hand over to parametrize's own getter under caching and fx tracing."""
+    from torch.nn.utils import parametrize
+
+    model = make_model()
+    prune(model, 0.6)
+    lin = model.get_submodule(M.prunable_names(model)[-1].rpartition(".")[0])
+    chain = lin.parametrizations.weight
+    assert getattr(type(lin).weight.fget, "_prunelab_lean", False)
+    lean = lin.weight
+    slow = chain()  # parametrize's own evaluation of the chain
+    assert torch.equal(lean, slow) and torch.equal(lean, chain.original * chain[0].mask)
+    lean.sum().backward()
+    assert torch.equal(chain.original.grad, chain[0].mask)  # d(sum(w * m))/dw = m: pruned entries get no gradient
+    with parametrize.cached():
+        assert lin.weight is lin.weight  # parametrize's cache, not a fresh product per access
+    graph = torch.fx.symbolic_trace(lin).graph
+    assert any(n.op == "call_module" and n.target == "parametrizations.weight" for n in graph.nodes)  # fx's view
+    x = torch.randn(5, lin.in_features)
+    assert torch.equal(torch.fx.symbolic_trace(lin)(x), lin(x))

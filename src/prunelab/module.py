@@ -46,6 +46,14 @@ class ClassifierModule(pl.LightningModule):
         self.last_metrics: dict[str, dict[str, float]] = {}
         self.test_outputs: tuple[Tensor, Tensor] | None = None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets ``_current_fx_name`` twice around every hook call (~12 hooks a step); nn.Module's
+        # __setattr__ runs several isinstance checks (Parameter's is a Python-level metaclass check) per call
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 

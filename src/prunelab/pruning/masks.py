@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 from torch.nn.utils import parametrize
 
 DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -64,6 +65,34 @@ def _split(name: str) -> tuple[str, str]:
     return mod, attr
 
 
+def _lean_property(cls: type, attr: str) -> None:
+    """Replace parametrize's property for ``attr`` on a parametrized class by a lean one with the same value.
+
+    parametrize's getter walks ``Module.__getattr__``, ``ModuleDict``/``ModuleList`` indexing, two module calls and
+    a failing ``hasattr`` per access (~40 us of Python per layer and step on a small CPU, P2 in
+    docs/performance.md). When the chain is a single :class:`Mask` the value is ``original * mask``, computed here
+    from the modules' dicts. parametrize's own getter still runs whenever it must: its caching context
+    (``parametrize.cached()``), scripting, tracing (torch.fx needs its ``getattr`` proxies) and longer chains.
+    """
+    slow = getattr(cls, attr)
+    if getattr(slow.fget, "_prunelab_lean", False):
+        return
+
+    def get(self) -> Tensor:
+        chain = self._modules["parametrizations"]._modules[attr]
+        mods = chain._modules
+        if len(mods) != 1 or parametrize._cache_enabled or is_fx_symbolic_tracing() or torch.jit.is_tracing():
+            return slow.fget(self)
+        orig = chain._parameters.get("original")
+        mask = mods["0"]._buffers.get("mask") if type(mods["0"]) is Mask else None
+        if orig is None or mask is None:
+            return slow.fget(self)
+        return orig * mask
+
+    get._prunelab_lean = True
+    setattr(cls, attr, property(get, slow.fset))
+
+
 def attach_masks(model: nn.Module, names: Sequence[str], primary: bool = True) -> None:
     """Register an all-ones :class:`Mask` on each named tensor (idempotent)."""
     for name in names:
@@ -73,6 +102,7 @@ def attach_masks(model: nn.Module, names: Sequence[str], primary: bool = True) -
             continue
         tensor = getattr(module, attr)
         parametrize.register_parametrization(module, attr, Mask(tensor.shape, tensor.dtype, primary), unsafe=True)
+        _lean_property(type(module), attr)
 
 
 def masked_names(model: nn.Module) -> list[str]:
