@@ -7,6 +7,10 @@ population member). Each member k has seed k: its own initialisation and its own
 - population: one stacked, vmapped step per batch for all K members.
 Reported: median seconds per epoch of all K members, the speedup (target >= 3x), and how far each member is from
 its sequential run after the epoch (largest weight difference; agreement of test-set predictions).
+The bound: ``torch.profiler`` over ``--profile-steps`` sequential steps gives the share of time spent inside the
+matrix-multiply kernels (``aten::mm``/``addmm``/``bmm``/``baddbmm``). Members stay bitwise equal to their single runs
+only if each keeps its own GEMMs (a batched ``bmm`` rounds differently), so that time cannot shrink, and
+1 / share is the largest speedup any stacking can give on this machine.
 
     python -m benchmarks.populations [--reps 3] [--k 5]
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import time
 
 import torch
 from torch import nn
@@ -46,6 +51,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--profile-steps", type=int, default=40)
     args = parser.parse_args(argv)
     dm = FashionMNISTDataModule(root=data_dir(), batch_size=args.batch_size)
     dm.setup()
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         state["population"] = pop.sync_to_members()
 
     med = interleaved({"sequential": sequential, "population": population}, args.reps, warmup=0)
+    share = gemm_share(copy.deepcopy(fresh[0]), x, y, args.batch_size, loss, args.profile_steps)
     speedup = med["sequential"] / med["population"]
     diffs, agree = [], []
     with torch.no_grad():
@@ -85,6 +92,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         [
             ["K sequential runs", med["sequential"], 1.0, ""],
             ["population (stacked)", med["population"], speedup, verdict(speedup, 3.0)],
+            [f"bound: 1 / GEMM share of a sequential step ({share:.0%})", "", 1 / share, ""],
         ],
     )
     print_table(
@@ -92,7 +100,36 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ["member (seed)", "max |weight diff|", "test predictions identical"],
         [[s, f"{d:.2e}", f"{a:.4f}"] for s, d, a in zip(seeds, diffs, agree)],
     )
-    return [{"speedup": speedup, "max_weight_diff": max(diffs), "min_agreement": min(agree)}]
+    return [{"speedup": speedup, "gemm_share": share, "max_weight_diff": max(diffs), "min_agreement": min(agree)}]
+
+
+def gemm_share(model: nn.Module, x, y, batch_size: int, loss, steps: int) -> float:
+    """Share of a sequential training step's wall time spent inside matrix-multiply kernels: the kernels' time
+    from torch.profiler over the same steps, divided by their wall time measured without it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    opt = optimizer(model.parameters())
+    batches = member_batches(len(y), batch_size, [0], epoch=0)[: steps + 5]
+
+    def step(idx) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss(model(x[idx[0]]), y[idx[0]]).backward()
+        opt.step()
+
+    for idx in batches[:5]:  # warm-up
+        step(idx)
+    start = time.perf_counter()  # wall time without the profiler (it adds a few microseconds to every op)
+    for idx in batches[5:]:
+        step(idx)
+    wall = time.perf_counter() - start
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for idx in batches[5:]:
+            step(idx)
+    gemm_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in GEMM_OPS)
+    return gemm_us / 1e6 / wall
+
+
+GEMM_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
 
 
 if __name__ == "__main__":
