@@ -9,6 +9,9 @@ model being ~100x costlier per step) with Adam on the same in-memory MNIST tenso
   construction and fit setup are inside the timing. Progress bar off, except in two variants that show what a
   redraw per step costs (Lightning's default) against prunelab's default, one redraw per 25 steps.
 - prunelab+val: the same with the per-epoch validation pass (10% of train) and its per-class metrics.
+- Lightning floor: the smallest LightningModule (training_step returns the loss; automatic optimization, and a
+  manual-optimization variant) on the unmasked model, Trainer with no logger, checkpoint, progress bar or
+  validation. What any Lightning-based loop costs on this machine, before prunelab adds anything.
 Reported: median seconds over ``--reps`` interleaved repetitions and the throughput ratio bare / prunelab.
 
     python -m benchmarks.epoch_overhead [--reps 3] [--batch-size 128] [--models lenet300 conv4] [--conv-steps 6]
@@ -55,6 +58,55 @@ def bare_epoch(dm: MNISTDataModule, masked: bool, model_name: str = "lenet300", 
         opt.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
+    return time.perf_counter() - start
+
+
+def minimal_module(model: nn.Module, manual: bool):
+    import lightning.pytorch as pl
+
+    class Minimal(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model, self.automatic_optimization = model, not manual
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = nn.functional.cross_entropy(self.model(x), y)
+            if self.automatic_optimization:
+                return loss
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.model.parameters(), lr=1e-3)
+
+    return Minimal()
+
+
+def lightning_epoch(dm: MNISTDataModule, manual: bool, model_name: str = "lenet300", steps: int | None = None) -> float:
+    """The Lightning floor: a minimal LightningModule and a bare Trainer, same model, data and optimizer."""
+    import lightning.pytorch as pl
+
+    torch.manual_seed(0)
+    module = minimal_module(build(model_name, dm), manual)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader)
     return time.perf_counter() - start
 
 
@@ -115,9 +167,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows, results = [], []
     for model_name in args.models:
         steps = None if model_name == "lenet300" else args.conv_steps
+        common = (model_name, steps)
         variants = {
             "bare PyTorch loop": partial(bare_epoch, dm, False, model_name, steps),
             "bare loop, masked model": partial(bare_epoch, dm, True, model_name, steps),
+            "Lightning floor: minimal module, automatic optimization": partial(lightning_epoch, dm, False, *common),
+            "Lightning floor: minimal module, manual optimization": partial(lightning_epoch, dm, True, *common),
             "prunelab round, no validation": partial(prunelab_epoch, dm, False, model_name, steps),
         }
         if model_name == "lenet300":  # a full epoch with its 10% validation split; for a 6-step slice not comparable
@@ -139,7 +194,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         base = med["bare PyTorch loop"]
         for k, v in med.items():
             ratio = base / v
-            target = "" if k.startswith("bare PyTorch") else verdict(ratio, 0.90)
+            target = "" if k.startswith(("bare PyTorch", "Lightning floor")) else verdict(ratio, 0.90)
             rows.append([model_name, n, k, 1000 * v / n, ratio, target])
             results.append({"model": model_name, "variant": k, "ms_per_step": 1000 * v / n, "throughput": ratio})
     print_table(
