@@ -5,7 +5,10 @@ Three variants of one model, same weights, same batches, SGD with momentum:
 - prunelab: prunelab's masks (``prunelab.pruning.masks``: a parametrization ``w * mask`` with a persistent buffer),
   90% of the prunable weights masked (global magnitude);
 - torch.nn.utils.prune: the same masks through ``prune.custom_from_mask`` (a forward pre-hook that recomputes
-  ``weight = weight_orig * weight_mask`` before each forward).
+  ``weight = weight_orig * weight_mask`` before each forward);
+- reference, not adopted: plain weights zeroed once, the gradient masked in place after it is accumulated (a
+  post-accumulate-grad hook), no product in the forward pass. Exact only while the stored pruned weights stay 0
+  (element-wise optimizers with masked state), which is why prunelab does not use it (docs/performance.md, P2).
 Models: LeNet-300-100 and Conv-4 on MNIST-shaped batches of 128. Reported: median ms per step over ``--reps``
 interleaved repetitions of ``--steps`` steps, and each variant's time as a multiple of dense (target <= 1.05).
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from functools import partial
 
 import torch
 from torch import nn
@@ -55,7 +59,22 @@ def variants(base: nn.Module, sparsity: float) -> dict[str, nn.Module]:
     for name, mask in masks.items():
         mod, _, attr = name.rpartition(".")
         prune.custom_from_mask(theirs.get_submodule(mod), attr, mask)
-    return {"dense": base, "prunelab": ours, "torch.nn.utils.prune": theirs}
+    reference = copy.deepcopy(base)
+    for name, mask in masks.items():
+        param = reference.get_parameter(name)
+        with torch.no_grad():
+            param.mul_(mask)
+        param.register_post_accumulate_grad_hook(partial(_mask_grad, mask=mask))
+    return {
+        "dense": base,
+        "prunelab": ours,
+        "torch.nn.utils.prune": theirs,
+        "reference: stored zeros + in-place gradient mask (not adopted)": reference,
+    }
+
+
+def _mask_grad(param: torch.Tensor, mask: torch.Tensor) -> None:
+    param.grad.mul_(mask)
 
 
 def stepper(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]):
@@ -94,7 +113,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         med = interleaved({k: stepper(m, batches) for k, m in vs.items()}, args.reps)
         for k, t in med.items():
             ratio = t / med["dense"]
-            target = "" if k == "dense" else verdict(ratio, 1.05, higher_is_better=False)
+            target = "" if k == "dense" or k.startswith("reference") else verdict(ratio, 1.05, higher_is_better=False)
             rows.append([model_name, k, 1000 * t / steps, ratio, target])
             results.append({"model": model_name, "variant": k, "ms_per_step": 1000 * t / steps, "x_dense": ratio})
     print_table(
