@@ -31,16 +31,16 @@ class _Standardized:
 
     block_bytes = 2**20  # float64 bytes per row block: fits the last-level cache of small CPUs
 
-    def __init__(self, x: Tensor, y: Tensor | None = None):
+    def __init__(self, x: Tensor, y: Tensor):
         self.x = x
         n, f = x.shape
         self.rows = max(1, self.block_bytes // (8 * max(f, 1)))
         # one pass: sums and sums of squares of X shifted by its first block's mean (the shifted-data algorithm:
-        # no cancellation unless the data sit many standard deviations from that shift) and, if y is given, the
-        # cross product with the centred y (Xcᵀ y = (X - k)ᵀ y when y's columns sum to zero)
+        # no cancellation unless the data sit many standard deviations from that shift) and the cross product
+        # with the centred y (Xcᵀ y = (X - k)ᵀ y when y's columns sum to zero)
         shift = x[: self.rows].to(torch.float64).mean(0)
         ones = torch.ones(n, 1, dtype=torch.float64, device=x.device)
-        lhs = ones if y is None else torch.cat([ones, y], 1)  # [1, y]: column sums and Xᵀ y in one product
+        lhs = torch.cat([ones, y], 1)  # [1, y]: column sums and Xᵀ y in one product
         acc = torch.zeros(lhs.shape[1], f, dtype=torch.float64, device=x.device)
         s2 = torch.zeros(f, dtype=torch.float64, device=x.device)
         for i, b in self._blocks():
@@ -51,7 +51,7 @@ class _Standardized:
         self.mean = shift + d
         std = ((s2 - n * d.square()).clamp_min_(0) / max(n - 1, 1)).sqrt()
         self.scale = torch.where(std > 0, std, torch.ones_like(std))
-        self.cross = None if y is None else acc[1:].T / self.scale[:, None]  # Xsᵀ y
+        self.cross = acc[1:].T / self.scale[:, None]  # Xsᵀ y
 
     def _blocks(self):
         """(first row, float64 copy of the row block) for every block; the copy may be modified."""
