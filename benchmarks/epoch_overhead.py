@@ -33,7 +33,7 @@ from benchmarks.common import data_dir, print_table, verdict
 from prunelab.data.mnist import MNISTDataModule
 from prunelab.models.convnets import ConvNet
 from prunelab.models.mlp import MLP
-from prunelab.pruning import masks as M
+from prunelab.pruning import masks as masking
 
 
 def build(name: str, dm: MNISTDataModule) -> nn.Module:
@@ -46,7 +46,7 @@ def bare_epoch(dm: MNISTDataModule, masked: bool, model_name: str = "lenet300", 
     torch.manual_seed(0)
     model = build(model_name, dm)
     if masked:
-        M.attach_masks(model, M.prunable_names(model))
+        masking.attach_masks(model, masking.prunable_names(model))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(0)

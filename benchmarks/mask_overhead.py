@@ -28,7 +28,7 @@ from torch.nn.utils import prune
 from benchmarks.common import interleaved, print_table, verdict
 from prunelab.models.convnets import ConvNet
 from prunelab.models.mlp import MLP
-from prunelab.pruning import masks as M
+from prunelab.pruning import masks as masking
 
 SHAPE = (1, 28, 28)
 
@@ -43,7 +43,7 @@ def models() -> dict[str, nn.Module]:
 
 def sparse_masks(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
     """Global magnitude masks over every Conv/Linear weight."""
-    names = M.prunable_names(model)
+    names = masking.prunable_names(model)
     weights = {n: model.get_parameter(n).detach() for n in names}
     flat = torch.cat([w.abs().flatten() for w in weights.values()])
     threshold = flat.kthvalue(int(sparsity * flat.numel())).values
@@ -53,8 +53,8 @@ def sparse_masks(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
 def variants(base: nn.Module, sparsity: float) -> dict[str, nn.Module]:
     masks = sparse_masks(base, sparsity)
     ours = copy.deepcopy(base)
-    M.attach_masks(ours, list(masks))
-    M.set_masks(ours, masks)
+    masking.attach_masks(ours, list(masks))
+    masking.set_masks(ours, masks)
     theirs = copy.deepcopy(base)
     for name, mask in masks.items():
         mod, _, attr = name.rpartition(".")

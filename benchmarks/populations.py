@@ -28,17 +28,17 @@ from benchmarks.common import data_dir, interleaved, print_table, verdict
 from prunelab.data.mnist import FashionMNISTDataModule
 from prunelab.models.mlp import MLP
 from prunelab.population import Population, member_batches, train_epoch
-from prunelab.pruning import masks as M
+from prunelab.pruning import masks as masking
 from prunelab.pruning.select import select
 
 
 def member(seed: int, shape, classes: int) -> nn.Module:
     torch.manual_seed(seed)
     model = MLP(shape, classes, (300, 100))
-    names = M.prunable_names(model)
-    M.attach_masks(model, names)
-    scores = {n: M.effective(model, n).detach().abs() for n in names}
-    M.set_masks(model, select(scores, M.get_masks(model), 0.5, scope="layer"))
+    names = masking.prunable_names(model)
+    masking.attach_masks(model, names)
+    scores = {n: masking.effective(model, n).detach().abs() for n in names}
+    masking.set_masks(model, select(scores, masking.get_masks(model), 0.5, scope="layer"))
     return model
 
 

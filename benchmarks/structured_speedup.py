@@ -2,7 +2,7 @@
 
 VGG-16 with BatchNorm for 32x32 inputs (prunelab's CIFAR variant), 10 classes, eval mode. Filters are removed with
 the same share in every prunable conv (lowest L1 norm first; the share is found by bisection so that the model's
-FLOPs fall by 50% and 80%), the masked model is compacted (``prunelab.pruning.structured.compact``: the removed
+FLOPs fall by 50% and 80%), the masked model is compacted (``prunelab.pruning.filters.compact``: the removed
 filters, their BatchNorm channels and the next conv's input channels are physically dropped), and both models are
 timed with ``torch.inference_mode`` at batch 1 and 64 (median of interleaved repetitions). The compacted model's
 outputs are checked against the masked model's. Target: speedup >= 0.8 x (dense FLOPs / compacted FLOPs).
@@ -22,10 +22,10 @@ from torch import nn
 
 from benchmarks.common import interleaved, print_table, verdict
 from prunelab.models.vgg import VGG
-from prunelab.pruning import masks as M
-from prunelab.pruning import structured as S
+from prunelab.pruning import filters
+from prunelab.pruning import masks as masking
+from prunelab.pruning.cost import count_flops
 from prunelab.pruning.groups import filter_groups
-from prunelab.pruning.structure import count_flops
 
 SHAPE = (3, 32, 32)
 HEADER = ["FLOPs removed", "batch", "dense ms", "compacted ms", "speedup", "FLOPs ratio", "speedup / FLOPs ratio",
@@ -36,8 +36,8 @@ def prune_uniform(base: nn.Module, share: float) -> tuple[nn.Module, list]:
     """A masked copy of ``base`` with ``share`` of every prunable conv's filters removed (lowest L1 first)."""
     model = copy.deepcopy(base)
     groups = filter_groups(model)
-    M.attach_masks(model, M.prunable_names(model))
-    M.attach_masks(model, S.companion_names(groups, model), primary=False)
+    masking.attach_masks(model, masking.prunable_names(model))
+    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
     alive = {}
     for g in groups:
         norms = model.get_submodule(g.conv).weight.detach().abs().flatten(1).sum(1)
@@ -45,7 +45,7 @@ def prune_uniform(base: nn.Module, share: float) -> tuple[nn.Module, list]:
         mask = torch.zeros(g.out_channels, dtype=torch.bool)
         mask[torch.argsort(norms, descending=True)[:keep]] = True
         alive[g.conv] = mask
-    M.set_masks(model, S.group_masks(model, groups, alive))
+    masking.set_masks(model, filters.group_masks(model, groups, alive))
     return model, groups
 
 
@@ -61,7 +61,7 @@ def for_reduction(base: nn.Module, reduction: float) -> tuple[nn.Module, nn.Modu
         else:
             hi = mid
     model, groups = prune_uniform(base, hi)
-    compacted = S.compact(model, groups).eval()
+    compacted = filters.compact(model, groups).eval()
     return model.eval(), compacted, dense / count_flops(compacted, SHAPE)["flops_dense"]
 
 

@@ -9,8 +9,8 @@ from hydra.utils import instantiate
 
 from prunelab.config import config_groups
 from prunelab.errors import PrunelabError
-from prunelab.pruning import masks as M
-from prunelab.pruning import rewind as R
+from prunelab.pruning import masks as masking
+from prunelab.pruning import rewind as rewinding
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.criteria.magnitude_increase import MagnitudeIncrease
 from prunelab.pruning.select import select
@@ -35,19 +35,19 @@ def test_criterion_contract(name):
     if criterion.structured:
         return check_structured(criterion)
     model = make_model()
-    init = R.snapshot(model)
+    init = rewinding.snapshot(model)
     train_steps(model, torch.optim.Adam(model.parameters(), lr=0.01))
-    previous = M.get_masks(model)
+    previous = masking.get_masks(model)
     for round_, target in ((1, 0.5), (2, 0.75)):
         ctx = ScoringContext(round=round_, seed=0, initial_state=init)
-        masks = M.get_masks(model)
+        masks = masking.get_masks(model)
         kw = {"batches": batches() if criterion.needs_data else None, "context": ctx}
         scores = criterion.scores(model, masks, **kw)
         again = criterion.scores(model, masks, **kw)
         assert all(torch.isfinite(s).all() for s in scores.values())
         assert all(torch.equal(scores[k], again[k]) for k in scores), "scores are not deterministic"
         new = select(scores, masks, target, criterion.scope)
-        M.set_masks(model, new)
+        masking.set_masks(model, new)
         for k in new:
             assert torch.all(new[k][previous[k] == 0] == 0)
         pruned = sum(int((m == 0).sum()) for m in new.values())
@@ -58,36 +58,36 @@ def test_criterion_contract(name):
 
 def test_magnitude_increase_values_and_needs_init():
     model = make_model()
-    init = R.snapshot(model)
+    init = rewinding.snapshot(model)
     with torch.no_grad():
-        w = M.original(model, "features.0.weight")
+        w = masking.original(model, "features.0.weight")
         w.mul_(2.0)  # every |w| doubled: increase = |w_init|
-    scores = MagnitudeIncrease().scores(model, M.get_masks(model), context=ScoringContext(initial_state=init))
+    scores = MagnitudeIncrease().scores(model, masking.get_masks(model), context=ScoringContext(initial_state=init))
     expected = init["features.0.parametrizations.weight.original"].abs()
     assert torch.allclose(scores["features.0.weight"], expected)
     assert torch.count_nonzero(scores["classifier.0.weight"]) == 0  # untouched layer: no increase
     with pytest.raises(PrunelabError, match="initial weights"):
-        MagnitudeIncrease().scores(model, M.get_masks(model), context=ScoringContext())
+        MagnitudeIncrease().scores(model, masking.get_masks(model), context=ScoringContext())
 
 
 def check_structured(criterion) -> None:
-    from prunelab.pruning import structured as S
+    from prunelab.pruning import filters
     from tests.test_structured import structured_model
 
     model, groups = structured_model("convnet-bn")
-    previous = S.alive_filters(model, groups)
+    previous = filters.alive_filters(model, groups)
     total = sum(len(a) for a in previous.values())
     for round_, target in ((1, 0.3), (2, 0.6)):
         ctx = ScoringContext(round=round_, seed=0, groups=groups, extra={"num_classes": 3})
         kw = {"batches": batches(size=16) if criterion.needs_data else None, "context": ctx}
-        masks = M.get_masks(model, primary_only=True)
+        masks = masking.get_masks(model, primary_only=True)
         scores = criterion.scores(model, masks, **kw)
         again = criterion.scores(model, masks, **{**kw, "batches": batches(size=16) if criterion.needs_data else None})
         assert set(scores) == {g.conv for g in groups}
         assert all(torch.isfinite(s).all() and s.shape == (g.out_channels,) for g, s in zip(groups, scores.values()))
         assert all(torch.equal(scores[k], again[k]) for k in scores), "scores are not deterministic"
-        alive = S.select_filters(scores, S.alive_filters(model, groups), target)
-        M.set_masks(model, S.group_masks(model, groups, alive))
+        alive = filters.select_filters(scores, filters.alive_filters(model, groups), target)
+        masking.set_masks(model, filters.group_masks(model, groups, alive))
         assert all(not (alive[k] & ~previous[k]).any() for k in alive)
         assert sum(int((~a).sum()) for a in alive.values()) == round(target * total)
         previous = alive

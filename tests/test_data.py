@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab.data import imbalance as I
+from prunelab.data import imbalance
 from prunelab.data.cifar import CIFAR10DataModule
 from prunelab.data.digits import DigitsDataModule
 from prunelab.data.loader import IndexBatchSampler, make_loader
@@ -44,8 +44,8 @@ def test_one_vs_rest_hits_the_ratio_and_keeps_test_intact():
 
 def test_ratio_below_natural_subsamples_positives():
     y = torch.tensor([0] * 30 + [1] * 20)
-    assert I.ratio_keep(y, 5.0) == {0: 30, 1: 6}
-    assert I.ratio_keep(y, 1.0) == {0: 20, 1: 20}
+    assert imbalance.ratio_keep(y, 5.0) == {0: 30, 1: 6}
+    assert imbalance.ratio_keep(y, 1.0) == {0: 20, 1: 20}
 
 
 def test_keep_fraction_and_long_tail():

@@ -13,9 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning import distributed as D
-from prunelab.pruning import masks as M
-from prunelab.pruning import structured as S
+from prunelab.pruning import distributed, filters
+from prunelab.pruning import masks as masking
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.criteria.activations import ActivationEnergy
 from prunelab.pruning.criteria.gradients import SNIP, TaylorFilter
@@ -50,15 +49,17 @@ def _score_all(criteria: dict, batches: list) -> dict[str, dict]:
     for name, criterion in criteria.items():
         model, groups = structured_model("convnet-bn")
         ctx = ScoringContext(round=1, seed=0, groups=groups, extra={"num_classes": 3})
-        masks = M.get_masks(model, primary_only=True)
+        masks = masking.get_masks(model, primary_only=True)
         scores = criterion.scores(model, masks, batches=iter(batches), context=ctx)
         if criterion.structured:
-            new = S.group_masks(model, groups, S.select_filters(scores, S.alive_filters(model, groups), 0.4))
+            new = filters.group_masks(
+                model, groups, filters.select_filters(scores, filters.alive_filters(model, groups), 0.4)
+            )
         else:
             new = select(scores, masks, 0.6, scope="global")
-        M.set_masks(model, new)
-        D.check_identical(M.get_masks(model))
-        out[name] = {"scores": scores, "masks": M.get_masks(model)}
+        masking.set_masks(model, new)
+        distributed.check_identical(masking.get_masks(model))
+        out[name] = {"scores": scores, "masks": masking.get_masks(model)}
     return out
 
 
@@ -69,7 +70,7 @@ def _worker(rank: int, port: int, folder: str) -> None:
         shard = _shards()[rank]
         result = _score_all(_criteria(), shard)
         try:  # masks that differ between ranks are caught
-            D.check_identical({"w": torch.tensor([float(rank), 1.0])})
+            distributed.check_identical({"w": torch.tensor([float(rank), 1.0])})
             result["mismatch_caught"] = False
         except PrunelabError:
             result["mismatch_caught"] = True
@@ -116,8 +117,8 @@ def test_mismatched_masks_are_caught(ranks):
 
 def test_helpers_are_identities_without_a_process_group():
     t = torch.arange(6.0).view(3, 2)
-    assert D.world_size() == 1 and D.all_sum(t) is t and D.all_cat(t) is t
-    D.check_identical({"w": t})
+    assert distributed.world_size() == 1 and distributed.all_sum(t) is t and distributed.all_cat(t) is t
+    distributed.check_identical({"w": t})
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ from torch import nn
 
 from prunelab.errors import PrunelabError
 from prunelab.models.convnets import ConvNet
-from prunelab.pruning import masks as M
-from prunelab.pruning import rewind as R
+from prunelab.pruning import masks as masking
+from prunelab.pruning import rewind as rewinding
 from prunelab.pruning.criteria.magnitude import Magnitude
 from prunelab.pruning.criteria.random import Random
 from prunelab.pruning.select import select
@@ -20,14 +20,14 @@ from prunelab.pruning.select import select
 def make_model(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = ConvNet((1, 8, 8), 3, channels=[4, "M", 8], hidden=[16], batch_norm=True)
-    M.attach_masks(model, M.prunable_names(model))
+    masking.attach_masks(model, masking.prunable_names(model))
     return model
 
 
 def prune(model: nn.Module, target: float, scope: str = "global") -> dict:
-    masks = M.get_masks(model)
+    masks = masking.get_masks(model)
     new = select(Magnitude().scores(model, masks), masks, target, scope)
-    M.set_masks(model, new)
+    masking.set_masks(model, new)
     return new
 
 
@@ -41,7 +41,7 @@ def train_steps(model: nn.Module, opt: torch.optim.Optimizer, steps: int = 20) -
 
 
 def pruned_values(model: nn.Module) -> torch.Tensor:
-    return torch.cat([M.effective(model, n)[m == 0].flatten() for n, m in M.get_masks(model).items()])
+    return torch.cat([masking.effective(model, n)[m == 0].flatten() for n, m in masking.get_masks(model).items()])
 
 
 @pytest.mark.parametrize(
@@ -64,18 +64,18 @@ def test_pruned_weights_stay_exactly_zero(make_opt):
     train_steps(model, opt, 30)  # the same optimizer keeps stepping; its state moves the storage under the mask
     values = pruned_values(model)
     assert values.numel() > 0 and torch.count_nonzero(values) == 0  # the effective weights are exactly 0
-    assert M.sparsity_stats(model)["sparsity"] == pytest.approx(0.7, abs=1e-3)
+    assert masking.sparsity_stats(model)["sparsity"] == pytest.approx(0.7, abs=1e-3)
     # with the optimizer state masked too (what in-fit pruning does), the storage itself stays exactly 0
     prune(twin, 0.7)
-    M.mask_optimizer_state(twin_opt, twin)
+    masking.mask_optimizer_state(twin_opt, twin)
     train_steps(twin, twin_opt, 30)
-    for n, m in M.get_masks(twin).items():
-        assert torch.count_nonzero(M.original(twin, n)[m == 0]) == 0
+    for n, m in masking.get_masks(twin).items():
+        assert torch.count_nonzero(masking.original(twin, n)[m == 0]) == 0
     fresh = make_opt(model.parameters())  # a fresh optimizer (a new round) never moves zeroed storage
-    M.apply_masks_to_weights(model)
+    masking.apply_masks_to_weights(model)
     train_steps(model, fresh, 10)
-    for n, m in M.get_masks(model).items():
-        assert torch.count_nonzero(M.original(model, n)[m == 0]) == 0
+    for n, m in masking.get_masks(model).items():
+        assert torch.count_nonzero(masking.original(model, n)[m == 0]) == 0
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -87,9 +87,9 @@ def test_checkpoint_round_trip(tmp_path):
     fresh = make_model(seed=123)  # different init, all-ones masks
     fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
     fresh.eval()
-    for n, m in M.get_masks(model).items():
-        assert torch.equal(M.get_masks(fresh)[n], m)
-        assert torch.equal(M.effective(fresh, n), M.effective(model, n))
+    for n, m in masking.get_masks(model).items():
+        assert torch.equal(masking.get_masks(fresh)[n], m)
+        assert torch.equal(masking.effective(fresh, n), masking.effective(model, n))
     x = torch.randn(5, 1, 8, 8)
     assert torch.equal(fresh(x), model(x))
     assert any(k.endswith("parametrizations.weight.0.mask") for k in model.state_dict())
@@ -97,13 +97,13 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_rewind_restores_exactly_and_keeps_zeros():
     model = make_model()
-    init = R.snapshot(model)
+    init = rewinding.snapshot(model)
     train_steps(model, torch.optim.Adam(model.parameters(), lr=0.01))
     prune(model, 0.5)
-    R.restore(model, init)
-    for n, m in M.get_masks(model).items():
+    rewinding.restore(model, init)
+    for n, m in masking.get_masks(model).items():
         key = n.rpartition(".")[0] + ".parametrizations.weight.original"
-        w = M.original(model, n)
+        w = masking.original(model, n)
         assert torch.equal(w[m == 1], init[key][m == 1])
         assert torch.count_nonzero(w[m == 0]) == 0
     # buffers (BatchNorm running statistics) rewind too
@@ -115,7 +115,7 @@ def test_rewind_restores_exactly_and_keeps_zeros():
 @pytest.mark.parametrize("target", [0.0, 0.2, 0.5, 0.9, 0.99])
 def test_select_hits_target_and_never_revives(scope, target):
     model = make_model()
-    masks = M.get_masks(model)
+    masks = masking.get_masks(model)
     first = select(Random().scores(model, masks), masks, 0.1, scope)
     # scores that favour exactly the pruned entries must not bring them back
     adversarial = {n: (1 - m) * 1e6 + torch.rand(m.shape) for n, m in first.items()}
@@ -151,7 +151,7 @@ def test_select_rejects_bad_targets_and_scores():
 
 def test_random_criterion_is_seeded():
     model = make_model()
-    masks = M.get_masks(model)
+    masks = masking.get_masks(model)
     from prunelab.pruning.criteria import ScoringContext
 
     a = Random().scores(model, masks, context=ScoringContext(seed=3, round=1))
@@ -164,14 +164,14 @@ def test_random_criterion_is_seeded():
 def test_prunable_patterns_and_parameter_counts():
     torch.manual_seed(0)
     model = ConvNet((1, 8, 8), 3, channels=[4, "M", 8], hidden=[16])
-    names = M.prunable_names(model, include=["*.weight"], exclude=["classifier.*"])
+    names = masking.prunable_names(model, include=["*.weight"], exclude=["classifier.*"])
     assert names == ["features.0.weight", "features.3.weight"]
-    M.attach_masks(model, M.prunable_names(model))
+    masking.attach_masks(model, masking.prunable_names(model))
     total = sum(p.numel() for p in model.parameters())
     prune(model, 0.5)
-    counts = M.count_parameters(model)
+    counts = masking.count_parameters(model)
     assert counts["parameters"] == total
-    pruned = int(sum((m == 0).sum() for m in M.get_masks(model).values()))
+    pruned = int(sum((m == 0).sum() for m in masking.get_masks(model).values()))
     assert counts["nonzero_parameters"] <= total - pruned
 
 
@@ -182,7 +182,7 @@ def test_lean_property_matches_parametrize_and_yields_to_it():
 
     model = make_model()
     prune(model, 0.6)
-    lin = model.get_submodule(M.prunable_names(model)[-1].rpartition(".")[0])
+    lin = model.get_submodule(masking.prunable_names(model)[-1].rpartition(".")[0])
     chain = lin.parametrizations.weight
     assert getattr(type(lin).weight.fget, "_prunelab_lean", False)
     lean = lin.weight

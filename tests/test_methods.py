@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from prunelab.pruning import structured as S
+from prunelab.pruning import filters
 from tests.conftest import cli, run_dirs
 
 SHORT = ["logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=10"]
@@ -44,7 +44,7 @@ def test_gradual_run_reaches_final_sparsity_at_end_step(tmp_path):
     """Inside a real fit: sparsity follows the cubic schedule and is final exactly at end_step."""
     import lightning.pytorch as pl
 
-    from prunelab.pruning import masks as M
+    from prunelab.pruning import masks as masking
     from prunelab.run import prepare, run_round
     from tests.conftest import compose_cfg
 
@@ -52,7 +52,7 @@ def test_gradual_run_reaches_final_sparsity_at_end_step(tmp_path):
 
     class Probe(pl.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # runs after the pruner's hook
-            seen[trainer.global_step] = M.sparsity_stats(pl_module.model)["sparsity"]
+            seen[trainer.global_step] = masking.sparsity_stats(pl_module.model)["sparsity"]
 
     cfg = compose_cfg(["schedule=gradual", "schedule.final_sparsity=0.7", "schedule.begin_step=5",
                        "schedule.end_step=45", "schedule.frequency=10", "criterion.scope=layer",
@@ -64,8 +64,8 @@ def test_gradual_run_reaches_final_sparsity_at_end_step(tmp_path):
     assert seen[45] == pytest.approx(0.7, abs=1e-3)  # masks at the start of step 45's batch
     assert seen[44] == pytest.approx(schedule.sparsity_at_step(35), abs=1e-3) and seen[44] < 0.7
     assert seen[3] == 0 and row["sparsity"] == pytest.approx(0.7, abs=1e-3)
-    names = M.prunable_names(ctx["module"].model)
-    assert names[-1] not in M.masked_names(ctx["module"].model)  # the classifier is not pruned
+    names = masking.prunable_names(ctx["module"].model)
+    assert names[-1] not in masking.masked_names(ctx["module"].model)  # the classifier is not pruned
 
 
 def test_quantized_runs_save_predictions_and_per_class_metrics(tmp_path):
@@ -116,7 +116,7 @@ def test_progressive_rounds_freeze_later_layers_bit_identically(tmp_path, data_d
         assert frozen and all(torch.equal(b[k], a[k]) for b, a in zip(before, after) for k in b)  # bit-identical
         moved = [k for k, v in model.state_dict().items() if not torch.equal(v, trainable[k])]
         assert any(k.startswith(layer) for k in moved)  # the simplified layer itself retrained
-        alive = S.alive_filters(model, ctx["groups"])[layer]
+        alive = filters.alive_filters(model, ctx["groups"])[layer]
         assert int(alive.sum()) == alive.numel() // 2  # rate 0.5 of this layer's kernels
     assert all(p.requires_grad for p in model.parameters())  # unfrozen after each round
 
@@ -144,7 +144,7 @@ def test_human_ratings_loop(tmp_path, data_dir, monkeypatch):
     ratings.write_text("layer,kernel,decision\n" + "".join(
         f"features.0,{k},{'drop' if k in drop else 'keep'}\n" for k in range(32)))  # fmt: skip
     cb.prune(model)
-    alive = S.alive_filters(model, ctx["groups"])
+    alive = filters.alive_filters(model, ctx["groups"])
     assert {int(k) for k in torch.nonzero(~alive["features.0"])} == drop and alive["features.4"].all()
 
 

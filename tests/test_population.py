@@ -13,7 +13,7 @@ from prunelab.errors import PrunelabError
 from prunelab.models.convnets import ConvNet, LeNet5
 from prunelab.models.mlp import MLP
 from prunelab.population import Population, member_batches, train_epoch
-from prunelab.pruning import masks as M
+from prunelab.pruning import masks as masking
 from prunelab.pruning.criteria.magnitude import Magnitude
 from prunelab.pruning.select import select
 
@@ -21,14 +21,14 @@ from prunelab.pruning.select import select
 def masked_member(seed: int, shape, hidden=(32, 16), sparsity: float = 0.5) -> nn.Module:
     torch.manual_seed(seed)
     model = MLP(shape, 10, hidden)
-    M.attach_masks(model, M.prunable_names(model))
+    masking.attach_masks(model, masking.prunable_names(model))
     prune_layerwise(model, sparsity)
     return model
 
 
 def prune_layerwise(model: nn.Module, target: float) -> None:
-    masks = M.get_masks(model)
-    M.set_masks(model, select(Magnitude().scores(model, masks), masks, target, scope="layer"))
+    masks = masking.get_masks(model)
+    masking.set_masks(model, select(Magnitude().scores(model, masks), masks, target, scope="layer"))
 
 
 def sgd(params) -> torch.optim.Optimizer:
@@ -66,7 +66,7 @@ def test_members_equal_their_single_runs_bitwise_with_gradual_pruning():
     def single_update(step, model, opt):
         if step in targets:
             prune_layerwise(model, targets[step])
-            M.mask_optimizer_state(opt, model)
+            masking.mask_optimizer_state(opt, model)
 
     singles = [sequential(copy.deepcopy(m), x, y, 64, s, 3, loss, single_update) for m, s in zip(fresh, seeds)]
 
@@ -84,11 +84,11 @@ def test_members_equal_their_single_runs_bitwise_with_gradual_pruning():
     for single, member in zip(singles, members):
         for (name, a), b in zip(single.state_dict().items(), member.state_dict().values()):
             assert torch.equal(a, b), name
-        assert M.sparsity_stats(member)["sparsity"] == pytest.approx(0.8, abs=0.01)
-        for name, mask in M.get_masks(member).items():
-            assert not M.original(member, name)[mask == 0].any()  # pruned storage stays exactly 0
+        assert masking.sparsity_stats(member)["sparsity"] == pytest.approx(0.8, abs=0.01)
+        for name, mask in masking.get_masks(member).items():
+            assert not masking.original(member, name)[mask == 0].any()  # pruned storage stays exactly 0
     # the members really differ from each other (own seeds, own data order)
-    first, second = (M.original(m, "classifier.weight") for m in members[:2])
+    first, second = (masking.original(m, "classifier.weight") for m in members[:2])
     assert not torch.equal(first, second)
 
 

@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from prunelab import results as RS
+from prunelab import results
 from prunelab.config import conf_dir, config_groups
 from prunelab.schemas import SCHEMA_GROUPS, register, schema_for
 from tests.conftest import cli, compose_cfg
@@ -69,13 +69,13 @@ def test_bad_key_in_a_sweep_fails_before_any_job_runs(tmp_path):
 
 def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
     path = tmp_path / "summary.json"
-    RS.atomic_write_json(path, {"status": "complete"})
+    results.atomic_write_json(path, {"status": "complete"})
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
-        RS.atomic_write_json(path, {"status": "running"})
+        results.atomic_write_json(path, {"status": "running"})
     assert json.loads(path.read_text()) == {"status": "complete"}  # never half-written
     assert [p.name for p in Path(tmp_path).iterdir()] == ["summary.json"]  # the temporary file is gone

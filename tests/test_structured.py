@@ -13,11 +13,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from prunelab.models.convnets import ConvNet
 from prunelab.models.resnet import ResNet
 from prunelab.models.vgg import VGG
-from prunelab.pruning import masks as M
-from prunelab.pruning import structured as S
+from prunelab.pruning import filters
+from prunelab.pruning import masks as masking
+from prunelab.pruning.cost import count_flops
 from prunelab.pruning.groups import filter_groups
 from prunelab.pruning.pls import pls, pls_vip
-from prunelab.pruning.structure import count_flops
 
 MODELS = {
     "convnet": lambda: ConvNet((1, 16, 16), 4, [8, "M", 8, "M", 16], (16,)),
@@ -30,9 +30,9 @@ MODELS = {
 def structured_model(name: str, seed: int = 0):
     torch.manual_seed(seed)
     model = MODELS[name]()
-    M.attach_masks(model, M.prunable_names(model))
+    masking.attach_masks(model, masking.prunable_names(model))
     groups = filter_groups(model)
-    M.attach_masks(model, S.companion_names(groups, model), primary=False)
+    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
     with torch.no_grad():  # non-trivial BatchNorm statistics, so a wrong channel would show
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -44,8 +44,8 @@ def structured_model(name: str, seed: int = 0):
 def prune_random_filters(model, groups, share: float, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     scores = {g.conv: torch.rand(g.out_channels, generator=gen) for g in groups}
-    alive = S.select_filters(scores, S.alive_filters(model, groups), share)
-    M.set_masks(model, S.group_masks(model, groups, alive))
+    alive = filters.select_filters(scores, filters.alive_filters(model, groups), share)
+    masking.set_masks(model, filters.group_masks(model, groups, alive))
     return alive
 
 
@@ -87,7 +87,7 @@ def test_compaction_gives_same_outputs_and_counted_flops(name):
     prune_random_filters(model, groups, 0.3)
     prune_random_filters(model, groups, 0.6, seed=1)
     model.eval()
-    compact = S.compact(model, groups).eval()
+    compact = filters.compact(model, groups).eval()
     x = input_for(model)
     with torch.no_grad():
         assert torch.allclose(model(x), compact(x), atol=1e-5)
@@ -96,19 +96,19 @@ def test_compaction_gives_same_outputs_and_counted_flops(name):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         compact(x[:1])
     assert counted == pytest.approx(counter.get_total_flops(), rel=1e-9)
-    assert M.masked_names(model)  # the original keeps its masks (compaction works on a copy)
+    assert masking.masked_names(model)  # the original keeps its masks (compaction works on a copy)
 
 
 def test_select_filters_rules():
     alive = {"a": torch.ones(4, dtype=torch.bool), "b": torch.ones(6, dtype=torch.bool)}
     scores = {"a": torch.tensor([0.0, 0.0, 0.0, 0.0]), "b": torch.tensor([1.0, 2, 3, 4, 5, 6])}
-    out = S.select_filters(scores, alive, 0.5)  # remove 5 of 10: layer a keeps one filter
+    out = filters.select_filters(scores, alive, 0.5)  # remove 5 of 10: layer a keeps one filter
     assert out["a"].tolist() == [False, False, False, True] and int((~out["b"]).sum()) == 2
     assert out["b"].tolist() == [False, False, True, True, True, True]
-    more = S.select_filters({"a": torch.ones(4), "b": -torch.arange(6.0)}, out, 0.7)
+    more = filters.select_filters({"a": torch.ones(4), "b": -torch.arange(6.0)}, out, 0.7)
     assert not (more["a"] & ~out["a"]).any() and not (more["b"] & ~out["b"]).any()  # never revived
     assert sum(int((~v).sum()) for v in more.values()) == 7
-    again = S.select_filters(scores, alive, 0.5)
+    again = filters.select_filters(scores, alive, 0.5)
     assert all(torch.equal(out[k], again[k]) for k in out)  # deterministic
 
 

@@ -1,8 +1,13 @@
 """The ``prunelab`` command: Hydra entry point (thin), with one-line errors for bad input.
 
 ``prunelab [overrides...]`` runs an experiment; ``prunelab --help`` is Hydra's help. Mistakes in the command line
-(unknown option in a group, unknown key, bad value) are found by composing the config once before Hydra runs, and
+(unknown option in a group, unknown key, bad value, a value out of range) are found by composing the config (each
+variant of a sweep) and checking it (:func:`prunelab.runner.preflight.check_config`) before Hydra runs, and
 reported on one line naming the key and the fix, with exit status 2.
+
+Exit status: 0 done; 2 bad input (one line on stderr); 3 some sweep jobs failed or were refused (the sweep summary
+lists them); 128 + N killed by signal N (143 SIGTERM, 130 SIGINT), with the run marked ``interrupted``.
+``prunelab --wait ...`` queues behind another process working in the same run folder instead of refusing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from omegaconf import DictConfig
 
 from prunelab.config import conf_dir, config_groups, register_resolvers
 from prunelab.errors import PrunelabError, describe
+from prunelab.runner.interrupt import RunInterrupted, interruptible
 
 register_resolvers()
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -107,32 +113,49 @@ def check_compose(args: list[str]) -> None:
     overrides = [a for a in args if a not in ("-m", "--multirun") and not a.lstrip("+~").startswith("hydra")]
     from hydra import compose, initialize_config_dir
 
-    output_dir = None
+    from prunelab.runner.preflight import check_config
+
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    hydra_overrides = [a for a in args if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    folders: list[tuple[str, Path]] = []
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         for variant in sweep_variants(overrides):
             try:
-                cfg = compose(config_name="config", overrides=variant)
+                cfg = compose(config_name="config", overrides=[*variant, *hydra_overrides], return_hydra_config=True)
+                check_config(cfg)
+            except PrunelabError as exc:
+                fail(exc.one_line())
             except Exception as exc:
                 fail(_compose_error(exc))
-            output_dir = output_dir or Path(str(cfg.paths.output_dir))
-    check_writable(output_dir)
+            if not folders:
+                folders = [("paths.output_dir", Path(str(cfg.paths.output_dir))), _job_folder(cfg, multirun)]
+    for key, folder in folders:
+        check_writable(folder, key)
 
 
-def check_writable(folder: Path) -> None:
-    """The output folder (or its nearest existing parent) must be writable before Hydra creates run folders."""
+def _job_folder(cfg: DictConfig, multirun: bool) -> tuple[str, Path]:
+    """The run folder (or sweep folder) Hydra will create, when it can be resolved before Hydra starts."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    try:
+        return key, Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
+    except Exception:  # an interpolation only Hydra's runtime can resolve
+        return "paths.output_dir", Path(str(cfg.paths.output_dir))
+
+
+def check_writable(folder: Path, key: str = "paths.output_dir") -> None:
+    """A folder (or its nearest existing parent) must be writable before Hydra creates run folders in it."""
     probe = folder.resolve()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
-        fail(
-            f"paths.output_dir: cannot create or write {folder} (fix: set paths.output_dir=<writable folder> "
-            "or PRUNELAB_OUTPUT_DIR)"
-        )
+        fail(f"{key}: cannot create or write {folder} (fix: set {key}=<writable folder>"
+             + (" or PRUNELAB_OUTPUT_DIR)" if key == "paths.output_dir" else ")"))  # fmt: skip
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _task(cfg: DictConfig) -> float:
-    from prunelab.run import run
+    from prunelab.runner import run
+    from prunelab.runner.status import write_error
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
@@ -140,6 +163,8 @@ def _task(cfg: DictConfig) -> float:
         summary = run(cfg, run_dir)
     except Exception as exc:
         if not multirun:
+            if isinstance(exc, OSError):
+                exc = write_error(Path(exc.filename or run_dir), exc)
             if isinstance(exc, PrunelabError):
                 fail(exc.one_line())
             raise
@@ -163,15 +188,25 @@ def main(argv: list[str] | None = None) -> None:
         from prunelab.reproduce import main as reproduce_main
 
         return reproduce_main(args[1:])
+    if "--wait" in args:
+        args = [a for a in args if a != "--wait"] + ["wait=true"]
     check_group_options(args)
     check_compose(args)
     sys.argv = [sys.argv[0], *args]
-    _task()
     from prunelab import sweep
 
-    if sweep.LAST.get("failed"):  # the other jobs' results are intact; the exit status still says "not all done"
-        fail(f"{sweep.LAST['failed']} of {sweep.LAST['jobs']} sweep jobs failed, see {sweep.LAST['summary_path']} "
-             "(fix: correct them and relaunch the same command; finished jobs are skipped)", code=3)  # fmt: skip
+    try:
+        with interruptible():
+            _task()
+    except RunInterrupted as exc:
+        written = sweep.summary_after_signal(exc.signal_name)
+        where = f"; sweep summary: {written['sweep_dir']}/sweep_summary.md" if written else ""
+        fail(f"interrupted by {exc.signal_name}: the run is marked interrupted{where} (fix: relaunch the same "
+             "command to resume; finished rounds and jobs are kept)", code=exc.exit_code)  # fmt: skip
+    if sweep.LAST.get("undone"):  # the other jobs' results are intact; the exit status still says "not all done"
+        fail(f"{sweep.LAST['undone']} of {sweep.LAST['jobs']} sweep jobs failed or were refused, see "
+             f"{sweep.LAST['summary_path']} (fix: correct them and relaunch the same command; finished jobs are "
+             "skipped)", code=3)  # fmt: skip
 
 
 if __name__ == "__main__":

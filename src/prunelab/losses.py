@@ -5,7 +5,7 @@ Optional hooks, called by the run: ``configure(class_counts, positive_class)`` o
 
 Class-dependent losses follow Entezari & Saukh 2020 (PAPERS.md §1), with these readings of the paper:
 - Eq. 2, weighted cross-entropy ``-sum_c gamma_c y_c log p_c``: each example's cross-entropy is multiplied by its
-  class weight and the batch *mean* is taken (no division by the sum of weights, unlike ``F.cross_entropy(weight=)``).
+  class weight and the batch *mean* is taken (no division by the sum of weights, unlike ``cross_entropy(weight=)``).
 - Eq. 3, the squared-hinge ranking loss, is ill-posed as printed (a leading minus sign and "sorted outputs r").
   prunelab implements the pairwise squared hinge that Eq. 4's AUC bound is about (Steck 2007):
   ``lambda * mean over (positive i, negative j) pairs in the batch of max(0, 1 - (s_i - s_j))^2``, where
@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import functional
 
 from prunelab.errors import PrunelabError
 
@@ -32,7 +32,7 @@ class CrossEntropy(nn.Module):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        return functional.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
 
 
 def class_balanced_weights(counts: Sequence[int] | Tensor, beta: float) -> Tensor:
@@ -52,7 +52,7 @@ def pairwise_squared_hinge(logits: Tensor, targets: Tensor, positive: int, margi
     if not is_pos.any() or is_pos.all():
         return logits.sum() * 0.0
     diff = score[is_pos][:, None] - score[~is_pos][None, :]
-    return F.relu(margin - diff).pow(2).mean()
+    return functional.relu(margin - diff).pow(2).mean()
 
 
 class ClassDependentLoss(nn.Module):
@@ -109,7 +109,7 @@ class ClassDependentLoss(nn.Module):
         self.class_weights = w.to(self.class_weights.device)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        ce = F.cross_entropy(logits, targets, reduction="none")
+        ce = functional.cross_entropy(logits, targets, reduction="none")
         if self.class_weights.numel():
             ce = ce * self.class_weights.to(logits.device)[targets]
         loss = ce.mean()

@@ -136,6 +136,20 @@ class ClassifierModule(pl.LightningModule):
             self.test_outputs = (probs, targets)
         return metrics
 
+    @torch.no_grad()
+    def evaluate(self, stage: str, batches: Any) -> dict[str, float]:
+        """The epoch-end metrics of ``stage`` over ``batches``, outside a Trainer (the same code as a Lightning
+        validation epoch; population training uses it). Restores the model's train/eval mode."""
+        was = self.model.training
+        self.model.eval()
+        self._gathered[stage] = []
+        try:
+            for batch in batches:
+                self._gather(stage, batch)
+            return self._finish(stage) if self._gathered[stage] else {}
+        finally:
+            self.model.train(was)
+
     def on_validation_epoch_end(self) -> None:
         if self._gathered["val"]:
             self.log_dict(self._finish("val"))

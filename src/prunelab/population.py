@@ -25,6 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from prunelab.data.loader import IndexBatchSampler
 from prunelab.errors import PrunelabError
+from prunelab.pruning import masks
 
 ELEMENTWISE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 # parameter-free modules that act entry by entry: applied to the stacked (K, B, ...) tensor directly
@@ -61,14 +62,13 @@ class Population:
             return self.params[key]
         if key in self.buffers:
             return self.buffers[key]
-        prefix = f"{module}.parametrizations.{attr}" if module else f"parametrizations.{attr}"
-        orig = self.params.get(f"{prefix}.original")
+        orig = self.params.get(masks.original_key(key))
         if orig is None:
             return None
         out = orig
         i = 0
-        while f"{prefix}.{i}.mask" in self.buffers:  # prunelab's Mask parametrizations, in order
-            out = out * self.buffers[f"{prefix}.{i}.mask"]
+        while masks.mask_key(key, i) in self.buffers:  # prunelab's Mask parametrizations, in order
+            out = out * self.buffers[masks.mask_key(key, i)]
             i += 1
         return out
 
@@ -151,12 +151,10 @@ class Population:
             return
         with torch.no_grad():
             for name, param in self.params.items():
-                if not name.endswith(".original"):
+                key = masks.mask_key_of_original(name)
+                if key is None:
                     continue
-                mask = self.buffers[name[: -len("original")] + "0.mask"]
-                for value in optimizer.state.get(param, {}).values():
-                    if isinstance(value, Tensor) and value.shape == param.shape:
-                        value.mul_(mask)
+                masks.mask_param_state(optimizer, param, self.buffers[key])
 
 
 class _StackedLinear(torch.autograd.Function):

@@ -4,10 +4,14 @@ Layout::
 
     <run>/run_config.yaml        the resolved config (identity of the folder; checked on rerun)
     <run>/rewind/init.pt         round-0 initial weights (and step<k>.pt for step rewinding)
+    <run>/data.json              the data's description and fingerprint (identity of the data; checked on rerun)
     <run>/rounds/rNN/            checkpoints/ (Lightning, masks inside), model.pt, masks.pt,
-                                 predictions.npz (test probabilities, labels), metrics.json (written last)
+                                 predictions.npz (test probabilities, labels), metrics.json (written last, with
+                                 the size and SHA-1 of every other file of the round)
     <run>/results.jsonl          one line per finished round
-    <run>/summary.json           status: running | failed | complete
+    <run>/summary.json           status: running | failed | interrupted | complete
+    <run>/attempts.jsonl         one line per attempt (outcome, wall time, error)
+    <run>/.lock                  held (flock) by the process working in the folder
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,21 +75,41 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_json_or_none(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is missing, unreadable or not JSON (a torn or corrupt file)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def record_attempt(run_dir: Path, outcome: str, wall_seconds: float, **info: Any) -> None:
+    """Append one attempt line to ``<run>/attempts.jsonl`` (one short ``write``; a torn last line is ignored)."""
+    if not is_writer():
+        return
+    line = {"outcome": outcome, "at": round(time.time(), 3), "wall_seconds": round(float(wall_seconds), 2), **info}
+    with open(Path(run_dir) / "attempts.jsonl", "a") as f:
+        f.write(json.dumps(_clean(line)) + "\n")
+
+
+def read_attempts(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "attempts.jsonl"
+    out = []
+    if path.exists():
+        for text in path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(text))
+            except json.JSONDecodeError:  # a line torn by a kill
+                continue
+    return out
+
+
 def round_dir(run_dir: Path, round_: int) -> Path:
     return Path(run_dir) / "rounds" / f"r{round_:02d}"
 
 
 def round_done(run_dir: Path, round_: int) -> bool:
     return (round_dir(run_dir, round_) / "metrics.json").exists()
-
-
-def finished_rounds(run_dir: Path) -> list[dict]:
-    """The records of the rounds finished so far, in order (round 0, 1, ... up to the first unfinished one)."""
-    rows, r = [], 0
-    while round_done(run_dir, r):
-        rows.append(read_json(round_dir(run_dir, r) / "metrics.json"))
-        r += 1
-    return rows
 
 
 def compute_seconds(rows: Sequence[dict]) -> float:
@@ -102,18 +127,19 @@ def save_predictions(path: Path, probs, labels) -> None:
     os.replace(tmp, path)
 
 
-def load_results(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "results.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def strip_record(row: dict) -> dict:
+    """A round's record without its file checksums (they stay in the round's metrics.json)."""
+    return {k: v for k, v in row.items() if k != "files"}
 
 
-def write_results(run_dir: Path, num_rounds: int) -> list[dict]:
-    """Rebuild results.jsonl from the finished rounds' metrics.json (idempotent, atomic)."""
-    rows = [read_json(round_dir(run_dir, r) / "metrics.json") for r in range(num_rounds) if round_done(run_dir, r)]
-    atomic_write_text(Path(run_dir) / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    return rows
+def jsonl_lines(rows: Sequence[dict]) -> list[str]:
+    return [json.dumps(_clean(strip_record(r))) for r in rows]
+
+
+def write_results(run_dir: Path, rows: Sequence[dict]) -> list[dict]:
+    """results.jsonl: one line per finished round, from the rounds' verified records (rebuilt whole, atomically)."""
+    atomic_write_text(Path(run_dir) / "results.jsonl", "".join(f"{line}\n" for line in jsonl_lines(rows)))
+    return [strip_record(r) for r in rows]
 
 
 def _fmt(v: Any, spec: str) -> str:

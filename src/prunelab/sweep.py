@@ -8,12 +8,13 @@ line to ``<run>/attempts.jsonl`` (outcome, wall time, the compute a skip or resu
 :class:`SweepSummary` is registered in ``hydra.callbacks`` (conf/config.yaml). When a multirun ends, whatever the
 launcher (basic, joblib, submitit, ray), it reads the job folders under ``hydra.sweep.dir`` and writes
 ``sweep_summary.json`` and ``sweep_summary.md`` there (atomically): the jobs this launch completed, resumed, skipped
-(and the time that saved) and the jobs that failed, with their errors. ``prunelab report`` lists failed jobs too.
+(and the time that saved) and the jobs that failed, were refused (their folder holds another config's run) or were
+interrupted by a signal, with their errors. A sweep stopped by SIGTERM/SIGINT still writes its summary
+(:func:`summary_after_signal`, called by the CLI). ``prunelab report`` lists failed jobs too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -22,33 +23,17 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from prunelab import results as RS
+from prunelab import results
+from prunelab.results import read_attempts, record_attempt
+
+__all__ = ["SweepSummary", "read_attempts", "record_attempt", "summarize_sweep", "write_sweep_summary"]
 
 log = logging.getLogger("prunelab")
 
-OUTCOMES = ("completed", "resumed", "skipped", "failed")
+OUTCOMES = ("completed", "resumed", "skipped", "failed", "refused", "interrupted")
+FAILURES = ("failed", "refused", "interrupted")  # outcomes that leave a job undone
 LAST: dict = {}  # the summary of the last multirun this process launched (read by the CLI for its exit status)
-
-
-def record_attempt(run_dir: Path, outcome: str, wall_seconds: float, **info: Any) -> None:
-    """Append one attempt line to ``<run>/attempts.jsonl`` (one short ``write``; a torn last line is ignored)."""
-    if not RS.is_writer():
-        return
-    line = {"outcome": outcome, "at": round(time.time(), 3), "wall_seconds": round(float(wall_seconds), 2), **info}
-    with open(Path(run_dir) / "attempts.jsonl", "a") as f:
-        f.write(json.dumps(line) + "\n")
-
-
-def read_attempts(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "attempts.jsonl"
-    out = []
-    if path.exists():
-        for text in path.read_text().splitlines():
-            try:
-                out.append(json.loads(text))
-            except json.JSONDecodeError:  # a line torn by a kill
-                continue
-    return out
+ACTIVE: dict = {}  # the multirun under way in this process: its folder and start (for a summary after a signal)
 
 
 def _overrides(job_dir: Path) -> list[str]:
@@ -74,12 +59,13 @@ def summarize_sweep(sweep_dir: Path, since: float = 0.0) -> dict:
     """What the launch that started at ``since`` (epoch seconds) did to each job of the sweep."""
     jobs = []
     for job in job_dirs(sweep_dir):
-        summary = RS.read_json(job / "summary.json") if (job / "summary.json").exists() else {}
+        summary = results.read_json_or_none(job / "summary.json") if (job / "summary.json").exists() else {}
+        summary = summary if isinstance(summary, dict) else {"status": "unreadable"}
         attempts = [a for a in read_attempts(job) if a.get("at", 0) >= since]
         last = attempts[-1] if attempts else {}
         outcome = last.get("outcome")
         if outcome is None:  # the job started but left no attempt line: killed, or failed before run() began
-            outcome = "failed" if summary.get("status") in ("failed", "running", None) else "unknown"
+            outcome = "failed" if summary.get("status") in ("failed", "running", "unreadable", None) else "unknown"
         jobs.append({
             "job": job.name,
             "overrides": _overrides(job),
@@ -87,7 +73,7 @@ def summarize_sweep(sweep_dir: Path, since: float = 0.0) -> dict:
             "status": summary.get("status", "missing"),
             "wall_seconds": last.get("wall_seconds"),
             "saved_seconds": last.get("saved_seconds", 0.0),
-            "error": last.get("error") or (summary.get("error") if outcome == "failed" else None),
+            "error": last.get("error") or (summary.get("error") if outcome in FAILURES else None),
         })  # fmt: skip
     counts = {k: sum(j["outcome"] == k for j in jobs) for k in (*OUTCOMES, "unknown")}
     return {
@@ -96,12 +82,13 @@ def summarize_sweep(sweep_dir: Path, since: float = 0.0) -> dict:
         "ended_at": round(time.time(), 3),
         "jobs": len(jobs),
         **counts,
-        "saved_seconds": round(sum(float(j["saved_seconds"] or 0.0) for j in jobs if j["outcome"] != "failed"), 2),
+        "undone": sum(counts[k] for k in FAILURES),
+        "saved_seconds": round(sum(float(j["saved_seconds"] or 0.0) for j in jobs if j["outcome"] not in FAILURES), 2),
         "wall_seconds": round(time.time() - since, 2) if since else None,
         "failed_jobs": [
-            {"job": j["job"], "overrides": j["overrides"], "error": j["error"]}
+            {"job": j["job"], "overrides": j["overrides"], "outcome": j["outcome"], "error": j["error"]}
             for j in jobs
-            if j["outcome"] == "failed"
+            if j["outcome"] in FAILURES
         ],
         "job_list": jobs,
     }
@@ -116,8 +103,14 @@ def format_sweep(s: dict) -> str:
         f"# Sweep summary: {s['sweep_dir']}",
         "",
         f"{s['jobs']} jobs: {s['completed']} completed, {s['resumed']} resumed, {s['skipped']} skipped "
-        f"(already complete), {s['failed']} failed. Compute saved by skipping/resuming: {s['saved_seconds']:.0f} s; "
-        f"this launch took {s['wall_seconds'] or 0:.0f} s.",
+        f"(already complete), {s['failed']} failed, {s['refused']} refused, {s['interrupted']} interrupted. "
+        f"Compute saved by skipping/resuming: {s['saved_seconds']:.0f} s; "
+        f"this launch took {s['wall_seconds'] or 0:.0f} s."
+        + (
+            f" Stopped by {s['stopped_by']}: jobs not reached are not listed; relaunch the same command to finish."
+            if s.get("stopped_by")
+            else ""
+        ),
         "",
         "| job | outcome | status | wall s | saved s | overrides | error |",
         "|---|---|---|---|---|---|---|",
@@ -130,10 +123,11 @@ def format_sweep(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_sweep_summary(sweep_dir: Path, since: float = 0.0) -> dict:
+def write_sweep_summary(sweep_dir: Path, since: float = 0.0, stopped_by: str | None = None) -> dict:
     s = summarize_sweep(sweep_dir, since)
-    RS.atomic_write_json(Path(sweep_dir) / "sweep_summary.json", s)
-    RS.atomic_write_text(Path(sweep_dir) / "sweep_summary.md", format_sweep(s))
+    s["stopped_by"] = stopped_by
+    results.atomic_write_json(Path(sweep_dir) / "sweep_summary.json", s)
+    results.atomic_write_text(Path(sweep_dir) / "sweep_summary.md", format_sweep(s))
     return s
 
 
@@ -145,9 +139,12 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
+        ACTIVE.clear()
+        ACTIVE.update(sweep_dir=Path(str(config.hydra.sweep.dir)), started=self.started)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        ACTIVE.clear()
         try:
             s = write_sweep_summary(sweep_dir, self.started)
         except Exception as exc:  # never turn a finished sweep into a crash
@@ -156,9 +153,20 @@ class SweepSummary(Callback):
         LAST.clear()
         LAST.update(s, summary_path=str(sweep_dir / "sweep_summary.md"))
         log.info(
-            "sweep: %d jobs, %d completed, %d resumed, %d skipped (saved %.0f s), %d failed; summary in %s",
-            s["jobs"], s["completed"], s["resumed"], s["skipped"], s["saved_seconds"], s["failed"],
+            "sweep: %d jobs, %d completed, %d resumed, %d skipped (saved %.0f s), %d failed or refused; summary in %s",
+            s["jobs"], s["completed"], s["resumed"], s["skipped"], s["saved_seconds"], s["undone"],
             sweep_dir / "sweep_summary.md",
         )  # fmt: skip
         for j in s["failed_jobs"]:
-            log.error("failed job %s (%s): %s", j["job"], " ".join(j["overrides"]), j["error"])
+            log.error("%s job %s (%s): %s", j["outcome"], j["job"], " ".join(j["overrides"]), j["error"])
+
+
+def summary_after_signal(signal_name: str) -> dict | None:
+    """A multirun stopped by a signal never reaches ``on_multirun_end``: write its summary now (or None)."""
+    if not ACTIVE:
+        return None
+    s = write_sweep_summary(ACTIVE["sweep_dir"], ACTIVE["started"], stopped_by=signal_name)
+    ACTIVE.clear()
+    LAST.clear()
+    LAST.update(s, summary_path=str(Path(s["sweep_dir"]) / "sweep_summary.md"))
+    return s

@@ -8,15 +8,16 @@ images once, and serves batches by index (see ``prunelab.data.loader``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
 
-from prunelab.data import imbalance as I
+from prunelab.data import imbalance
 from prunelab.data.loader import make_loader
 from prunelab.errors import PrunelabError
 
@@ -30,6 +31,51 @@ class RawData:
     class_names: list[str]
     x_val: Tensor | None = None
     y_val: Tensor | None = None
+
+
+def fingerprint(raw: RawData) -> str:
+    """SHA-1 of every loaded array (values, dtype and shape) and the class names: the identity of the data a run
+    used, whatever folder it was read from."""
+    h = hashlib.sha1()
+    for f in fields(raw):
+        value = getattr(raw, f.name)
+        if value is None:
+            continue
+        if f.name == "class_names":
+            h.update(repr(list(value)).encode())
+            continue
+        arr = np.ascontiguousarray(value.numpy() if isinstance(value, Tensor) else np.asarray(value))
+        h.update(f"{f.name}:{arr.dtype.str}:{arr.shape}".encode())
+        h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def validate(raw: RawData, source: str) -> None:
+    """Every split: images and labels of equal length, not empty, integer labels within the classes, finite
+    images. ``source`` names the file or folder in the one-line error."""
+    splits = [("train", raw.x_train, raw.y_train), ("test", raw.x_test, raw.y_test)]
+    if raw.x_val is not None or raw.y_val is not None:
+        splits.append(("val", raw.x_val, raw.y_val))
+    c = len(raw.class_names)
+    for split, x, y in splits:
+
+        def bad(problem: str, split: str = split) -> PrunelabError:
+            return PrunelabError("data", f"{source}: {split} split {problem}", "replace the file with a complete copy "
+                                 "(see the dataset's README for where it comes from)")  # fmt: skip
+
+        if x is None or y is None:
+            raise bad("has images or labels missing")
+        x, y = as_tensor(x), as_tensor(y).flatten()
+        if len(x) != len(y):
+            raise bad(f"has {len(x)} images but {len(y)} labels")
+        if len(y) == 0:
+            raise bad("is empty")
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise bad(f"has labels of type {y.dtype} (expected integers)")
+        if int(y.min()) < 0 or int(y.max()) >= c:
+            raise bad(f"has labels in {int(y.min())}..{int(y.max())}, outside 0..{c - 1} for {c} classes")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise bad("has non-finite (NaN or inf) image values")
 
 
 def as_tensor(a) -> Tensor:
@@ -94,6 +140,10 @@ class TensorDataModule(pl.LightningDataModule):
     def load(self) -> RawData:
         raise NotImplementedError
 
+    def source(self) -> str:
+        """Where :meth:`load` reads from (named in errors about the data)."""
+        return self.dataset_name
+
     # -- public facts ----------------------------------------------------------------------------------------
     @property
     def num_classes(self) -> int:
@@ -124,6 +174,8 @@ class TensorDataModule(pl.LightningDataModule):
         if self._ready:
             return
         raw = self.load()
+        validate(raw, self.source())
+        self.fingerprint = fingerprint(raw)
         x_tr, y_tr = self._images(raw.x_train), as_tensor(raw.y_train).long().flatten()
         x_te, y_te = self._images(raw.x_test), as_tensor(raw.y_test).long().flatten()
         gen = torch.Generator().manual_seed(self.split_seed)
@@ -144,7 +196,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.x_train, self.y_train, self.x_val, self.y_val = x_tr.contiguous(), y_tr, x_va.contiguous(), y_va
         self.x_test, self.y_test, self.class_names = x_te.contiguous(), y_te, names
         if self._positive_class is not None:
-            I._check_class("data.positive_class", self._positive_class, len(names))
+            imbalance._check_class("data.positive_class", self._positive_class, len(names))
         self._ready = True
 
     def _imbalance(self, train, val, test, names: Sequence[str], gen: torch.Generator):
@@ -153,7 +205,7 @@ class TensorDataModule(pl.LightningDataModule):
         positive = opts.get("positive_class")
         if positive is not None:
             positive = int(positive)
-            train, val, test = ((x, I.one_vs_rest(y, positive, c)) for x, y in (train, val, test))
+            train, val, test = ((x, imbalance.one_vs_rest(y, positive, c)) for x, y in (train, val, test))
             names, c = [f"not_{names[positive]}", str(names[positive])], 2
             self._positive_class = 1
         splits = [train, val] if apply_val else [train]
@@ -161,7 +213,7 @@ class TensorDataModule(pl.LightningDataModule):
         for x, y in splits:
             keep = self._keep_counts(y, c, positive is not None)
             if keep:
-                idx = I.keep_indices(y, keep, gen)
+                idx = imbalance.keep_indices(y, keep, gen)
                 x, y = x[idx], y[idx]
             out.append((x, y))
         train = out[0]
@@ -177,11 +229,11 @@ class TensorDataModule(pl.LightningDataModule):
                     "needs a one-vs-rest task",
                     "also set data.imbalance.positive_class",
                 )
-            keep.update(I.ratio_keep(y, float(opts["neg_pos_ratio"])))
+            keep.update(imbalance.ratio_keep(y, float(opts["neg_pos_ratio"])))
         if opts.get("keep_fraction"):
-            keep.update(I.fraction_keep(y, {int(k): v for k, v in dict(opts["keep_fraction"]).items()}, c))
+            keep.update(imbalance.fraction_keep(y, {int(k): v for k, v in dict(opts["keep_fraction"]).items()}, c))
         if opts.get("long_tail_ratio") is not None:
-            keep.update(I.long_tail_keep(y, c, float(opts["long_tail_ratio"])))
+            keep.update(imbalance.long_tail_keep(y, c, float(opts["long_tail_ratio"])))
         return keep
 
     # -- loaders ----------------------------------------------------------------------------------------------
@@ -212,4 +264,5 @@ class TensorDataModule(pl.LightningDataModule):
             "input_shape": list(self.input_shape),
             "counts": counts,
             "positive_class": self._positive_class,
+            "fingerprint": self.fingerprint,
         }

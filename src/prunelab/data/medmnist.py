@@ -12,6 +12,9 @@ import numpy as np
 
 from prunelab.data.base import RawData, TensorDataModule
 from prunelab.data.mnist import missing_data
+from prunelab.errors import PrunelabError
+
+KEYS = tuple(f"{split}_{kind}" for split in ("train", "val", "test") for kind in ("images", "labels"))
 
 # From the medmnist package (info.py): official 28x28 files and their md5s.
 ZENODO = "https://zenodo.org/records/10519652/files/{flag}.npz?download=1"
@@ -33,19 +36,35 @@ class MedMNISTDataModule(TensorDataModule):
 
         download_url(ZENODO.format(flag=self.flag), str(self.path.parent), self.path.name, MD5.get(self.flag))
 
+    def source(self) -> str:
+        return str(self.path)
+
     def load(self) -> RawData:
         if not self.path.exists() and self.download:
             self._fetch()
         if not self.path.exists():
             raise missing_data("data.path", self.path, f"{self.flag} .npz file")
-        d = np.load(self.path)
-        names = CLASS_NAMES.get(self.flag) or [str(i) for i in np.unique(d["train_labels"])]
-        return RawData(
-            d["train_images"],
-            d["train_labels"].ravel(),
-            d["test_images"],
-            d["test_labels"].ravel(),
-            names,
-            d["val_images"],
-            d["val_labels"].ravel(),
-        )
+        arrays = read_npz(self.path, KEYS)
+        names = CLASS_NAMES.get(self.flag) or [str(i) for i in np.unique(arrays["train_labels"])]
+        labels = {k: v.ravel() for k, v in arrays.items() if k.endswith("_labels")}
+        return RawData(arrays["train_images"], labels["train_labels"], arrays["test_images"], labels["test_labels"],
+                       names, arrays["val_images"], labels["val_labels"])  # fmt: skip
+
+
+def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named arrays of an ``.npz`` file (no pickled objects); a truncated, garbage or incomplete file is a
+    one-line error naming the file."""
+    fix = "replace it with a complete copy (or data.download=true on a machine with a network)"
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            missing = [k for k in keys if k not in d.files]
+            if missing:
+                raise PrunelabError("data.path", f"{path} has no {missing[0]!r} array (holds {', '.join(d.files)})",
+                                    fix)  # fmt: skip
+            return {k: d[k] for k in keys}
+    except PrunelabError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, ValueError (pickled objects), OSError
+        raise PrunelabError(
+            "data.path", f"{path} is truncated or not a valid .npz file ({type(exc).__name__})", fix
+        ) from exc

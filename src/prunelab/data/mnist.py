@@ -26,6 +26,9 @@ class MNISTDataModule(TensorDataModule):
         super().__init__(**kwargs)
         self.root, self.download = Path(root).expanduser(), bool(download)
 
+    def source(self) -> str:
+        return str(self.root / self.torchvision_class / "raw")
+
     def load(self) -> RawData:
         from torchvision import datasets
 
@@ -34,11 +37,12 @@ class MNISTDataModule(TensorDataModule):
             train = cls(str(self.root), train=True, download=self.download)
             test = cls(str(self.root), train=False, download=self.download)
         except RuntimeError as exc:
-            raise missing_data(
-                "paths.data_dir",
-                self.root / self.torchvision_class / "raw",
-                f"{self.torchvision_class} files",
-            ) from exc
+            if "not found" in str(exc).lower():
+                raise missing_data("paths.data_dir", Path(self.source()), f"{self.torchvision_class} files") from exc
+            raise PrunelabError("paths.data_dir", f"{self.source()}: a {self.torchvision_class} file is truncated or "
+                                f"corrupt ({str(exc).splitlines()[0][:80]})",
+                                "replace the idx files with complete copies (see ../shared/data/README.md or "
+                                "data.download=true)") from exc  # fmt: skip
         names = list(self.names) if self.names else list(train.classes)
         return RawData(train.data, train.targets, test.data, test.targets, names)
 

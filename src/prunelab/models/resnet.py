@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import functional
 
 
 class BasicBlock(nn.Module):
@@ -24,12 +24,12 @@ class BasicBlock(nn.Module):
         if self.stride == 1 and self.pad == 0:
             return x
         x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return functional.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = functional.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return functional.relu(out + self.shortcut(x))
 
 
 class ResNet(nn.Module):
@@ -49,5 +49,5 @@ class ResNet(nn.Module):
         self.classifier = nn.Linear(64, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.blocks(F.relu(self.bn1(self.conv1(x))))
-        return self.classifier(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        out = self.blocks(functional.relu(self.bn1(self.conv1(x))))
+        return self.classifier(functional.adaptive_avg_pool2d(out, 1).flatten(1))

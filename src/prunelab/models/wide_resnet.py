@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import functional
 
 
 class WideBlock(nn.Module):
@@ -20,10 +20,10 @@ class WideBlock(nn.Module):
         self.shortcut = None if (stride == 1 and c_in == c_out) else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(x))
+        out = functional.relu(self.bn1(x))
         skip = x if self.shortcut is None else self.shortcut(out)
         out = self.conv1(out)
-        out = self.conv2(self.dropout(F.relu(self.bn2(out))))
+        out = self.conv2(self.dropout(functional.relu(self.bn2(out))))
         return out + skip
 
 
@@ -46,5 +46,5 @@ class WideResNet(nn.Module):
         self.classifier = nn.Linear(c, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn(self.blocks(self.conv1(x))))
-        return self.classifier(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        out = functional.relu(self.bn(self.blocks(self.conv1(x))))
+        return self.classifier(functional.adaptive_avg_pool2d(out, 1).flatten(1))

@@ -17,10 +17,9 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from prunelab.pruning import distributed as D
-from prunelab.pruning import masks as M
-from prunelab.pruning import rewind as R
-from prunelab.pruning import structured as S
+from prunelab.pruning import distributed, filters
+from prunelab.pruning import masks as masking
+from prunelab.pruning import rewind as rewinding
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.select import select
 
@@ -32,7 +31,7 @@ class PruningCallback(pl.Callback):
         self,
         criterion: Any,
         schedule: Any,
-        rewind: R.Rewind,
+        rewind: rewinding.Rewind,
         round_: int,
         rewind_dir: Path,
         seed: int = 0,
@@ -46,7 +45,7 @@ class PruningCallback(pl.Callback):
         self.groups, self.extra, self.min_filters = groups, dict(extra or {}), min_filters
         # round 0 trains the dense model, unless the schedule prunes at initialisation; in-fit schedules prune
         # on their own steps (on_train_batch_start), never at the start of the fit
-        self.applied = getattr(schedule, "in_fit", False) or (round_ == 0 and schedule.sparsity_at(0) == 0)
+        self.applied = schedule.in_fit or (round_ == 0 and schedule.sparsity_at(0) == 0)
         self.last_prune: dict[str, float] = {}
         self._last_update_step = -1
         self._init_cache = None
@@ -65,7 +64,7 @@ class PruningCallback(pl.Callback):
         if not self.applied:
             self.prune(pl_module.model)
             self.applied = True
-        if getattr(self.schedule, "progressive", False) and self.schedule.freeze and self.round > 0:
+        if self.schedule.progressive and self.schedule.freeze and self.round > 0:
             self.frozen = frozen_after(pl_module.model, self.schedule.layer_at(self.round))
             for module in self.frozen:
                 module.requires_grad_(False)
@@ -84,7 +83,7 @@ class PruningCallback(pl.Callback):
     def _select_layer(self, score, alive):
         """Progressive schedules: the kernels of one layer to keep (by rate or by threshold)."""
         if self.schedule.threshold is None:
-            return S.select_filters({"l": score}, {"l": alive}, self.schedule.rate, self.min_filters)["l"]
+            return filters.select_filters({"l": score}, {"l": alive}, self.schedule.rate, self.min_filters)["l"]
         keep = alive & (score.to(alive.device) >= self.schedule.threshold)
         if int(keep.sum()) < self.min_filters:  # never empty a layer: keep the best-scored kernels
             best = torch.argsort(torch.where(alive, score.to(alive.device), -torch.inf), descending=True, stable=True)
@@ -94,54 +93,60 @@ class PruningCallback(pl.Callback):
     # -- inside a fit (gradual schedules) -------------------------------------------------------------------------
     def _gradual_update(self, trainer, pl_module) -> None:
         step = trainer.global_step
-        if not getattr(self.schedule, "in_fit", False) or not self.schedule.update_at(step):
+        if not self.schedule.in_fit or not self.schedule.update_at(step):
             return
         if self._last_update_step == step:  # gradient accumulation: several batches share a step
             return
         self._last_update_step = step
         self.prune(pl_module.model, target=self.schedule.sparsity_at_step(step), rewind=False)
         for opt in trainer.optimizers:  # momentum / Adam moments of newly pruned entries must not revive them
-            M.mask_optimizer_state(opt, pl_module.model)
+            masking.mask_optimizer_state(opt, pl_module.model)
 
     def prune(self, model, target: float | None = None, rewind: bool = True) -> dict[str, float]:
         """Score, select, mask and rewind ``model`` for this round's target sparsity."""
         target = self.schedule.sparsity_at(self.round) if target is None else target
-        current = M.get_masks(model, primary_only=True)
+        current = masking.get_masks(model, primary_only=True)
         extra = dict(self.extra)
-        if getattr(self.schedule, "progressive", False):
+        if self.schedule.progressive:
             extra["layer"] = self.schedule.layer_at(self.round)
         context = ScoringContext(round=self.round, seed=self.seed, initial_state=self._initial_state(),
                                  groups=self.groups, extra=extra)  # fmt: skip
         batches = self.batches() if (self.criterion.needs_data and self.batches) else None
         scores = self.criterion.scores(model, current, batches=batches, context=context)
-        if getattr(self.schedule, "progressive", False):
-            alive = S.alive_filters(model, self.groups)
-            layer = context.extra["layer"]
-            alive[layer] = self._select_layer(scores[layer], alive[layer])
-            M.set_masks(model, S.group_masks(model, self.groups, alive))
-        elif getattr(self.criterion, "structured", False):
-            alive = S.select_filters(scores, S.alive_filters(model, self.groups), target, self.min_filters)
-            M.set_masks(model, S.group_masks(model, self.groups, alive))
-        else:
-            M.set_masks(model, select(scores, current, target, scope=getattr(self.criterion, "scope", "global")))
-        D.check_identical(M.get_masks(model))  # DDP: every rank must hold the same masks (no-op in one process)
+        masking.set_masks(model, self.select_masks(model, scores, current, target, context))
+        distributed.check_identical(masking.get_masks(model))  # DDP: every rank holds the same masks
         if rewind:
             self._rewind(model)
-        stats = M.sparsity_stats(model)
+        stats = masking.sparsity_stats(model)
         self.last_prune = {"target": target, "sparsity": stats["sparsity"]}
         log.debug("round %d: pruned to sparsity %.4f (target %.4f)", self.round, stats["sparsity"], target)
         return self.last_prune
 
+    def select_masks(self, model, scores, current, target: float, context: ScoringContext) -> dict[str, torch.Tensor]:
+        """The one path from scores to masks: one layer's kernels (progressive schedules), whole filter groups
+        (structured criteria) or single weights (unstructured criteria)."""
+        if self.schedule.progressive:
+            alive = filters.alive_filters(model, self.groups)
+            layer = context.extra["layer"]
+            alive[layer] = self._select_layer(scores[layer], alive[layer])
+            return filters.group_masks(model, self.groups, alive)
+        if self.criterion.structured:
+            alive = filters.select_filters(scores, filters.alive_filters(model, self.groups), target, self.min_filters)
+            return filters.group_masks(model, self.groups, alive)
+        return select(scores, current, target, scope=self.criterion.scope)
+
     def _initial_state(self):
         if self._init_cache is None and (self.rewind_dir / "init.pt").exists():
-            self._init_cache = R.load_snapshot(self.rewind_dir / "init.pt")  # read once per round, not per update
+            self._init_cache = rewinding.load_snapshot(
+                self.rewind_dir / "init.pt"
+            )  # read once per round, not per update
         return self._init_cache
 
     def _rewind(self, model) -> None:
         name = self.rewind.snapshot_name()
         if name is None:
             return
-        R.restore(model, R.load_snapshot(self.rewind_dir / name))
+        rewinding.restore(model, rewinding.load_snapshot(self.rewind_dir / name))
 
     # -- round 0: the step-k rewind point ----------------------------------------------------------------------
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -149,7 +154,7 @@ class PruningCallback(pl.Callback):
             return
         path = self.rewind_dir / self.rewind.snapshot_name()
         if not path.exists():
-            R.save_snapshot(pl_module.model, path)
+            rewinding.save_snapshot(pl_module.model, path)
 
 
 def frozen_after(model: nn.Module, layer: str) -> list[nn.Module]:

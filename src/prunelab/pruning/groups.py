@@ -14,12 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch.nn.functional as F
 from torch import fx, nn
+from torch.nn import functional
 
 _PASS_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Dropout,
                  nn.Dropout2d, nn.Identity)  # fmt: skip
-_PASS_FUNCTIONS = {F.relu, F.max_pool2d, F.avg_pool2d, F.dropout, F.relu6, F.leaky_relu}
+_PASS_FUNCTIONS = {
+    functional.relu,
+    functional.max_pool2d,
+    functional.avg_pool2d,
+    functional.dropout,
+    functional.relu6,
+    functional.leaky_relu,
+}
 _PASS_METHODS = {"relu", "relu_"}
 
 

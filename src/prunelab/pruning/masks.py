@@ -65,6 +65,41 @@ def _split(name: str) -> tuple[str, str]:
     return mod, attr
 
 
+# -- the state_dict key layout of masked tensors (the only place that knows it) -----------------------------------
+def parametrization_prefix(name: str) -> str:
+    """``fc.weight`` -> ``fc.parametrizations.weight``: the state_dict prefix of a masked tensor."""
+    mod, attr = _split(name)
+    return f"{mod}.parametrizations.{attr}" if mod else f"parametrizations.{attr}"
+
+
+def original_key(name: str) -> str:
+    """``fc.weight`` -> ``fc.parametrizations.weight.original``: where a masked tensor's trainable values live."""
+    return f"{parametrization_prefix(name)}.original"
+
+
+def mask_key(name: str, index: int = 0) -> str:
+    """``fc.weight`` -> ``fc.parametrizations.weight.0.mask``: the state_dict key of its ``index``-th mask."""
+    return f"{parametrization_prefix(name)}.{index}.mask"
+
+
+def mask_key_of_original(key: str) -> str | None:
+    """``fc.parametrizations.weight.original`` -> ``fc.parametrizations.weight.0.mask`` (None for other keys)."""
+    head, sep, tail = key.rpartition(".original")
+    if not sep or tail or "parametrizations." not in head:
+        return None
+    return f"{head}.0.mask"
+
+
+def stored_key(key: str, own_keys: Iterable[str]) -> str:
+    """A dense state_dict key (``fc.weight``) as a masked model stores it (``fc.parametrizations.weight.original``)
+    when that model masks it; other keys are returned unchanged."""
+    own = set(own_keys)
+    if key in own:
+        return key
+    alt = original_key(key)
+    return alt if alt in own else key
+
+
 def _lean_property(cls: type, attr: str) -> None:
     """Replace parametrize's property for ``attr`` on a parametrized class by a lean one with the same value.
 
@@ -210,7 +245,12 @@ def mask_optimizer_state(optimizer: torch.optim.Optimizer, model: nn.Module) -> 
     masks change inside a fit; without it only the effective tensor is guaranteed 0 (see ``Mask``).
     """
     for name in masked_names(model):
-        param, mask = original(model, name), _mask_module(model, name).mask
-        for value in optimizer.state.get(param, {}).values():
-            if isinstance(value, Tensor) and value.shape == param.shape:
-                value.mul_(mask)
+        mask_param_state(optimizer, original(model, name), _mask_module(model, name).mask)
+
+
+@torch.no_grad()
+def mask_param_state(optimizer: torch.optim.Optimizer, param: Tensor, mask: Tensor) -> None:
+    """Zero ``param``'s optimizer state (momentum, Adam moments) where ``mask`` is 0 (also for stacked tensors)."""
+    for value in optimizer.state.get(param, {}).values():
+        if isinstance(value, Tensor) and value.shape == param.shape:
+            value.mul_(mask)

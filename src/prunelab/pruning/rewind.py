@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning import masks as M
+from prunelab.pruning import masks as masking
 
 KINDS = ("none", "init", "step")
 
@@ -33,7 +33,7 @@ class Rewind:
 
 def snapshot(model: nn.Module) -> dict[str, Tensor]:
     """A copy of every parameter and buffer except masks."""
-    skip = M.mask_state_keys(model)
+    skip = masking.mask_state_keys(model)
     return {k: v.detach().clone().cpu() for k, v in model.state_dict().items() if k not in skip}
 
 
@@ -48,18 +48,22 @@ def load_snapshot(path: Path) -> dict[str, Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file
-        raise PrunelabError("rewind", f"cannot read rewind snapshot {path}: {exc}", "delete the run folder") from exc
+        raise PrunelabError(
+            "rewind",
+            f"cannot read rewind snapshot {path} ({type(exc).__name__}: truncated or not a snapshot)",
+            "delete that file: prunelab rewrites init.pt from the seed",
+        ) from exc
 
 
 @torch.no_grad()
 def restore(model: nn.Module, state: dict[str, Tensor]) -> None:
     """Load ``state`` (no masks inside) and re-zero the pruned entries."""
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in M.mask_state_keys(model)]
+    missing = [k for k in missing if k not in masking.mask_state_keys(model)]
     if missing or unexpected:
         raise PrunelabError(
             "rewind",
             f"snapshot does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})",
             "delete the run folder or its rewind/ snapshots",
         )
-    M.apply_masks_to_weights(model)
+    masking.apply_masks_to_weights(model)

@@ -1,12 +1,48 @@
 """Schedules: how much to prune and when. Pure functions of the round (or of the step, for gradual ones).
 
 A schedule speaks in overall target *sparsity* of the prunable tensors. Round 0 always trains the dense model
-(the matched baseline); ``num_rounds`` counts it.
+(the matched baseline); ``num_rounds`` counts it. Every schedule derives from :class:`Schedule`, whose class
+attributes say what kind it is, so callers never probe with ``getattr``/``hasattr``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from prunelab.errors import PrunelabError
+
+
+class Schedule:
+    """What every schedule answers. ``in_fit``: masks change inside a fit, at steps (gradual); ``progressive``: each
+    round prunes one layer and later layers stay frozen (bound to the model's filter groups by :meth:`bind`)."""
+
+    in_fit: bool = False
+    progressive: bool = False
+    freeze: bool = False  # progressive schedules: later layers frozen while a layer retrains
+    num_rounds: int = 1
+    target_key: str = "schedule"  # the config key that sets how much is pruned (named in errors)
+
+    def sparsity_at(self, round_: int) -> float:
+        raise NotImplementedError
+
+    def bind(self, groups: Sequence[Any]) -> None:
+        """Learn the model's structure (progressive schedules); the others need none."""
+
+    def update_at(self, step: int) -> bool:
+        """Whether masks are recomputed before optimizer step ``step`` (in-fit schedules only)."""
+        return False
+
+    def sparsity_at_step(self, step: int) -> float:
+        return self.sparsity_at(0)
+
+    def layer_at(self, round_: int) -> str | None:
+        """The layer a progressive round prunes."""
+        return None
+
+    def last_step(self) -> int:
+        """The last optimizer step at which an in-fit schedule changes masks (0 for the others)."""
+        return 0
 
 
 def _check_fraction(key: str, value: float) -> float:
@@ -16,13 +52,13 @@ def _check_fraction(key: str, value: float) -> float:
     return value
 
 
-class OneShot:
+class OneShot(Schedule):
     """Train dense, prune once to ``sparsity``, retrain (two rounds).
 
     With ``at_init`` the only round prunes before any training (SNIP-style pruning at initialisation).
     """
 
-    in_fit = False
+    target_key = "schedule.sparsity"
 
     def __init__(self, sparsity: float = 0.5, at_init: bool = False):
         self.sparsity = _check_fraction("schedule.sparsity", sparsity)
@@ -33,20 +69,19 @@ class OneShot:
         return self.sparsity if (self.at_init or round_ > 0) else 0.0
 
 
-class Dense:
+class Dense(Schedule):
     """One round, no pruning: the dense baseline (e.g. for post-training quantization)."""
 
-    in_fit = False
     num_rounds = 1
 
     def sparsity_at(self, round_: int) -> float:
         return 0.0
 
 
-class Iterative:
+class Iterative(Schedule):
     """Prune ``rate`` of the *remaining* weights each round: sparsity after round r is 1 - (1 - rate)^r."""
 
-    in_fit = False
+    target_key = "schedule.rate"
 
     def __init__(self, rate: float = 0.2, rounds: int = 5):
         self.rate = _check_fraction("schedule.rate", rate)
@@ -58,7 +93,7 @@ class Iterative:
         return 1.0 - (1.0 - self.rate) ** round_
 
 
-class Gradual:
+class Gradual(Schedule):
     """Zhu & Gupta 2017 ("To prune, or not to prune") cubic schedule, applied inside one fit.
 
     Every ``frequency`` optimizer steps from ``begin_step`` to ``end_step`` the masks are recomputed for
@@ -68,6 +103,7 @@ class Gradual:
 
     in_fit = True
     num_rounds = 1
+    target_key = "schedule.final_sparsity"
 
     def __init__(self, final_sparsity: float = 0.5, begin_step: int = 0, end_step: int = 1000, frequency: int = 100,
                  initial_sparsity: float = 0.0):  # fmt: skip
@@ -87,6 +123,9 @@ class Gradual:
         t = min(max(step, self.begin), self.end)
         return self.final + (self.initial - self.final) * (1 - (t - self.begin) / (self.end - self.begin)) ** 3
 
+    def last_step(self) -> int:
+        return self.end
+
     def update_at(self, step: int) -> bool:
         """Masks change at begin, every ``frequency`` steps after it, and at ``end`` exactly."""
         if step < self.begin or step > self.end:
@@ -94,8 +133,8 @@ class Gradual:
         return (step - self.begin) % self.frequency == 0 or step == self.end
 
 
-class Progressive:
-    """Layer-by-layer simplification with progressive retraining (Osaku et al. 2021; PAPERS.md §4, our reading).
+class Progressive(Schedule):
+    """Layer-by-layer simplification with progressive retraining (Osaku et al. 2021; docs/methods.md, our reading).
 
     Round 0 trains the dense model; round l (1..L) prunes the kernels (filters) of the l-th structurally prunable
     conv only, then retrains with convs 1..l+1 (and their BatchNorms) trainable and every later layer frozen.
@@ -104,8 +143,8 @@ class Progressive:
     Needs a structured criterion; ``bind`` is called with the model's filter groups.
     """
 
-    in_fit = False
     progressive = True
+    target_key = "schedule.rate"
 
     def __init__(self, rate: float | None = 0.5, threshold: float | None = None, freeze: bool = True):
         if (rate is None) == (threshold is None):
@@ -116,7 +155,7 @@ class Progressive:
         self.layers: list[str] = []
         self.num_rounds = 1
 
-    def bind(self, groups) -> None:
+    def bind(self, groups: Sequence[Any]) -> None:
         self.layers = [g.conv for g in groups]
         self.num_rounds = 1 + len(self.layers)
 

@@ -34,7 +34,7 @@ class ScoringContext:
 class Criterion(Protocol):
     structured: bool
     needs_data: bool
-    scope: str
+    scope: str  # "global" or "layer"
 
     def scores(
         self,

@@ -17,11 +17,11 @@ import csv
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import functional
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning import distributed as D
+from prunelab.pruning import distributed
 from prunelab.pruning.criteria import ScoringContext, record_outputs
 
 
@@ -31,7 +31,7 @@ def kernel_maps(model: nn.Module, groups, batches, num_samples: int) -> dict[str
     store: dict[str, list[Tensor]] = {g.conv: [] for g in groups}
 
     def tap(conv: str):
-        return lambda out: store[conv].append(F.relu(out).float().cpu())
+        return lambda out: store[conv].append(functional.relu(out).float().cpu())
 
     taps = {(g.batchnorms[-1] if g.batchnorms else g.conv): tap(g.conv) for g in groups}
     record_outputs(model, batches, num_samples, taps)
@@ -52,8 +52,10 @@ class ActivationEnergy:
         maps = kernel_maps(model, context.groups, batches, self.num_samples)
         out = {}
         for c, m in maps.items():  # DDP: sums and counts over every rank's samples, then the mean
-            total = D.all_sum(m.double().pow(2).sum((0, 2, 3)))
-            count = D.all_sum(torch.tensor([float(m.shape[0] * m.shape[2] * m.shape[3])], dtype=torch.float64))
+            total = distributed.all_sum(m.double().pow(2).sum((0, 2, 3)))
+            count = distributed.all_sum(
+                torch.tensor([float(m.shape[0] * m.shape[2] * m.shape[3])], dtype=torch.float64)
+            )
             out[c] = (total / count).float()
         return out
 

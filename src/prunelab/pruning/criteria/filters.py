@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from prunelab.pruning import masks as M
+from prunelab.pruning import masks as masking
 from prunelab.pruning.criteria import ScoringContext
 
 
@@ -19,7 +19,7 @@ class L1Filter:
     scope = "global"
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
-        return {g.conv: M.effective(model, f"{g.conv}.weight").detach().abs().flatten(1).sum(1)
+        return {g.conv: masking.effective(model, f"{g.conv}.weight").detach().abs().flatten(1).sum(1)
                 for g in context.groups}  # fmt: skip
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import itertools
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import functional
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning import distributed as D
-from prunelab.pruning import masks as M
+from prunelab.pruning import distributed
+from prunelab.pruning import masks as masking
 from prunelab.pruning.criteria import ScoringContext
 
 
@@ -33,7 +33,7 @@ def _gradients(model: nn.Module, batches, num_batches: int):
     try:
         for x, y in itertools.islice(batches, num_batches):
             model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x.to(device)), y.to(device)).backward()
+            functional.cross_entropy(model(x.to(device)), y.to(device)).backward()
             yield
     finally:
         model.zero_grad(set_to_none=True)
@@ -41,9 +41,9 @@ def _gradients(model: nn.Module, batches, num_batches: int):
 
 
 def _g_times_w(model: nn.Module, name: str) -> Tensor:
-    param = M.original(model, name) if name in M.masked_names(model) else model.get_parameter(name)
+    param = masking.original(model, name) if name in masking.masked_names(model) else model.get_parameter(name)
     grad = param.grad if param.grad is not None else torch.zeros_like(param)
-    return (grad * M.effective(model, name) if name in M.masked_names(model) else grad * param).detach()
+    return (grad * masking.effective(model, name) if name in masking.masked_names(model) else grad * param).detach()
 
 
 class TaylorFilter:
@@ -73,8 +73,8 @@ class TaylorFilter:
                     gw = _g_times_w(model, name).cpu()
                     contrib += gw.flatten(1).sum(1) if gw.dim() > 1 else gw
                 total[g.conv] += contrib.pow(2)
-        n_all = float(D.all_sum(torch.tensor([float(n)])).item())  # DDP: batches of every rank
-        return {k: D.all_sum(v) / max(n_all, 1.0) for k, v in total.items()}
+        n_all = float(distributed.all_sum(torch.tensor([float(n)])).item())  # DDP: batches of every rank
+        return {k: distributed.all_sum(v) / max(n_all, 1.0) for k, v in total.items()}
 
 
 class SNIP:
@@ -89,4 +89,4 @@ class SNIP:
         for _ in _gradients(model, batches, self.num_batches):
             for n in masks:
                 total[n] += _g_times_w(model, n).abs().double().to(total[n].device)
-        return {n: D.all_sum(v).float() for n, v in total.items()}  # DDP: summed over every rank's batches
+        return {n: distributed.all_sum(v).float() for n, v in total.items()}  # DDP: summed over every rank's batches

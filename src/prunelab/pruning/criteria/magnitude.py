@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from prunelab.pruning import masks as M
+from prunelab.pruning import masks as masking
 from prunelab.pruning.criteria import ScoringContext
 
 
@@ -16,4 +16,4 @@ class Magnitude:
         self.scope = scope
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
-        return {n: M.effective(model, n).detach().abs() for n in masks}
+        return {n: masking.effective(model, n).detach().abs() for n in masks}

@@ -10,14 +10,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning import masks as M
+from prunelab.pruning import masks as masking
 from prunelab.pruning.criteria import ScoringContext
-
-
-def init_key(name: str) -> str:
-    """``features.0.weight`` -> ``features.0.parametrizations.weight.original`` (the snapshot's key)."""
-    mod, _, attr = name.rpartition(".")
-    return f"{mod}.parametrizations.{attr}.original" if mod else f"parametrizations.{attr}.original"
 
 
 class MagnitudeIncrease:
@@ -34,6 +28,6 @@ class MagnitudeIncrease:
                                 "run it through prunelab (it saves rewind/init.pt)")  # fmt: skip
         out = {}
         for name in masks:
-            w = M.effective(model, name).detach()
-            out[name] = w.abs() - init[init_key(name)].to(w.device, w.dtype).abs()
+            w = masking.effective(model, name).detach()
+            out[name] = w.abs() - init[masking.original_key(name)].to(w.device, w.dtype).abs()
         return out

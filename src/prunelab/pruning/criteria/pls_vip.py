@@ -12,11 +12,11 @@ prunable filters.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import functional
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning import distributed as D
+from prunelab.pruning import distributed
 from prunelab.pruning.criteria import ScoringContext, record_outputs
 from prunelab.pruning.pls import pls_vip
 
@@ -55,7 +55,10 @@ class PLSVIP:
             raise PrunelabError("criterion", "pls_vip needs training batches", "run it through prunelab")
         convs = [g.conv for g in context.groups] if self.layers == "prunable" else None
         x, y, ranges = pooled_features(model, batches, self.num_samples, self.pooling, convs)
-        x, y = D.all_cat(x), D.all_cat(y)  # DDP: one PLS model on every rank's samples, identical on each rank
+        x, y = (
+            distributed.all_cat(x),
+            distributed.all_cat(y),
+        )  # DDP: one PLS model on every rank's samples, identical on each rank
         num_classes = int(context.extra.get("num_classes", int(y.max()) + 1))
-        v = pls_vip(x, F.one_hot(y, num_classes).double(), self.n_components).float()
+        v = pls_vip(x, functional.one_hot(y, num_classes).double(), self.n_components).float()
         return {g.conv: v[ranges[g.conv][0] : ranges[g.conv][1]] for g in context.groups}

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning import masks as M
+from prunelab.pruning import masks as masking
 from prunelab.pruning.groups import FilterGroup
 
 
@@ -34,7 +34,7 @@ def companion_names(groups: Sequence[FilterGroup], model: nn.Module) -> list[str
 
 def alive_filters(model: nn.Module, groups: Sequence[FilterGroup]) -> dict[str, Tensor]:
     """Boolean (out_channels,) per group conv: a filter is alive if any of its weights is unmasked."""
-    masks = M.get_masks(model)
+    masks = masking.get_masks(model)
     return {g.conv: masks[f"{g.conv}.weight"].flatten(1).any(1) for g in groups}
 
 
@@ -74,7 +74,7 @@ def select_filters(
 
 def group_masks(model: nn.Module, groups: Sequence[FilterGroup], alive: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Element masks for every tensor touched by the groups, combined with the current masks."""
-    masks = M.get_masks(model)
+    masks = masking.get_masks(model)
     for g in groups:
         keep = alive[g.conv].to(masks[f"{g.conv}.weight"].dtype)
         w = f"{g.conv}.weight"

@@ -1,0 +1,181 @@
+"""Objects from the config: data, model (masks attached), criterion, schedule, rewind, loss, module, loggers,
+trainers. Nothing here writes to the run folder; :func:`prepare` builds a whole :class:`RunContext` and runs the
+checks that need the built objects (:mod:`prunelab.runner.preflight`)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import TQDMProgressBar
+from omegaconf import DictConfig, OmegaConf
+
+from prunelab import results
+from prunelab.errors import PrunelabError
+from prunelab.module import ClassifierModule
+from prunelab.pruning import filters
+from prunelab.pruning import masks as masking
+from prunelab.pruning.groups import FilterGroup, filter_groups
+from prunelab.runner import preflight
+from prunelab.runner.context import RunContext
+
+log = logging.getLogger("prunelab")
+
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # per-fit GPU/TPU/tip lines
+warnings.filterwarnings("ignore", ".*LeafSpec.*")
+warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device`.*")
+warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")  # a resumed round
+warnings.filterwarnings("ignore", ".*the number of training batches.*")
+# DDP: every rank evaluates the whole split and computes identical epoch metrics, so no cross-rank sync is needed
+warnings.filterwarnings("ignore", ".*sync_dist=True.*")
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``instantiate(cfg[key])``, with Hydra's wrapped errors turned back into one-line PrunelabErrors."""
+    try:
+        return instantiate(cfg[key], **kwargs)
+    except InstantiationException as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, PrunelabError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        inner = exc.__cause__ or exc
+        first = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
+        raise PrunelabError(
+            key, f"cannot build {cfg[key].get('_target_', key)}: {first}", f"check the options under '{key}'"
+        ) from exc
+
+
+def build_data(cfg: DictConfig) -> Any:
+    dm = make(cfg, "data", _convert_="all")
+    dm.setup()
+    return dm
+
+
+def build_model(cfg: DictConfig, dm: Any, structured: bool = False) -> tuple[torch.nn.Module, list[FilterGroup]]:
+    """The model with masks attached; for structured criteria also its filter groups (and companion masks)."""
+    seed_all(cfg.seed)
+    model = make(cfg, "model", input_shape=dm.input_shape, num_classes=dm.num_classes, _convert_="all")
+    names = masking.prunable_names(model, include=list(cfg.prune.include), exclude=list(cfg.prune.exclude))
+    if cfg.prune.get("exclude_output_layer", False) and names:
+        last = names[-1].rpartition(".")[0]  # the module that produces the logits
+        names = [n for n in names if n.rpartition(".")[0] != last]
+    if not names:
+        raise PrunelabError("prune.include", "no tensor matches the include/exclude patterns",
+                            "e.g. prune.include=['*.weight']")  # fmt: skip
+    masking.attach_masks(model, names)
+    if not structured:
+        return model, []
+    groups = filter_groups(model)
+    if not groups:
+        raise PrunelabError("criterion", f"{type(model).__name__} has no structurally prunable conv filters",
+                            "use an unstructured criterion, or a conv model")  # fmt: skip
+    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
+    return model, groups
+
+
+def load_state_file(path: Path | str, key: str) -> dict[str, torch.Tensor]:
+    """A state_dict from a prunelab ``model.pt``, a Lightning checkpoint or a plain state_dict file."""
+    path = Path(path)
+    if not path.exists():
+        raise PrunelabError(key, f"checkpoint {path} does not exist", "give the path of a .pt or .ckpt file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PrunelabError(key, f"cannot read checkpoint {path} ({type(exc).__name__}: it is truncated or not a "
+                            "torch checkpoint)", "give a complete .pt or .ckpt file") from exc  # fmt: skip
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):  # a Lightning checkpoint
+        return {k.removeprefix("model."): v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise PrunelabError(key, f"{path} holds no state_dict", "give a prunelab model.pt or a Lightning .ckpt")
+    return obj
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], key: str, path: Path | str) -> None:
+    """Load strictly; a missing mask is allowed (plain dense weights), anything else that does not fit is an error."""
+    own = model.state_dict()
+    mask_keys = masking.mask_state_keys(model)
+    plain = {masking.stored_key(k, own): v for k, v in state.items()}
+    missing = [k for k in own if k not in plain and k not in mask_keys]
+    unexpected = [k for k in plain if k not in own]
+    wrong = [k for k, v in plain.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        found = (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+        detail = " ".join(f"{label} {keys[:2]}" for label, keys in found if keys)
+        raise PrunelabError(key, f"checkpoint {path} does not fit the model ({detail})",
+                            "use a checkpoint made with the same model and data config")  # fmt: skip
+    model.load_state_dict(plain, strict=False)
+    masking.apply_masks_to_weights(model)
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    loggers = []
+    for name, spec in (cfg.get("logger") or {}).items():
+        if spec is None:
+            continue
+        lg = instantiate(spec)
+        loggers.append(lg)
+        if name == "wandb" and results.is_writer():  # other DDP ranks hold a dummy experiment
+            lg.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
+    return loggers
+
+
+def finish_loggers(loggers: list[Any], status: str) -> None:
+    for lg in loggers:
+        try:
+            lg.finalize(status)
+            experiment = getattr(lg, "_experiment", None)  # W&B: close the offline run with its exit code
+            if experiment is not None and hasattr(experiment, "finish"):
+                experiment.finish(exit_code=0 if status == "success" else 1)
+        except Exception as exc:  # never let a logger hide the run's own outcome
+            log.warning("logger %s did not close cleanly: %s", type(lg).__name__, exc)
+
+
+def make_trainer(cfg: DictConfig, rdir: Path, callbacks: list, loggers: list) -> pl.Trainer:
+    if cfg.trainer.get("enable_progress_bar", True):
+        refresh = int(cfg.get("progress_bar_refresh", 25))
+        if refresh < 1:
+            raise PrunelabError("progress_bar_refresh", f"{refresh} is not a step count", "use an integer >= 1")
+        callbacks = [*callbacks, TQDMProgressBar(refresh_rate=refresh)]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir))
+
+
+def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:
+    """Build every object of the run and check it, before any training; writes nothing."""
+    schedule, rewind, criterion = make(cfg, "schedule"), make(cfg, "rewind"), make(cfg, "criterion")
+    dm = build_data(cfg) if dm is None else dm
+    model, groups = build_model(cfg, dm, criterion.structured)
+    if schedule.progressive:
+        preflight.check_progressive(groups, rewind)
+    schedule.bind(groups)
+    if cfg.get("init_weights"):
+        path = Path(cfg.init_weights)
+        load_into(model, load_state_file(path, "init_weights"), "init_weights", path)
+        preflight.check_init_weights(model, path)
+    loss = make(cfg, "loss", _convert_="all")
+    if hasattr(loss, "configure"):  # class-dependent losses need the training split's class counts
+        loss.configure(class_counts=dm.class_counts("train"), positive_class=dm.positive_class)
+    optimizer = make(cfg, "optimizer")
+    preflight.check_optimizer(optimizer)
+    scheduler = make(cfg, "scheduler") if cfg.get("scheduler") else None
+    module = ClassifierModule(model, loss, optimizer, dm.class_names, scheduler=scheduler,
+                              positive_class=dm.positive_class, seed=cfg.seed)  # fmt: skip
+    ctx = RunContext(cfg, Path(run_dir), dm, module, schedule, rewind, criterion, groups)
+    ctx.warnings = preflight.check_built(ctx)
+    return ctx

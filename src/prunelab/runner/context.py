@@ -1,0 +1,36 @@
+"""RunContext: everything one run is made of, built once from the config (see :mod:`prunelab.runner.build`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from prunelab.data.base import TensorDataModule
+from prunelab.module import ClassifierModule
+from prunelab.pruning.criteria import Criterion
+from prunelab.pruning.groups import FilterGroup
+from prunelab.pruning.rewind import Rewind
+from prunelab.pruning.schedules import Schedule
+
+
+@dataclass
+class RunContext:
+    cfg: DictConfig
+    run_dir: Path
+    dm: TensorDataModule
+    module: ClassifierModule
+    schedule: Schedule
+    rewind: Rewind
+    criterion: Criterion
+    groups: list[FilterGroup] = field(default_factory=list)
+    loggers: list[Any] = field(default_factory=list)
+    extra_callbacks: list[Any] = field(default_factory=list)  # e.g. a test's probe
+    warnings: list[str] = field(default_factory=list)  # degenerate but allowed settings, recorded in the summary
+    wall_seconds: float = 0.0  # population members: this member's share of the attempt
+
+    @property
+    def num_rounds(self) -> int:
+        return self.schedule.num_rounds

@@ -1,0 +1,208 @@
+"""Every check that can be made before the first training step, so bad input fails on one line naming the key
+and the fix, before anything is trained or written.
+
+:func:`check_config` needs the config alone (the CLI runs it for every variant of a sweep before launching);
+the others need the built objects and are called by :func:`prunelab.runner.build.prepare`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from prunelab.errors import PrunelabError
+from prunelab.metrics import classification_metrics
+from prunelab.pruning import masks as masking
+from prunelab.quantize import METHODS as QUANTIZE_METHODS
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+MAX_SEED = 2**63 - 1
+MIN_CLASS_EXAMPLES = 5  # fewer training examples in a class is allowed, but recorded as a warning
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_at_least(cfg: DictConfig, key: str, low: int, fix: str) -> int:
+    value = cfg_get(cfg, key)
+    if not _is_int(value) or value < low:
+        raise PrunelabError(key, f"{value!r} is not an integer >= {low}", fix)
+    return int(value)
+
+
+def cfg_get(cfg: DictConfig, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node.get(part) if hasattr(node, "get") else None
+    return node
+
+
+def population_size(cfg: DictConfig) -> int:
+    value = cfg.get("population", 1)
+    if not _is_int(value) or value < 1:
+        raise PrunelabError("population", f"{value!r} members", "use population >= 1 (1 = one ordinary run)")
+    return int(value)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Checks on the composed config alone (types, ranges, names); raises a PrunelabError."""
+    name = str(cfg.get("name", ""))
+    if not SAFE_NAME.fullmatch(name) or name in (".", ".."):
+        raise PrunelabError("name", f"{name!r} is not a single safe folder name",
+                            "use letters, digits, '.', '_', '+' and '-' only (no '/' or '..')")  # fmt: skip
+    seed = cfg.get("seed")
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise PrunelabError("seed", f"{seed!r} is not an integer in 0..2^63-1", "e.g. seed=0")
+    population_size(cfg)
+    _check_trainer(cfg)
+    _int_at_least(cfg, "data.batch_size", 1, "e.g. data.batch_size=128")
+    if cfg_get(cfg, "data.eval_batch_size") is not None:
+        _int_at_least(cfg, "data.eval_batch_size", 1, "e.g. data.eval_batch_size=1000")
+    _int_at_least(cfg, "progress_bar_refresh", 1, "e.g. progress_bar_refresh=25")
+    _check_monitor(cfg)
+    _check_quantize(cfg)
+    _check_imbalance(cfg)
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    _int_at_least(cfg, "trainer.max_epochs", 0, "use trainer.max_epochs >= 1 (0 evaluates the untrained model; "
+                  "-1, train forever, is not allowed)")  # fmt: skip
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = cfg.trainer.get(key)
+        if value is None:
+            continue
+        ok = (_is_int(value) and value >= 1) or (isinstance(value, float) and 0.0 < value <= 1.0)
+        if not ok:
+            raise PrunelabError(f"trainer.{key}", f"{value!r} leaves no batches" if value in (0, 0.0) else
+                                f"{value!r} is neither a batch count >= 1 nor a share in (0, 1]",
+                                f"use trainer.{key}=null (all batches), a count >= 1 or a share in (0, 1]")  # fmt: skip
+    if cfg.trainer.get("accumulate_grad_batches") is not None:
+        _int_at_least(cfg, "trainer.accumulate_grad_batches", 1, "e.g. trainer.accumulate_grad_batches=1")
+
+
+def _check_monitor(cfg: DictConfig) -> None:
+    mode = cfg_get(cfg, "monitor.mode")
+    if mode not in ("min", "max"):
+        raise PrunelabError("monitor.mode", f"{mode!r} is not min or max", "use monitor.mode=max (or min for a loss)")
+    metric = cfg_get(cfg, "monitor.metric")
+    if metric is not None and not isinstance(metric, str):
+        raise PrunelabError("monitor.metric", f"{metric!r} is not a metric name", "e.g. monitor.metric=val/acc")
+
+
+def _check_quantize(cfg: DictConfig) -> None:
+    quantize = cfg.get("quantize") or {}
+    methods = list(quantize.get("methods") or [])
+    unknown = [m for m in methods if m not in QUANTIZE_METHODS]
+    if unknown:
+        raise PrunelabError("quantize.methods", f"unknown method {unknown[0]!r}",
+                            f"use any of {', '.join(QUANTIZE_METHODS)}")  # fmt: skip
+    if methods:
+        _int_at_least(cfg, "quantize.calibration_batches", 1, "static int8 needs calibration batches: e.g. 8")
+    if quantize.get("rounds", "last") not in ("last", "all"):
+        raise PrunelabError("quantize.rounds", f"{quantize.get('rounds')!r} is not last or all", "use last or all")
+
+
+def _check_imbalance(cfg: DictConfig) -> None:
+    imbalance = cfg_get(cfg, "data.imbalance") or {}
+    rules = {"neg_pos_ratio": ("> 0", lambda v: v > 0, "e.g. 5.0 (five negatives per positive)"),
+             "long_tail_ratio": (">= 1", lambda v: v >= 1, "e.g. 10 (head class 10x the tail class)")}  # fmt: skip
+    for key, (bound, ok, fix) in rules.items():
+        value = imbalance.get(key)
+        if value is None:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and ok(value)):
+            raise PrunelabError(f"data.imbalance.{key}", f"{value!r} is not a finite number {bound}", fix)
+
+
+# -- checks on built objects ---------------------------------------------------------------------------------------
+def check_progressive(groups: list, rewind: Any) -> None:
+    if not groups:
+        raise PrunelabError("schedule", "the progressive schedule prunes kernels: it needs a structured criterion",
+                            "e.g. criterion=activation_energy")  # fmt: skip
+    if rewind.kind != "none":
+        raise PrunelabError("rewind", f"rewind={rewind.kind} would reset the layers a progressive round freezes",
+                            "use rewind=none (progressive retraining continues from the trained weights)")  # fmt: skip
+
+
+def check_init_weights(model: torch.nn.Module, path: Path) -> None:
+    """``init_weights`` must be a finite, dense model: round 0 is the dense baseline."""
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise PrunelabError("init_weights", f"{path} holds non-finite values (NaN or inf) in {name}",
+                                "give a checkpoint with finite weights")  # fmt: skip
+    sparsity = masking.sparsity_stats(model)["sparsity"]
+    if sparsity > 0:
+        raise PrunelabError("init_weights", f"{path} holds a pruned model (sparsity {sparsity:.4f}): round 0 must be "
+                            "dense", "start from a dense checkpoint, e.g. round 0's model.pt")  # fmt: skip
+
+
+def check_optimizer(optimizer: Any) -> None:
+    try:  # a wrong optimizer option would otherwise surface inside the first fit
+        optimizer(params=[torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as exc:
+        raise PrunelabError("optimizer", str(exc).splitlines()[0], "check the options under 'optimizer'") from exc
+
+
+def round_steps(dm: Any, cfg: DictConfig) -> int:
+    """Optimizer steps in one round's fit (epochs x batches, after limit_train_batches and accumulation)."""
+    batches = len(dm.train_dataloader())
+    limit = cfg.trainer.get("limit_train_batches")
+    if _is_int(limit):
+        batches = min(batches, limit)
+    elif isinstance(limit, float):
+        batches = int(batches * limit)
+    return batches // int(cfg.trainer.get("accumulate_grad_batches") or 1) * int(cfg.trainer.max_epochs)
+
+
+def logged_keys(dm: Any) -> set[str]:
+    """Every key a round logs (validation metrics computed on a stand-in batch: the same code, so the same keys)."""
+    c = len(dm.class_names)
+    probs, labels = torch.full((2 * c, c), 1.0 / c), torch.arange(2 * c) % c
+    val = classification_metrics(probs, labels, dm.class_names, "val", dm.positive_class)
+    return {*val, "val/loss", "train/loss", "train/acc"}
+
+
+def check_built(ctx: Any) -> list[str]:
+    """Checks that need the data, model and schedule; returns warnings for allowed but degenerate settings."""
+    cfg, dm = ctx.cfg, ctx.dm
+    if len(dm.y_val) == 0:
+        raise PrunelabError("data.val_fraction", "the validation split is empty (the monitor and every val/ metric "
+                            "need it)", "use data.val_fraction > 0, e.g. 0.1")  # fmt: skip
+    metric = cfg.monitor.metric
+    if metric is not None and metric not in (keys := logged_keys(dm)):
+        close = sorted(k for k in keys if k.split("/")[-1] in metric or metric.split("/")[-1] in k)[:3]
+        raise PrunelabError("monitor.metric", f"{metric!r} is not a metric this run logs",
+                            f"use e.g. {', '.join(close or ['val/acc', 'val/auroc_macro', 'val/loss'])}")  # fmt: skip
+    steps = round_steps(dm, cfg)
+    if ctx.rewind.kind == "step" and ctx.rewind.step > steps:
+        raise PrunelabError("rewind.step", f"step {ctx.rewind.step} is beyond round 0's {steps} training steps",
+                            f"use rewind.step <= {steps}")  # fmt: skip
+    if ctx.schedule.in_fit and ctx.schedule.last_step() > steps:
+        raise PrunelabError("schedule.end_step", f"end step {ctx.schedule.last_step()} is beyond the fit's {steps} "
+                            "steps", f"use schedule.end_step <= {steps} or more trainer.max_epochs")  # fmt: skip
+    if not ctx.criterion.structured:
+        check_targets_keep_weights(ctx)
+    counts = dm.class_counts("train").tolist()
+    return [f"data: class {dm.class_names[c]!r} has only {n} training example(s)"
+            for c, n in enumerate(counts) if n < MIN_CLASS_EXAMPLES]  # fmt: skip
+
+
+def check_targets_keep_weights(ctx: Any) -> None:
+    """No round may remove every weight (of the model, or of a tensor when the criterion prunes per layer)."""
+    sizes = [m.numel() for m in masking.get_masks(ctx.module.model, primary_only=True).values()]
+    layer = ctx.criterion.scope == "layer"
+    for r in range(ctx.schedule.num_rounds):
+        target = ctx.schedule.sparsity_at(r)
+        empty = [n for n in sizes if n - round(target * n) < 1] if layer else \
+            ([sum(sizes)] if sum(sizes) - round(target * sum(sizes)) < 1 else [])  # fmt: skip
+        if empty:
+            where = "a whole tensor" if layer else "every prunable weight"
+            raise PrunelabError(ctx.schedule.target_key, f"round {r}'s target sparsity {target:.6f} removes {where}",
+                                "use a lower rate, fewer rounds or a lower final sparsity")  # fmt: skip

@@ -1,0 +1,189 @@
+"""One round: fit (resuming from the round's last checkpoint), evaluate the kept checkpoint, record, export.
+
+Round 0 trains the dense model; round r > 0 prunes (PruningCallback, at the start of its fit), rewinds and
+retrains. After the fit the checkpoint chosen by ``monitor`` is loaded, validated and tested, and the round's
+files are written; ``metrics.json`` is written last, with the size and SHA-1 of every other file of the round, and
+marks the round finished (see :mod:`prunelab.runner.status`). Populations reuse :func:`evaluate` and
+:func:`record_round` for each member.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from prunelab import results
+from prunelab.errors import PrunelabError
+from prunelab.metrics import classification_metrics, worst_class
+from prunelab.module import epoch_seed
+from prunelab.pruning import filters
+from prunelab.pruning import masks as masking
+from prunelab.pruning.callback import PruningCallback
+from prunelab.pruning.cost import count_flops, export_report
+from prunelab.quantize import predict, quantize, serialized_bytes
+from prunelab.runner.build import load_into, load_state_file, make_trainer, seed_all
+from prunelab.runner.context import RunContext
+from prunelab.runner.status import record_files, round_files
+
+log = logging.getLogger("prunelab")
+
+
+def resume_checkpoint(rdir: Path) -> Path | None:
+    """The round's last checkpoint if it can be read; an unreadable one is set aside and the round redone."""
+    last = rdir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        if (rdir / "checkpoints").exists() and results.is_writer():
+            shutil.rmtree(rdir / "checkpoints")  # only "best" files of an attempt killed before its first save
+        return None
+    try:
+        torch.load(last, map_location="cpu", weights_only=True)
+        return last
+    except Exception as exc:
+        log.warning("checkpoint %s is unreadable (%s): redoing round %d from its start", last, type(exc).__name__,
+                    int(rdir.name[1:]))  # fmt: skip
+        if results.is_writer():
+            shutil.move(str(rdir / "checkpoints"), str(rdir / f"checkpoints.broken-{int(time.time())}"))
+        return None
+
+
+def load_kept_model(ctx: RunContext, r: int) -> None:
+    """Start the next round from round ``r``'s kept model (verified by its checksum)."""
+    path = results.round_dir(ctx.run_dir, r) / "model.pt"
+    load_into(ctx.module.model, load_state_file(path, "checkpoint"), "checkpoint", path)
+
+
+def run_round(ctx: RunContext, r: int) -> dict:
+    cfg, dm, module = ctx.cfg, ctx.dm, ctx.module
+    rdir = results.round_dir(ctx.run_dir, r)
+    resume = resume_checkpoint(rdir)
+    seed_all(epoch_seed(cfg.seed, r, 0))
+    module.set_round(r)
+    # an in-fit (gradual) schedule keeps the last epoch: an earlier "best" one would not have the final masks
+    ckpt = ModelCheckpoint(dirpath=str(rdir / "checkpoints"), filename="best-epoch{epoch:03d}",
+                           monitor=None if ctx.schedule.in_fit else cfg.monitor.metric, mode=cfg.monitor.mode,
+                           save_last=True, save_top_k=1, auto_insert_metric_name=False)  # fmt: skip
+    pruner = PruningCallback(ctx.criterion, ctx.schedule, ctx.rewind, r, ctx.run_dir / "rewind", cfg.seed,
+                             batches=lambda: iter(dm.train_dataloader()), groups=ctx.groups,
+                             extra={"num_classes": dm.num_classes, "run_dir": str(ctx.run_dir)},
+                             min_filters=int(cfg.prune.get("min_filters", 1)))  # fmt: skip
+    trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks], ctx.loggers)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
+    fit_s = time.perf_counter() - start
+    best = Path(ckpt.best_model_path) if ckpt.best_model_path else rdir / "checkpoints" / "last.ckpt"
+    if best.exists():
+        load_into(module.model, load_state_file(best, "checkpoint"), "checkpoint", best)
+    elif int(cfg.trainer.max_epochs) > 0:
+        raise PrunelabError("trainer", f"round {r} finished without a checkpoint", "check trainer.max_epochs")
+    else:  # max_epochs=0: evaluate the (pruned) weights as they are, e.g. SNIP without training
+        best = rdir / "untrained"
+    val = evaluate(ctx, trainer)
+    return record_round(ctx, r, trainer, best.name, fit_s, val, start)
+
+
+def evaluate(ctx: RunContext, trainer: pl.Trainer) -> dict[str, float]:
+    """Validate and test the module's current weights; returns the validation metrics (test ones stay on it)."""
+    ctx.module.last_metrics = {}
+    trainer.validate(ctx.module, datamodule=ctx.dm, verbose=False)
+    val = ctx.module.last_metrics.get("val", {})
+    trainer.test(ctx.module, datamodule=ctx.dm, verbose=False)
+    return val
+
+
+def round_row(ctx: RunContext, r: int, kept: str, fit_s: float, val: dict, epochs: int) -> dict[str, Any]:
+    """The round's record: sparsity, parameters, FLOPs, validation and test metrics, worst class."""
+    model, dm = ctx.module.model, ctx.dm
+    test = ctx.module.last_metrics["test"]
+    stats, flops = masking.sparsity_stats(model), count_flops(model, dm.input_shape)
+    worst, worst_recall = worst_class(test, dm.class_names)
+    row = {"round": r, "sparsity": stats["sparsity"], "target_sparsity": ctx.schedule.sparsity_at(r),
+           **masking.count_parameters(model), **flops, "best_checkpoint": kept, "epochs": epochs,
+           "fit_seconds": round(fit_s, 3), "worst_class": worst, "worst_class_recall": worst_recall,
+           **{k: v for k, v in val.items() if k != "prune/round"}, **test}  # fmt: skip
+    row["prune/round"], row["prune/sparsity"], row["prune/flops"] = r, stats["sparsity"], flops["flops"]
+    if ctx.groups:
+        row.update(filters.filter_stats(filters.alive_filters(model, ctx.groups)))
+        row["prune/filters_removed_share"] = row["filters_removed_share"]
+    return row
+
+
+def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s: float, val: dict, start: float,
+                 epochs: int | None = None, step: int | None = None) -> dict:  # fmt: skip
+    """Save the round's files and record (``epochs``/``step`` when the fit ran outside ``trainer``: populations)."""
+    epochs = trainer.current_epoch if epochs is None else epochs
+    step = trainer.global_step if step is None else step
+    rdir = results.round_dir(ctx.run_dir, r)
+    rdir.mkdir(parents=True, exist_ok=True)
+    row = round_row(ctx, r, kept, fit_s, val, epochs)
+    if ctx.groups and ctx.cfg.get("export", {}).get("compact", True) and results.is_writer():
+        row.update(export_round(ctx, rdir))
+    if results.is_writer():
+        torch.save(ctx.module.model.state_dict(), rdir / "model.pt")
+        torch.save(masking.get_masks(ctx.module.model), rdir / "masks.pt")
+    if results.is_writer() and (r == ctx.num_rounds - 1 or ctx.cfg.get("quantize", {}).get("rounds") == "all"):
+        quantize_round(ctx, r, rdir, step)
+    probs, labels = ctx.module.test_outputs
+    results.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
+    row["round_seconds"] = round(time.perf_counter() - start, 3)  # fit + evaluation + export: what a rerun saves
+    stats = masking.sparsity_stats(ctx.module.model)
+    per_tensor = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("sparsity/")}
+    kept_files = round_files(rdir) + (sorted((ctx.run_dir / "rewind").glob("step*.pt")) if r == 0 else [])
+    files = record_files(ctx.run_dir, kept_files) if results.is_writer() else {}
+    record = {**row, "confusion_matrix": confusion(probs, labels, ctx.dm), "sparsity_per_tensor": per_tensor,
+              "files": files}  # fmt: skip
+    results.atomic_write_json(rdir / "metrics.json", record)
+    numeric = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for lg in ctx.loggers:
+        lg.log_metrics({f"round/{k}" if "/" not in k else k: v for k, v in numeric.items()}, step=step)
+    return record
+
+
+def export_round(ctx: RunContext, rdir: Path) -> dict[str, Any]:
+    """Compact the structured model physically, check its outputs and time it; saves ``compact.pt``."""
+    sample = next(iter(ctx.dm.test_dataloader()))[0][:64]
+    reps = int(ctx.cfg.get("export", {}).get("latency_reps", 20))
+    compacted, report = export_report(ctx.module.model, ctx.groups, sample, reps)
+    torch.save(compacted, rdir / "compact.pt")
+    return report
+
+
+def quantize_round(ctx: RunContext, r: int, rdir: Path, step: int) -> None:
+    """Evaluate post-training quantized copies of the round's model with the same metrics and saved predictions."""
+    qcfg = ctx.cfg.get("quantize") or {}
+    methods = list(qcfg.get("methods") or [])
+    if not methods:
+        return
+    dm, module = ctx.dm, ctx.module
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    calibration = [b for _, b in zip(range(int(qcfg.get("calibration_batches", 8))), loader)]
+    ref_probs, _ = module.test_outputs
+    for method in methods:
+        qmodel = quantize(module.model, method, calibration)
+        probs, labels, seconds = predict(qmodel, dm.test_dataloader())
+        metrics = classification_metrics(probs, labels, dm.class_names, "test", dm.positive_class)
+        worst, worst_recall = worst_class(metrics, dm.class_names)
+        row = {"round": r, "method": method, "sparsity": masking.sparsity_stats(module.model)["sparsity"],
+               "model_bytes": serialized_bytes(qmodel), "test_seconds_cpu": round(seconds, 4),
+               "agreement_with_float": float((probs.argmax(1) == ref_probs.argmax(1)).float().mean()),
+               "worst_class": worst, "worst_class_recall": worst_recall, **metrics}  # fmt: skip
+        qdir = rdir / "quant" / method
+        results.save_predictions(qdir / "predictions.npz", probs.numpy(), labels.numpy())
+        results.atomic_write_json(qdir / "metrics.json", row)
+        for lg in ctx.loggers:
+            lg.log_metrics({f"quant/{method}/{k}": v for k, v in metrics.items()}, step=step)
+        log.info("round %d %s: test acc %.4f (float agreement %.4f)", r, method, metrics["test/acc"],
+                 row["agreement_with_float"])  # fmt: skip
+
+
+def confusion(probs: torch.Tensor, labels: torch.Tensor, dm: Any) -> list[list[int]]:
+    c = dm.num_classes
+    idx = labels * c + probs.argmax(1)
+    return torch.bincount(idx, minlength=c * c).view(c, c).tolist()

@@ -1,0 +1,109 @@
+"""The run: lock -> identity -> verified finished rounds -> run the rest (:func:`run`, one screen).
+
+Rerunning the same command in the same folder skips a complete run (after checking that the folder holds *this*
+config's run, made from *this* data, with every round's files intact) and resumes an interrupted one from its
+last verified round and that round's last checkpoint. Anything else is refused on one line before anything is
+written. Populations (``population=K``) go through the same status code (:mod:`prunelab.runner.population`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from prunelab import results
+from prunelab.errors import describe
+from prunelab.runner import build, preflight, status
+from prunelab.runner.context import RunContext
+from prunelab.runner.interrupt import RunInterrupted, interruptible
+from prunelab.runner.population import run_population
+from prunelab.runner.round import load_kept_model, run_round
+
+log = logging.getLogger("prunelab")
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run (or resume, or verify and skip) the experiment described by ``cfg`` in ``run_dir``."""
+    run_dir = Path(run_dir)
+    preflight.check_config(cfg)
+    if preflight.population_size(cfg) > 1:
+        return run_population(cfg, run_dir)
+    with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.get("wait", False))):
+        folder = status.RunFolder(run_dir)
+        with folder.noted(cfg, "refused"):
+            folder.check_identity(cfg)  # before anything is skipped or written
+        with folder.noted(cfg, "failed"):
+            ctx = build.prepare(cfg, run_dir)  # every object built and checked; nothing written yet
+        with folder.noted(cfg, "refused"):
+            folder.check_data(ctx.dm.describe())
+        done = folder.verified_rounds(ctx.num_rounds)
+        if len(done) == ctx.num_rounds and folder.read_summary().get("status") == "complete":
+            return skip(ctx, folder, done)
+        return attempt(ctx, folder, done)
+
+
+def skip(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict:
+    summary = folder.read_summary()
+    folder.attempt("skipped", 0.0, saved_seconds=summary.get("compute_seconds", results.compute_seconds(done)))
+    expected = "".join(f"{line}\n" for line in results.jsonl_lines(done))
+    path = ctx.run_dir / "results.jsonl"
+    if not path.exists() or path.read_text(errors="replace") != expected:
+        log.warning("%s did not match the verified rounds: rebuilt", path)
+        results.write_results(ctx.run_dir, done)
+    print(f"run already complete in {ctx.run_dir}: nothing to do ({len(done)} rounds verified)")
+    print(results.format_table(done))
+    return summary
+
+
+def attempt(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict:
+    """Train the rounds not done yet; the folder's status says running, then complete, failed or interrupted."""
+    started = time.perf_counter()
+    resumed = bool(done) or any(ctx.run_dir.glob("rounds/r*/checkpoints/last.ckpt"))
+    try:
+        folder.record(ctx.cfg, ctx.dm.describe())
+        status.init_snapshot(ctx.run_dir, ctx.module.model)
+        folder.set_status("running", ctx.cfg)
+        ctx.loggers = build.build_loggers(ctx.cfg)
+        rows = loop(ctx, done)
+        summary = folder.complete(ctx, rows, time.perf_counter() - started)
+    except BaseException as exc:
+        error = end_failed(ctx, folder, exc, time.perf_counter() - started)
+        if error is exc:
+            raise
+        raise error from exc
+    folder.attempt("resumed" if resumed else "completed", summary["wall_seconds"],
+                   saved_seconds=results.compute_seconds(done), rounds_skipped=len(done))  # fmt: skip
+    build.finish_loggers(ctx.loggers, "success")
+    if results.is_writer():
+        print(f"run folder: {ctx.run_dir}")
+        print(results.format_table(rows))
+    return summary
+
+
+def end_failed(ctx: RunContext, folder: status.RunFolder, exc: BaseException, wall: float) -> BaseException:
+    """Mark the attempt interrupted or failed (as far as the disk allows); returns the exception to raise."""
+    if isinstance(exc, OSError):
+        exc = status.write_error(Path(exc.filename or ctx.run_dir), exc)
+    outcome = "interrupted" if isinstance(exc, RunInterrupted) else "failed"
+    error = describe(exc)
+    try:
+        folder.set_status(outcome, ctx.cfg, error=error)
+        folder.attempt(outcome, wall, error=error)
+    except OSError as write_exc:  # a full disk: the error itself still reaches the user
+        log.error("could not record the %s attempt: %s", outcome, write_exc)
+    build.finish_loggers(ctx.loggers, "failed")
+    return exc
+
+
+def loop(ctx: RunContext, done: list[dict]) -> list[dict]:
+    rows = list(done)
+    if done and len(done) < ctx.num_rounds:
+        load_kept_model(ctx, len(done) - 1)  # the next round starts from this one's kept model
+    for r in range(len(done), ctx.num_rounds):
+        log.info("round %d/%d: target sparsity %.4f", r, ctx.num_rounds - 1, ctx.schedule.sparsity_at(r))
+        rows.append(run_round(ctx, r))
+        results.write_results(ctx.run_dir, rows)
+    return rows
