@@ -4,7 +4,7 @@ Both sides train the same model (LeNet-300-100: a full epoch; Conv-4: its first 
 model being ~100x costlier per step) with Adam on the same in-memory MNIST tensors, batch size and batch order.
 - bare: a plain ``nn.Module`` (no masks), ``for idx in batches: step``; the floor.
 - bare+masks: the same loop on the masked model (isolates the parametrization's cost).
-- prunelab: ``Trainer.fit`` for one epoch of a round as ``prunelab.run`` builds it (ClassifierModule,
+- prunelab: ``Trainer.fit`` for one epoch of a round as ``prunelab.runner`` builds it (ClassifierModule,
   PruningCallback, ModelCheckpoint, CSV logger), validation off so both sides do the same work; the Trainer's
   construction and fit setup are inside the timing. Progress bar off, except in two variants that show what a
   redraw per step costs (Lightning's default) against prunelab's default, one redraw per 25 steps.
@@ -121,7 +121,8 @@ def prunelab_epoch(
     from omegaconf import open_dict
 
     from prunelab.config import conf_dir, register_resolvers
-    from prunelab.run import prepare, run_round
+    from prunelab.runner.build import prepare
+    from prunelab.runner.round import run_round
 
     register_resolvers()
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(str(conf_dir()), version_base="1.3"):
@@ -147,10 +148,10 @@ def prunelab_epoch(
                 cfg.trainer.limit_val_batches = 0
                 cfg.monitor.metric = None
         ctx = prepare(cfg, Path(tmp))
-        ctx["dm"] = dm  # the same tensors as the bare loop
-        from prunelab.run import build_loggers
+        ctx.dm = dm  # the same tensors as the bare loop
+        from prunelab.runner.build import build_loggers
 
-        ctx["loggers"] = build_loggers(cfg, Path(tmp))
+        ctx.loggers = build_loggers(cfg)
         return run_round(ctx, 0)["fit_seconds"]
 
 

@@ -104,7 +104,7 @@ def test_progress_bar_redraws_every_n_steps_not_every_step(tmp_path):
     from lightning.pytorch.callbacks import TQDMProgressBar
 
     from prunelab.errors import PrunelabError
-    from prunelab.run import make_trainer
+    from prunelab.runner.build import make_trainer
 
     cfg = compose_cfg(["progress_bar_refresh=40"])
     cfg.trainer.enable_progress_bar = True  # compose_cfg turns it off for tests

@@ -45,7 +45,8 @@ def test_gradual_run_reaches_final_sparsity_at_end_step(tmp_path):
     import lightning.pytorch as pl
 
     from prunelab.pruning import masks as masking
-    from prunelab.run import prepare, run_round
+    from prunelab.runner.build import prepare
+    from prunelab.runner.round import run_round
     from tests.conftest import compose_cfg
 
     seen: dict[int, float] = {}
@@ -58,14 +59,14 @@ def test_gradual_run_reaches_final_sparsity_at_end_step(tmp_path):
                        "schedule.end_step=45", "schedule.frequency=10", "criterion.scope=layer",
                        "trainer.max_epochs=4"])  # fmt: skip
     ctx = prepare(cfg, tmp_path)
-    ctx["extra_callbacks"] = [Probe()]
+    ctx.extra_callbacks = [Probe()]
     row = run_round(ctx, 0)
-    schedule = ctx["schedule"]
+    schedule = ctx.schedule
     assert seen[45] == pytest.approx(0.7, abs=1e-3)  # masks at the start of step 45's batch
     assert seen[44] == pytest.approx(schedule.sparsity_at_step(35), abs=1e-3) and seen[44] < 0.7
     assert seen[3] == 0 and row["sparsity"] == pytest.approx(0.7, abs=1e-3)
-    names = masking.prunable_names(ctx["module"].model)
-    assert names[-1] not in masking.masked_names(ctx["module"].model)  # the classifier is not pruned
+    names = masking.prunable_names(ctx.module.model)
+    assert names[-1] not in masking.masked_names(ctx.module.model)  # the classifier is not pruned
 
 
 def test_quantized_runs_save_predictions_and_per_class_metrics(tmp_path):
@@ -88,7 +89,7 @@ def test_quantized_runs_save_predictions_and_per_class_metrics(tmp_path):
 
 
 def _progressive_ctx(tmp_path, extra=()):
-    from prunelab.run import prepare
+    from prunelab.runner.build import prepare
     from tests.conftest import compose_cfg
 
     cfg = compose_cfg(["data=fashion_mnist", "model=cnn_small_bn", "criterion=activation_energy",
@@ -101,11 +102,11 @@ def _progressive_ctx(tmp_path, extra=()):
 def test_progressive_rounds_freeze_later_layers_bit_identically(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("PRUNELAB_DATA_DIR", str(data_dir))
     from prunelab.pruning.callback import frozen_after
-    from prunelab.run import run_round
+    from prunelab.runner.round import run_round
 
     ctx = _progressive_ctx(tmp_path, ["criterion.num_samples=64"])
-    model = ctx["module"].model
-    assert ctx["schedule"].layers == ["features.0", "features.4"] and ctx["schedule"].num_rounds == 3
+    model = ctx.module.model
+    assert ctx.schedule.layers == ["features.0", "features.4"] and ctx.schedule.num_rounds == 3
     run_round(ctx, 0)
     for r, layer in ((1, "features.0"), (2, "features.4")):
         frozen = frozen_after(model, layer)
@@ -116,7 +117,7 @@ def test_progressive_rounds_freeze_later_layers_bit_identically(tmp_path, data_d
         assert frozen and all(torch.equal(b[k], a[k]) for b, a in zip(before, after) for k in b)  # bit-identical
         moved = [k for k, v in model.state_dict().items() if not torch.equal(v, trainable[k])]
         assert any(k.startswith(layer) for k in moved)  # the simplified layer itself retrained
-        alive = filters.alive_filters(model, ctx["groups"])[layer]
+        alive = filters.alive_filters(model, ctx.groups)[layer]
         assert int(alive.sum()) == alive.numel() // 2  # rate 0.5 of this layer's kernels
     assert all(p.requires_grad for p in model.parameters())  # unfrozen after each round
 
@@ -131,9 +132,9 @@ def test_human_ratings_loop(tmp_path, data_dir, monkeypatch):
     ratings = tmp_path / "ratings.csv"
     ctx = _progressive_ctx(tmp_path, ["criterion=human_ratings", f"criterion.ratings={ratings}",
                                       "schedule.rate=null", "schedule.threshold=0.5"])  # fmt: skip
-    model, dm = ctx["module"].model, ctx["dm"]
-    cb = PruningCallback(ctx["criterion"], ctx["schedule"], ctx["rewind"], 1, tmp_path / "rewind", 0,
-                         batches=lambda: iter(dm.train_dataloader()), groups=ctx["groups"],
+    model, dm = ctx.module.model, ctx.dm
+    cb = PruningCallback(ctx.criterion, ctx.schedule, ctx.rewind, 1, tmp_path / "rewind", 0,
+                         batches=lambda: iter(dm.train_dataloader()), groups=ctx.groups,
                          extra={"run_dir": str(tmp_path)})  # fmt: skip
     with pytest.raises(PrunelabError, match=r"no ratings for layer features\.0"):
         cb.prune(model)
@@ -144,7 +145,7 @@ def test_human_ratings_loop(tmp_path, data_dir, monkeypatch):
     ratings.write_text("layer,kernel,decision\n" + "".join(
         f"features.0,{k},{'drop' if k in drop else 'keep'}\n" for k in range(32)))  # fmt: skip
     cb.prune(model)
-    alive = filters.alive_filters(model, ctx["groups"])
+    alive = filters.alive_filters(model, ctx.groups)
     assert {int(k) for k in torch.nonzero(~alive["features.0"])} == drop and alive["features.4"].all()
 
 

@@ -145,7 +145,7 @@ def test_unsupported_models_and_optimizers_fail_clearly():
         train_epoch(pop, torch.optim.LBFGS(pop.params.values()), nn.CrossEntropyLoss(), x, y, 10, [0, 1], 0)
 
 
-# -- population=K jobs (prunelab.population_run) -------------------------------------------------------------------
+# -- population=K jobs (prunelab.runner.population) -------------------------------------------------------------------
 HOOKER_TINY = ["experiment=hooker_fashion", "data=digits", "schedule.final_sparsity=0.0,0.8", "schedule.begin_step=2",
                "schedule.end_step=20", "schedule.frequency=2", "trainer.max_epochs=2", "quantize=dynamic_int8",
                "logger=csv"]  # fmt: skip

@@ -38,7 +38,8 @@ def _pm(values: list[float]) -> str:
 
 
 # -- Entezari & Saukh ---------------------------------------------------------------------------------------------
-def entezari_table(runs: list[Run]) -> str:
+def _entezari_rows(runs: list[Run]) -> dict[tuple[str, int], list[dict]]:
+    """Complete runs' rows by (scenario, round)."""
     labels = group_labels(runs)
     by: dict[tuple[str, int], list[dict]] = {}
     for run in runs:
@@ -46,6 +47,11 @@ def entezari_table(runs: list[Run]) -> str:
             scenario = labels[run.path].split("entezari_")[-1].split(",")[0]
             for row in run.rows:
                 by.setdefault((scenario, row["round"]), []).append(row)
+    return by
+
+
+def entezari_table(runs: list[Run]) -> str:
+    by = _entezari_rows(runs)
     scenarios = [s for s in ("red", "blue", "black", "green") if any(k[0] == s for k in by)]
     rounds = sorted({k[1] for k in by})
     pos = (
@@ -66,20 +72,8 @@ def entezari_table(runs: list[Run]) -> str:
                              f"{_pm([x['test/acc'] for x in rows])} | {_pm([x['test/fnr'] for x in rows])} | "
                              f"{_pm([x['test/fpr'] for x in rows])} | "
                              f"{_mean([x[f'test/fn/{pos}'] for x in rows]):.1f} |")  # fmt: skip
-    lines += ["", "## FN reduction against red (same round, mean FN counts)", "",
-              "| weights remaining | black | green |", "|---|---|---|"]  # fmt: skip
-    reductions = {"black": [], "green": []}
-    for r in rounds:
-        red = _mean([x[f"test/fn/{pos}"] for x in by.get(("red", r), [])])
-        cells = []
-        for s in ("black", "green"):
-            fn = _mean([x[f"test/fn/{pos}"] for x in by.get((s, r), [])])
-            red_ok = not math.isnan(red) and red > 0
-            value = 1 - fn / red if red_ok and not math.isnan(fn) else float("nan")
-            reductions[s].append(value)
-            cells.append("-" if math.isnan(value) else f"{value:+.1%}")
-        remaining = 1 - by[(scenarios[0], r)][0]["sparsity"]
-        lines.append(f"| {remaining:.2%} | {cells[0]} | {cells[1]} |")
+    reductions, reduction_lines = _fn_reductions(by, rounds, scenarios, pos)
+    lines += reduction_lines
     auroc = {s: [_mean([x["test/auroc_pos"] for x in by.get((s, r), [])]) for r in rounds] for s in scenarios}
     fnr = {s: [_mean([x["test/fnr"] for x in by.get((s, r), [])]) for r in rounds] for s in scenarios}
     fpr = {s: [_mean([x["test/fpr"] for x in by.get((s, r), [])]) for r in rounds] for s in scenarios}
@@ -106,6 +100,25 @@ def entezari_table(runs: list[Run]) -> str:
               "", "## Claims", "", "| claim | held here? |", "|---|---|"]  # fmt: skip
     lines += [f"| {c} | {_verdict(ok)} |" for c, ok in claims]
     return "\n".join(lines) + "\n"
+
+
+def _fn_reductions(by: dict, rounds: list[int], scenarios: list[str], pos: str) -> tuple[dict, list[str]]:
+    """Per round: 1 - FN / FN(red) for black and green, and the table of it."""
+    lines = ["", "## FN reduction against red (same round, mean FN counts)", "",
+             "| weights remaining | black | green |", "|---|---|---|"]  # fmt: skip
+    reductions: dict[str, list[float]] = {"black": [], "green": []}
+    for r in rounds:
+        red = _mean([x[f"test/fn/{pos}"] for x in by.get(("red", r), [])])
+        cells = []
+        for s in ("black", "green"):
+            fn = _mean([x[f"test/fn/{pos}"] for x in by.get((s, r), [])])
+            red_ok = not math.isnan(red) and red > 0
+            value = 1 - fn / red if red_ok and not math.isnan(fn) else float("nan")
+            reductions[s].append(value)
+            cells.append("-" if math.isnan(value) else f"{value:+.1%}")
+        remaining = 1 - by[(scenarios[0], r)][0]["sparsity"]
+        lines.append(f"| {remaining:.2%} | {cells[0]} | {cells[1]} |")
+    return reductions, lines
 
 
 def _most(levels, test) -> bool:

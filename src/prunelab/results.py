@@ -16,6 +16,7 @@ Layout::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -36,23 +37,41 @@ def is_writer() -> bool:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see a partial file (rank 0 only)."""
+    """Write via a temporary file in the same folder and rename: readers never see a partial file (rank 0 only;
+    the file gets the umask's permissions, not mkstemp's 0600: results are meant to be shared)."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename (rank 0 only); a failed write leaves no file."""
     if not is_writer():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; results are meant to be shared
+    os.fchmod(fd, 0o666 & ~umask)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` through :func:`atomic_write_bytes`: a full disk is an OSError (not torch's RuntimeError) and
+    readers never see a torn file."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def _clean(value: Any) -> Any:
@@ -110,6 +129,47 @@ def round_dir(run_dir: Path, round_: int) -> Path:
 
 def round_done(run_dir: Path, round_: int) -> bool:
     return (round_dir(run_dir, round_) / "metrics.json").exists()
+
+
+# -- file checksums -------------------------------------------------------------------------------------------------
+def digest(path: Path) -> dict[str, Any]:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return {"bytes": path.stat().st_size, "sha1": h.hexdigest()}
+
+
+def record_files(run_dir: Path, paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """``{path relative to the run folder: {bytes, sha1}}`` for ``paths``."""
+    return {p.relative_to(run_dir).as_posix(): digest(p) for p in sorted(paths)}
+
+
+def round_files(rdir: Path) -> list[Path]:
+    """The files a finished round keeps (not its resume checkpoints, temporary files or metrics.json itself)."""
+    return [p for p in rdir.rglob("*") if p.is_file() and "checkpoints" not in p.relative_to(rdir).parts
+            and not p.name.startswith(".") and p.name != "metrics.json"]  # fmt: skip
+
+
+def verify_round(run_dir: Path, r: int) -> tuple[dict | None, str | None]:
+    """(record, None) for a finished round whose files all match; (None, None) for a round not finished;
+    (None, reason) for a broken one."""
+    path = round_dir(run_dir, r) / "metrics.json"
+    if not path.exists():
+        return None, None
+    row = read_json_or_none(path)
+    if not isinstance(row, dict) or row.get("round") != r:
+        return None, f"{path.relative_to(run_dir)} is unreadable (corrupt or truncated)"
+    files = row.get("files")
+    if not isinstance(files, dict) or not files:
+        return None, f"{path.relative_to(run_dir)} has no file checksums (written by an older prunelab)"
+    for rel, want in files.items():
+        p = run_dir / rel
+        if not p.is_file():
+            return None, f"{rel} is missing"
+        if digest(p) != want:
+            return None, f"{rel} does not match its checksum (changed or truncated)"
+    return row, None
 
 
 def compute_seconds(rows: Sequence[dict]) -> float:

@@ -15,6 +15,7 @@ import json
 import math
 import re
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +310,8 @@ def main(argv: list[str]) -> None:
     try:
         result = report(args.folder, args.out, args.x)
     except FileNotFoundError as exc:
-        raise SystemExit(f"prunelab: error: folder: {exc} (fix: give a folder holding prunelab run folders)") from None
+        print(f"prunelab: error: folder: {exc} (fix: give a folder holding prunelab run folders)", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"{result['runs']} runs ({result['complete']} complete) -> {result['out']}/report.md")
     if args.wandb:
         tables = {n: _read_csv(result["out"] / f"{n}.csv") for n in ("summary", "class_deltas", "runs", "hooker")}

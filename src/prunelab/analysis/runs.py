@@ -9,13 +9,15 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from prunelab import results
+
 NOISE_KEYS = ("seed", "data.seed")  # what differs between members of one population
 
 
 @dataclass
 class Run:
     path: Path
-    status: str  # complete | failed | running | unknown
+    status: str  # complete | failed | interrupted | running | broken | unknown
     config: dict[str, Any]
     rows: list[dict] = field(default_factory=list)
     error: str | None = None
@@ -37,7 +39,10 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def _config(path: Path) -> dict[str, Any]:
     for candidate in (path / "run_config.yaml", path / ".hydra" / "config.yaml"):
         if candidate.exists():
-            cfg = OmegaConf.load(candidate)
+            try:
+                cfg = OmegaConf.load(candidate)
+            except Exception:  # a corrupt file: the run is still listed (its status says why it is not used)
+                continue
             try:
                 return OmegaConf.to_container(cfg, resolve=True)
             except Exception:  # unresolvable interpolations (e.g. ${hydra:...}) outside a Hydra run
@@ -46,12 +51,21 @@ def _config(path: Path) -> dict[str, Any]:
 
 
 def load_run(path: Path) -> Run:
+    """A run folder as the report sees it. A run whose summary says complete is used only if every round's files
+    match their recorded checksums; otherwise it is listed as ``broken``, with the reason, and never averaged."""
     path = Path(path)
-    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
-    rows = []
-    if (path / "results.jsonl").exists():
-        rows = [json.loads(line) for line in (path / "results.jsonl").read_text().splitlines() if line.strip()]
-    return Run(path, summary.get("status", "unknown"), _config(path), rows, summary.get("error"))
+    summary = results.read_json_or_none(path / "summary.json") if (path / "summary.json").exists() else {}
+    if not isinstance(summary, dict):
+        return Run(path, "broken", _config(path), [], "summary.json is unreadable (corrupt or truncated)")
+    status, error, rows = summary.get("status", "unknown"), summary.get("error"), []
+    if status == "complete":
+        for r in range(int(summary.get("rounds") or 0)):
+            row, problem = results.verify_round(path, r)
+            if row is None:
+                status, error = "broken", problem or f"rounds/r{r:02d} is missing"
+                break
+            rows.append(results.strip_record(row))
+    return Run(path, status, _config(path), rows if status == "complete" else [], error)
 
 
 def find_runs(root: Path) -> list[Run]:
@@ -65,10 +79,10 @@ def find_runs(root: Path) -> list[Run]:
 
 def _is_population(path: Path) -> bool:
     """A ``population=K`` job folder: its runs are under ``members/``."""
-    summary = path / "summary.json"
     if (path / "population_config.yaml").exists():
         return True
-    return summary.exists() and json.loads(summary.read_text() or "{}").get("kind") == "population"
+    summary = results.read_json_or_none(path / "summary.json")
+    return isinstance(summary, dict) and summary.get("kind") == "population"
 
 
 IGNORED_OVERRIDES = ("seed", "paths.", "hydra.", "logger", "trainer.enable_progress_bar", "+seed")
@@ -77,9 +91,10 @@ IGNORED_OVERRIDES = ("seed", "paths.", "hydra.", "logger", "trainer.enable_progr
 def overrides(path: Path) -> dict[str, str]:
     """The command-line overrides Hydra recorded for a run (``.hydra/overrides.yaml``), as key -> value."""
     file = Path(path) / ".hydra" / "overrides.yaml"
-    if not file.exists():
-        return {}
-    items = OmegaConf.to_container(OmegaConf.load(file)) or []
+    try:
+        items = OmegaConf.to_container(OmegaConf.load(file)) or [] if file.exists() else []
+    except Exception:  # a corrupt record: no overrides known
+        items = []
     out = {}
     for item in items:
         key, _, value = str(item).partition("=")

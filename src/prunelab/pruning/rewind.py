@@ -38,10 +38,9 @@ def snapshot(model: nn.Module) -> dict[str, Tensor]:
 
 
 def save_snapshot(model: nn.Module, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(snapshot(model), tmp)
-    tmp.replace(path)
+    from prunelab.results import atomic_save_torch
+
+    atomic_save_torch(snapshot(model), path)
 
 
 def load_snapshot(path: Path) -> dict[str, Tensor]:

@@ -30,7 +30,6 @@ from prunelab.pruning.cost import count_flops, export_report
 from prunelab.quantize import predict, quantize, serialized_bytes
 from prunelab.runner.build import load_into, load_state_file, make_trainer, seed_all
 from prunelab.runner.context import RunContext
-from prunelab.runner.status import record_files, round_files
 
 log = logging.getLogger("prunelab")
 
@@ -125,8 +124,8 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
     if ctx.groups and ctx.cfg.get("export", {}).get("compact", True) and results.is_writer():
         row.update(export_round(ctx, rdir))
     if results.is_writer():
-        torch.save(ctx.module.model.state_dict(), rdir / "model.pt")
-        torch.save(masking.get_masks(ctx.module.model), rdir / "masks.pt")
+        results.atomic_save_torch(ctx.module.model.state_dict(), rdir / "model.pt")
+        results.atomic_save_torch(masking.get_masks(ctx.module.model), rdir / "masks.pt")
     if results.is_writer() and (r == ctx.num_rounds - 1 or ctx.cfg.get("quantize", {}).get("rounds") == "all"):
         quantize_round(ctx, r, rdir, step)
     probs, labels = ctx.module.test_outputs
@@ -134,8 +133,8 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
     row["round_seconds"] = round(time.perf_counter() - start, 3)  # fit + evaluation + export: what a rerun saves
     stats = masking.sparsity_stats(ctx.module.model)
     per_tensor = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("sparsity/")}
-    kept_files = round_files(rdir) + (sorted((ctx.run_dir / "rewind").glob("step*.pt")) if r == 0 else [])
-    files = record_files(ctx.run_dir, kept_files) if results.is_writer() else {}
+    kept_files = results.round_files(rdir) + (sorted((ctx.run_dir / "rewind").glob("step*.pt")) if r == 0 else [])
+    files = results.record_files(ctx.run_dir, kept_files) if results.is_writer() else {}
     record = {**row, "confusion_matrix": confusion(probs, labels, ctx.dm), "sparsity_per_tensor": per_tensor,
               "files": files}  # fmt: skip
     results.atomic_write_json(rdir / "metrics.json", record)
@@ -150,7 +149,7 @@ def export_round(ctx: RunContext, rdir: Path) -> dict[str, Any]:
     sample = next(iter(ctx.dm.test_dataloader()))[0][:64]
     reps = int(ctx.cfg.get("export", {}).get("latency_reps", 20))
     compacted, report = export_report(ctx.module.model, ctx.groups, sample, reps)
-    torch.save(compacted, rdir / "compact.pt")
+    results.atomic_save_torch(compacted, rdir / "compact.pt")
     return report
 
 

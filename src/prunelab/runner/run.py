@@ -8,6 +8,7 @@ written. Populations (``population=K``) go through the same status code (:mod:`p
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from pathlib import Path
@@ -87,6 +88,8 @@ def end_failed(ctx: RunContext, folder: status.RunFolder, exc: BaseException, wa
     """Mark the attempt interrupted or failed (as far as the disk allows); returns the exception to raise."""
     if isinstance(exc, OSError):
         exc = status.write_error(Path(exc.filename or ctx.run_dir), exc)
+    elif isinstance(exc, RuntimeError) and "write failed" in str(exc):  # torch's writer on a full disk (checkpoints)
+        exc = status.write_error(ctx.run_dir, OSError(errno.ENOSPC, f"a checkpoint write failed: {exc}"))
     outcome = "interrupted" if isinstance(exc, RunInterrupted) else "failed"
     error = describe(exc)
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import socket
@@ -75,47 +74,6 @@ def _acquire(fd: int, run_dir: Path, wait: bool) -> None:
     os.pwrite(fd, info.encode(), 0)
 
 
-# -- file checksums -------------------------------------------------------------------------------------------------
-def digest(path: Path) -> dict[str, Any]:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return {"bytes": path.stat().st_size, "sha1": h.hexdigest()}
-
-
-def record_files(run_dir: Path, paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """``{path relative to the run folder: {bytes, sha1}}`` for ``paths``."""
-    return {p.relative_to(run_dir).as_posix(): digest(p) for p in sorted(paths)}
-
-
-def round_files(rdir: Path) -> list[Path]:
-    """The files a finished round keeps (not its resume checkpoints, temporary files or metrics.json itself)."""
-    return [p for p in rdir.rglob("*") if p.is_file() and "checkpoints" not in p.relative_to(rdir).parts
-            and not p.name.startswith(".") and p.name != "metrics.json"]  # fmt: skip
-
-
-def verify_round(run_dir: Path, r: int) -> tuple[dict | None, str | None]:
-    """(record, None) for a finished round whose files all match; (None, None) for a round not finished;
-    (None, reason) for a broken one."""
-    path = results.round_dir(run_dir, r) / "metrics.json"
-    if not path.exists():
-        return None, None
-    row = results.read_json_or_none(path)
-    if not isinstance(row, dict) or row.get("round") != r:
-        return None, f"{path.relative_to(run_dir)} is unreadable (corrupt or truncated)"
-    files = row.get("files")
-    if not isinstance(files, dict) or not files:
-        return None, f"{path.relative_to(run_dir)} has no file checksums (written by an older prunelab)"
-    for rel, want in files.items():
-        p = run_dir / rel
-        if not p.is_file():
-            return None, f"{rel} is missing"
-        if digest(p) != want:
-            return None, f"{rel} does not match its checksum (changed or truncated)"
-    return row, None
-
-
 class RunFolder:
     """One run folder (or population folder): identity, verified rounds, status and attempts."""
 
@@ -166,7 +124,7 @@ class RunFolder:
         set aside and will be redone; rounds after a missing one are set aside too (they started from it)."""
         rows: list[dict] = []
         for r in range(n):
-            row, problem = verify_round(self.run_dir, r)
+            row, problem = results.verify_round(self.run_dir, r)
             if row is not None:
                 rows.append(row)
                 continue
