@@ -29,8 +29,10 @@ test: setup
 	exit $$rc
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
+	$(BIN)/mypy
+	$(BIN)/python tools/check_structure.py
 
 bench: setup
 	@export PRUNELAB_DATA_DIR="$${PRUNELAB_DATA_DIR:-$(SHARED_DATA)}"; $(BIN)/python -m benchmarks

@@ -74,14 +74,15 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
         return [overrides]
     values: list[list[str]] = []
     for o in parsed:
-        prefix = o.input_line.split("=", 1)[0]
+        line = str(o.input_line)
+        prefix = line.split("=", 1)[0]
         if o.is_sweep_override():
             try:
-                values.append([f"{prefix}={v}" for v in o.sweep_string_iterator()] or [o.input_line])
+                values.append([f"{prefix}={v}" for v in o.sweep_string_iterator()] or [line])
             except Exception:  # interval sweeps: the sweeper samples them
                 values.append([])
         else:
-            values.append([o.input_line])
+            values.append([line])
     base = [v[0] for v in values if v]
     out = [base]
     for i, options in enumerate(values):
@@ -91,7 +92,8 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
 
 
 def _compose_error(exc: Exception) -> str:
-    parts, e = [], exc  # hydra/omegaconf errors: keep the first line of each message in the chain
+    parts: list[str] = []  # hydra/omegaconf errors: keep the first line of each message in the chain
+    e: BaseException | None = exc
     while e is not None and len(parts) < 3:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if first not in parts and "$VALUE" not in first:
@@ -158,7 +160,8 @@ def _task(cfg: DictConfig) -> float:
     from prunelab.runner.status import write_error
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    multirun = HydraConfig.get().mode.name == "MULTIRUN"
+    mode = HydraConfig.get().mode
+    multirun = mode is not None and mode.name == "MULTIRUN"
     try:
         summary = run(cfg, run_dir)
     except Exception as exc:

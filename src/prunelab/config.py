@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Top-level keys that define what a run computes; their resolved values name its folder (OpenLTH's rule).
 IDENTITY_KEYS = (
@@ -41,29 +41,32 @@ def config_groups() -> dict[str, list[str]]:
 
 def _drop(tree: dict, dotted: str) -> None:
     *parents, leaf = dotted.split(".")
+    node: Any = tree
     for p in parents:
-        tree = tree.get(p) if isinstance(tree, dict) else None
-        if tree is None:
+        node = node.get(p) if isinstance(node, dict) else None
+        if node is None:
             return
-    if isinstance(tree, dict):
-        tree.pop(leaf, None)
+    if isinstance(node, dict):
+        node.pop(leaf, None)
 
 
-def identity(cfg: DictConfig | dict) -> dict[str, Any]:
+def identity(cfg: DictConfig | ListConfig | dict) -> dict[str, Any]:
     """The resolved values that define a run, minus the keys listed in ``run_id_ignore``."""
+    if not isinstance(cfg, (DictConfig, dict)):
+        raise TypeError("a run config is a mapping")
     ident = {}
     for key in IDENTITY_KEYS:
         if key in cfg:
             value = cfg[key]
             ident[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     if int(cfg.get("population") or 1) > 1:  # a population job's folder; its members (population=1) keep their ids
-        ident["population"] = int(cfg.get("population"))
+        ident["population"] = int(cfg["population"])
     for dotted in cfg.get("run_id_ignore", []) or []:
         _drop(ident, str(dotted))
     return ident
 
 
-def run_id(cfg: DictConfig | dict) -> str:
+def run_id(cfg: DictConfig | ListConfig | dict) -> str:
     """A stable 10-hex-digit hash of :func:`identity` (pinned by a test so it cannot drift silently)."""
     blob = json.dumps(identity(cfg), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
@@ -79,7 +82,7 @@ def _group_resolver(name: str) -> str:
         from hydra.core.hydra_config import HydraConfig
 
         hc = HydraConfig.get()
-        if hc.mode.name == "MULTIRUN":
+        if hc.mode is not None and hc.mode.name == "MULTIRUN":
             folder = Path(str(hc.sweep.dir)).name
             return name if folder == name else f"{name}@{folder}"[:128]
     except Exception:  # no Hydra runtime (tests composing directly)

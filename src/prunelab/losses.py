@@ -77,6 +77,7 @@ class ClassDependentLoss(nn.Module):
         self.gamma_by_round = list(gamma_by_round) if gamma_by_round else None
         self.lam, self.margin = float(lam), float(margin)
         self.positive: int | None = None
+        self.class_weights: Tensor
         self.register_buffer("class_weights", torch.ones(0), persistent=False)
         self._counts: Tensor | None = None
         self.round = 0

@@ -59,8 +59,9 @@ class ClassifierModule(pl.LightningModule):
 
     def set_round(self, round_: int) -> None:
         self.round = round_
-        if hasattr(self.loss_fn, "set_round"):
-            self.loss_fn.set_round(round_)
+        set_round = getattr(self.loss_fn, "set_round", None)  # round-dependent losses (class weights per round)
+        if callable(set_round):
+            set_round(round_)
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """Batches are always ``(x, y)`` tensors: skip Lightning's generic collection walk (a hot-path cost)."""
@@ -91,7 +92,7 @@ class ClassifierModule(pl.LightningModule):
         self._train_loss, self._train_correct, self._train_seen = None, None, 0
 
     def on_train_epoch_end(self) -> None:
-        if self._train_seen:
+        if self._train_seen and self._train_loss is not None and self._train_correct is not None:
             n = self._train_seen
             if not torch.isfinite(self._train_loss):
                 raise PrunelabError(

@@ -92,8 +92,11 @@ class Population:
             elif node.op == "output":
                 return value(node.args[0])
             elif node.op == "get_attr":
-                mod, _, attr = node.target.rpartition(".")
-                env[node] = _Stacked(self._tensor(mod, attr))
+                mod, _, attr = str(node.target).rpartition(".")
+                tensor = self._tensor(mod, attr)
+                if tensor is None:
+                    raise RuntimeError(f"population: no stacked tensor for {node.target}")
+                env[node] = _Stacked(tensor)
             elif node.op == "call_module":
                 env[node] = self._call_module(node, value(node.args), value(node.kwargs))
             else:  # call_function / call_method
@@ -102,19 +105,20 @@ class Population:
         raise RuntimeError("graph without output")
 
     def _call_module(self, node: fx.Node, args, kwargs):
-        module = self.modules[node.target]
+        target = str(node.target)
+        module = self.modules[target]
         if isinstance(module, nn.Linear) and not kwargs and len(args) == 1 and _is_stacked(args[0]):
             x = args[0]
             if x.dim() == 3:
-                return _StackedLinear.apply(x, self._tensor(node.target, "weight"), self._tensor(node.target, "bias"))
+                return _StackedLinear.apply(x, self._tensor(target, "weight"), self._tensor(target, "bias"))
         if not kwargs and len(args) == 1 and _is_stacked(args[0]) and not isinstance(args[0], _Stacked):
             if isinstance(module, ELEMENTWISE_MODULES):  # no parameters, one value per entry: as is, no vmap
                 return module(args[0])
             if isinstance(module, nn.Flatten):  # the member dims shift by one
                 start, end = (d + 1 if d >= 0 else d for d in (module.start_dim, module.end_dim))
                 return args[0].flatten(start, end)
-        params, buffers = self._state_of(node.target)
-        sub = self.modules[node.target]
+        params, buffers = self._state_of(target)
+        sub = self.modules[target]
 
         def call(p, b, *a, **kw):
             return functional_call(sub, (p, b), a, kw)
@@ -140,7 +144,7 @@ class Population:
             for name, b in member.named_buffers():
                 self.buffers[name][k].copy_(b)
 
-    def update_masks(self, prune: Callable[[int, nn.Module], None], optimizer: torch.optim.Optimizer | None = None):
+    def update_masks(self, prune: Callable[[int, nn.Module], object], optimizer: torch.optim.Optimizer | None = None):
         """Run ``prune(k, member)`` on every member (with its current weights), then take the members' new masks
         into the stack and zero the optimizer state (momentum, Adam moments) of newly pruned entries, as
         ``prunelab.pruning.masks.mask_optimizer_state`` does for a single run."""

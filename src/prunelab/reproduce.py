@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from prunelab.analysis.runs import Run, find_runs, group_labels
 
@@ -250,7 +251,7 @@ def osaku_table(runs: list[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
-PAPERS = {
+PAPERS: dict[str, dict[str, Any]] = {
     "entezari": {"sweep": ["experiment=entezari_red,entezari_blue,entezari_black,entezari_green"], "seeds": 3,
                  "table": entezari_table},
     "hooker": {"sweep": ["experiment=hooker_fashion", "schedule.final_sparsity=0.0,0.3,0.5,0.7,0.9"], "seeds": 5,

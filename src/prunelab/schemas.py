@@ -61,7 +61,7 @@ def _field_type(hint: Any) -> Any:
         return Any
     if origin in (list, tuple, collections.abc.Sequence):
         elem = args[0] if args else Any
-        return list[elem] if elem in _SCALARS else list[Any]
+        return list[elem] if elem in _SCALARS else list[Any]  # type: ignore[valid-type]  # built at run time
     return Any
 
 
@@ -92,9 +92,8 @@ def _default(value: Any) -> Any:
     if value is inspect.Parameter.empty:
         return MISSING
     if isinstance(value, (list, dict, tuple)):
-        return dataclasses.field(
-            default_factory=lambda v=value: type(value)(v) if not isinstance(v, tuple) else list(v)
-        )
+        copy: Any = list(value) if isinstance(value, tuple) else value
+        return dataclasses.field(default_factory=lambda: type(copy)(copy))
     if value is None or isinstance(value, (*_SCALARS, Path)):
         return str(value) if isinstance(value, Path) else value
     return None
@@ -118,7 +117,7 @@ def schema_for(target_path: str) -> type:
 
 
 def _target_of(yaml_path: Path, group: str) -> str | None:
-    node = OmegaConf.load(yaml_path)
+    node: Any = OmegaConf.load(yaml_path)
     if "_target_" not in node and group in node:  # a `# @package _global_` option sets its group's node by name
         node = node[group]
     target = node.get("_target_") if OmegaConf.is_dict(node) else None

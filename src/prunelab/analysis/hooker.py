@@ -95,6 +95,8 @@ def _population_predictions(runs, sub: str | None = None) -> tuple[np.ndarray, n
             raise ValueError(f"{run.path}: test labels differ from the population's: not comparable runs")
         labels = data["labels"]
         preds.append(data["preds"])
+    if labels is None:
+        raise ValueError("no runs to read predictions from")
     return np.stack(preds), labels
 
 
@@ -138,7 +140,7 @@ def hooker_table(runs, alpha: float = 0.05) -> tuple[list[dict], dict[str, np.nd
     return rows, masks
 
 
-def pie_gallery(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, path, columns: int = 10) -> None:
+def pie_gallery(images: np.ndarray, labels: np.ndarray | None, indices: np.ndarray, path, columns: int = 10) -> None:
     """A grid of PIE images (first ``columns * 4``), each scaled to [0, 1]."""
     import torch
     from torchvision.utils import save_image

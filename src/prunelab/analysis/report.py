@@ -16,6 +16,7 @@ import math
 import re
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,11 @@ X_AXES = {"sparsity": ("sparsity", "sparsity"), "density": ("sparsity", "weights
           "flops": ("flops_ratio", "FLOPs (share of dense)")}  # fmt: skip
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not values:
+def _stats(values: Sequence[float | None]) -> tuple[float, float]:
+    kept = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not kept:
         return float("nan"), float("nan")
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(kept), statistics.stdev(kept) if len(kept) > 1 else 0.0
 
 
 def aggregate(runs: list[Run], labels: dict[Path, str]) -> list[dict]:

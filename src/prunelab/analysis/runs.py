@@ -44,9 +44,10 @@ def _config(path: Path) -> dict[str, Any]:
             except Exception:  # a corrupt file: the run is still listed (its status says why it is not used)
                 continue
             try:
-                return OmegaConf.to_container(cfg, resolve=True)
+                tree = OmegaConf.to_container(cfg, resolve=True)
             except Exception:  # unresolvable interpolations (e.g. ${hydra:...}) outside a Hydra run
-                return OmegaConf.to_container(cfg, resolve=False)
+                tree = OmegaConf.to_container(cfg, resolve=False)
+            return {str(k): v for k, v in tree.items()} if isinstance(tree, dict) else {}
     return {}
 
 

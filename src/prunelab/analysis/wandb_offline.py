@@ -52,7 +52,7 @@ def read_history(path: Path) -> list[dict]:
 
     rows = []
     for chunk in _chunks(Path(path).read_bytes()):
-        record = pb.Record()
+        record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class
         record.ParseFromString(chunk)
         if record.WhichOneof("record_type") != "history":
             continue
@@ -66,7 +66,7 @@ def read_config(path: Path) -> dict:
 
     config: dict = {}
     for chunk in _chunks(Path(path).read_bytes()):
-        record = pb.Record()
+        record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class
         record.ParseFromString(chunk)
         kind = record.WhichOneof("record_type")
         items = record.config.update if kind == "config" else (record.run.config.update if kind == "run" else [])
@@ -81,7 +81,7 @@ def read_run_info(path: Path) -> dict:
 
     info: dict = {"group": None, "name": None, "tags": [], "exited": False, "exit_code": None}
     for chunk in _chunks(Path(path).read_bytes()):
-        record = pb.Record()
+        record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class
         record.ParseFromString(chunk)
         kind = record.WhichOneof("record_type")
         if kind == "run":

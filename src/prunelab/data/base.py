@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import numpy as np
@@ -21,16 +22,18 @@ from prunelab.data import imbalance
 from prunelab.data.loader import make_loader
 from prunelab.errors import PrunelabError
 
+Array = Tensor | np.ndarray
+
 
 @dataclass
 class RawData:
-    x_train: Tensor  # (N, C, H, W) or (N, H, W); uint8 in [0, 255] or float in [0, 1]
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
+    x_train: Array  # (N, C, H, W) or (N, H, W); uint8 in [0, 255] or float in [0, 1]
+    y_train: Array
+    x_test: Array
+    y_test: Array
     class_names: list[str]
-    x_val: Tensor | None = None
-    y_val: Tensor | None = None
+    x_val: Array | None = None
+    y_val: Array | None = None
 
 
 def fingerprint(raw: RawData) -> str:
@@ -46,14 +49,14 @@ def fingerprint(raw: RawData) -> str:
             continue
         arr = np.ascontiguousarray(value.numpy() if isinstance(value, Tensor) else np.asarray(value))
         h.update(f"{f.name}:{arr.dtype.str}:{arr.shape}".encode())
-        h.update(memoryview(arr).cast("B"))
+        h.update(memoryview(cast(Any, arr)).cast("B"))
     return h.hexdigest()
 
 
 def validate(raw: RawData, source: str) -> None:
     """Every split: images and labels of equal length, not empty, integer labels within the classes, finite
     images. ``source`` names the file or folder in the one-line error."""
-    splits = [("train", raw.x_train, raw.y_train), ("test", raw.x_test, raw.y_test)]
+    splits: list[tuple[str, Any, Any]] = [("train", raw.x_train, raw.y_train), ("test", raw.x_test, raw.y_test)]
     if raw.x_val is not None or raw.y_val is not None:
         splits.append(("val", raw.x_val, raw.y_val))
     c = len(raw.class_names)

@@ -43,7 +43,9 @@ def _read_split(root: Path, folder: str, table: str, size: int) -> tuple[np.ndar
     images = []
     for image_id, _ in rows:
         with Image.open(root / folder / f"{image_id}.jpg") as img:
-            images.append(np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR)).transpose(2, 0, 1))
+            images.append(
+                np.asarray(img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
+            )
     return np.stack(images), np.array([_label(v) for _, v in rows], dtype=np.int64)
 
 

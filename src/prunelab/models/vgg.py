@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-CONFIGS = {
+CONFIGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
 }
@@ -22,7 +22,7 @@ class VGG(nn.Module):
         layers: list[nn.Module] = []
         c = input_shape[0]
         for v in CONFIGS[key]:
-            if v == "M":
+            if not isinstance(v, int):  # "M": max pooling
                 layers.append(nn.MaxPool2d(2))
                 continue
             layers += [nn.Conv2d(c, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]

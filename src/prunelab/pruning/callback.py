@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -42,7 +42,7 @@ class PruningCallback(pl.Callback):
     ):
         self.criterion, self.schedule, self.rewind = criterion, schedule, rewind
         self.round, self.rewind_dir, self.seed, self.batches = round_, Path(rewind_dir), seed, batches
-        self.groups, self.extra, self.min_filters = groups, dict(extra or {}), min_filters
+        self.groups, self.extra, self.min_filters = list(groups or []), dict(extra or {}), min_filters
         # round 0 trains the dense model, unless the schedule prunes at initialisation; in-fit schedules prune
         # on their own steps (on_train_batch_start), never at the start of the fit
         self.applied = schedule.in_fit or (round_ == 0 and schedule.sparsity_at(0) == 0)
@@ -64,8 +64,9 @@ class PruningCallback(pl.Callback):
         if not self.applied:
             self.prune(pl_module.model)
             self.applied = True
-        if self.schedule.progressive and self.schedule.freeze and self.round > 0:
-            self.frozen = frozen_after(pl_module.model, self.schedule.layer_at(self.round))
+        layer = self.schedule.layer_at(self.round)
+        if self.schedule.progressive and self.schedule.freeze and layer is not None:
+            self.frozen = frozen_after(cast(nn.Module, pl_module.model), layer)
             for module in self.frozen:
                 module.requires_grad_(False)
 
@@ -152,7 +153,7 @@ class PruningCallback(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.round != 0 or self.rewind.kind != "step" or trainer.global_step != self.rewind.step:
             return
-        path = self.rewind_dir / self.rewind.snapshot_name()
+        path = self.rewind_dir / f"step{self.rewind.step}.pt"
         if not path.exists():
             rewinding.save_snapshot(pl_module.model, path)
 

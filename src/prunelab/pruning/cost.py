@@ -9,9 +9,10 @@ A masked weight removes its multiply-accumulates, which is what an ideal sparse 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -42,7 +43,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, float
             h.remove()
     dense = effective = 0.0
     for name, pos in positions.items():
-        weight = model.get_submodule(name).weight
+        weight = cast(Tensor, model.get_submodule(name).weight)
         dense += 2.0 * weight.numel() * pos
         effective += 2.0 * float((weight != 0).sum()) * pos
     return {"flops": effective, "flops_dense": dense, "flops_ratio": effective / dense if dense else 1.0}

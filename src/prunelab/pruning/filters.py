@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -131,10 +132,11 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
 
 @torch.no_grad()
 def _slice_conv(conv: nn.Conv2d, out_idx: Tensor, in_idx: Tensor) -> nn.Conv2d:
-    new = nn.Conv2d(len(in_idx), len(out_idx), conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                    bias=conv.bias is not None, padding_mode=conv.padding_mode)  # fmt: skip
+    kernel, stride, padding, dilation = cast(Any, (conv.kernel_size, conv.stride, conv.padding, conv.dilation))
+    new = nn.Conv2d(len(in_idx), len(out_idx), kernel, stride, padding, dilation, bias=conv.bias is not None,
+                    padding_mode=conv.padding_mode)  # fmt: skip
     new.weight.copy_(conv.weight[out_idx][:, in_idx])
-    if conv.bias is not None:
+    if conv.bias is not None and new.bias is not None:
         new.bias.copy_(conv.bias[out_idx])
     return new.to(conv.weight.device, conv.weight.dtype)
 
@@ -145,7 +147,7 @@ def _slice_bn(bn: nn.BatchNorm2d, idx: Tensor) -> nn.BatchNorm2d:
     for attr in ("weight", "bias", "running_mean", "running_var"):
         if getattr(bn, attr) is not None:
             getattr(new, attr).copy_(getattr(bn, attr)[idx])
-    if bn.num_batches_tracked is not None:
+    if bn.num_batches_tracked is not None and new.num_batches_tracked is not None:
         new.num_batches_tracked.copy_(bn.num_batches_tracked)
     return new.to(bn.weight.device if bn.weight is not None else "cpu")
 
@@ -165,11 +167,11 @@ def compact(model: nn.Module, groups: Sequence[FilterGroup]) -> nn.Module:
     out = bake(model)
     convs = {n for n, m in out.named_modules() if isinstance(m, nn.Conv2d)}
     for name in convs & (set(keep_out) | set(keep_in)):
-        conv = out.get_submodule(name)
+        conv = cast(nn.Conv2d, out.get_submodule(name))
         o = keep_out.get(name, torch.arange(conv.out_channels))
         i = keep_in.get(name, torch.arange(conv.in_channels))
         _set(out, name, _slice_conv(conv, o, i))
     for g in groups:
         for bn in g.batchnorms:
-            _set(out, bn, _slice_bn(out.get_submodule(bn), keep_out[g.conv]))
+            _set(out, bn, _slice_bn(cast(nn.BatchNorm2d, out.get_submodule(bn)), keep_out[g.conv]))
     return out

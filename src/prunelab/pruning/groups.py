@@ -45,7 +45,7 @@ class _Tracer(fx.Tracer):
 
 def _passes(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
-        return isinstance(modules[node.target], _PASS_MODULES)
+        return isinstance(modules[str(node.target)], _PASS_MODULES)
     if node.op == "call_function":
         return node.target in _PASS_FUNCTIONS
     return node.op == "call_method" and node.target in _PASS_METHODS
@@ -56,7 +56,7 @@ def _follow(node: fx.Node, modules: dict[str, nn.Module], group: FilterGroup) ->
     if not node.users:
         return False
     for user in node.users:
-        mod = modules.get(user.target) if user.op == "call_module" else None
+        mod = modules.get(str(user.target)) if user.op == "call_module" else None
         if isinstance(mod, nn.Conv2d) and mod.groups == 1 and user.args[0] is node:
             group.consumers.append(str(user.target))
         elif _passes(user, modules):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +23,8 @@ DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Con
 
 class Mask(nn.Module):
     """Parametrization ``w -> w * mask``; the mask is a persistent float buffer (1 = kept, 0 = pruned)."""
+
+    mask: Tensor
 
     def __init__(self, shape: Sequence[int], dtype: torch.dtype = torch.float32, primary: bool = True):
         super().__init__()
@@ -124,7 +127,7 @@ def _lean_property(cls: type, attr: str) -> None:
             return slow.fget(self)
         return orig * mask
 
-    get._prunelab_lean = True
+    setattr(get, "_prunelab_lean", True)  # noqa: B010 (a marker on a function object)
     setattr(cls, attr, property(get, slow.fset))
 
 
@@ -153,10 +156,15 @@ def masked_names(model: nn.Module) -> list[str]:
     return out
 
 
-def _mask_module(model: nn.Module, name: str) -> Mask:
+def _chain(model: nn.Module, name: str) -> parametrize.ParametrizationList:
+    """The parametrization chain of a masked tensor (holds ``original`` and the Mask modules)."""
     mod_name, attr = _split(name)
-    chain = model.get_submodule(mod_name).parametrizations[attr]
-    return next(p for p in chain if isinstance(p, Mask))
+    plist = cast(nn.ModuleDict, model.get_submodule(mod_name).parametrizations)
+    return cast(parametrize.ParametrizationList, plist[attr])
+
+
+def _mask_module(model: nn.Module, name: str) -> Mask:
+    return next(p for p in _chain(model, name) if isinstance(p, Mask))
 
 
 def get_masks(model: nn.Module, primary_only: bool = False) -> dict[str, Tensor]:
@@ -171,14 +179,13 @@ def get_masks(model: nn.Module, primary_only: bool = False) -> dict[str, Tensor]
 
 def original(model: nn.Module, name: str) -> nn.Parameter:
     """The trainable tensor underneath a masked name (``parametrizations.<attr>.original``)."""
-    mod_name, attr = _split(name)
-    return model.get_submodule(mod_name).parametrizations[attr].original
+    return cast(nn.Parameter, _chain(model, name).original)
 
 
 def effective(model: nn.Module, name: str) -> Tensor:
     """The tensor the forward pass uses (``original * mask``)."""
     mod_name, attr = _split(name)
-    return getattr(model.get_submodule(mod_name), attr)
+    return cast(Tensor, getattr(model.get_submodule(mod_name), attr))
 
 
 @torch.no_grad()

@@ -79,7 +79,11 @@ def pls(x: Tensor, y: Tensor, n_components: int = 2) -> tuple[Tensor, Tensor, Te
     y = _standardize(y.double())
     xs = _Standardized(x, y)
     xs_y = xs.cross  # Xsᵀ Y: the only F x C product with the data; later ones follow from it
-    weights, scores, x_loadings, y_loadings, xs_t = [], [], [], [], []
+    weights: list[Tensor] = []
+    scores: list[Tensor] = []
+    x_loadings: list[Tensor] = []
+    y_loadings: list[Tensor] = []
+    xs_t: list[Tensor] = []
     for _ in range(n_components):
         # X_kᵀ Y_k with Y_k = Y - Σ t_j q_jᵀ and X_k = Xs - Σ t_j p_jᵀ (the last term is ~0: Tᵀ Y_k vanishes)
         cross = xs_y

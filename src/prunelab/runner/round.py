@@ -128,7 +128,7 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
         results.atomic_save_torch(masking.get_masks(ctx.module.model), rdir / "masks.pt")
     if results.is_writer() and (r == ctx.num_rounds - 1 or ctx.cfg.get("quantize", {}).get("rounds") == "all"):
         quantize_round(ctx, r, rdir, step)
-    probs, labels = ctx.module.test_outputs
+    probs, labels = test_outputs(ctx)
     results.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
     row["round_seconds"] = round(time.perf_counter() - start, 3)  # fit + evaluation + export: what a rerun saves
     stats = masking.sparsity_stats(ctx.module.model)
@@ -163,7 +163,7 @@ def quantize_round(ctx: RunContext, r: int, rdir: Path, step: int) -> None:
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(0)
     calibration = [b for _, b in zip(range(int(qcfg.get("calibration_batches", 8))), loader)]
-    ref_probs, _ = module.test_outputs
+    ref_probs, _ = test_outputs(ctx)
     for method in methods:
         qmodel = quantize(module.model, method, calibration)
         probs, labels, seconds = predict(qmodel, dm.test_dataloader())
@@ -180,6 +180,12 @@ def quantize_round(ctx: RunContext, r: int, rdir: Path, step: int) -> None:
             lg.log_metrics({f"quant/{method}/{k}": v for k, v in metrics.items()}, step=step)
         log.info("round %d %s: test acc %.4f (float agreement %.4f)", r, method, metrics["test/acc"],
                  row["agreement_with_float"])  # fmt: skip
+
+
+def test_outputs(ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
+    if ctx.module.test_outputs is None:
+        raise RuntimeError("the round was not tested: no test predictions")
+    return ctx.module.test_outputs
 
 
 def confusion(probs: torch.Tensor, labels: torch.Tensor, dm: Any) -> list[list[int]]:

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from prunelab.errors import PrunelabError
+
 
 @dataclass
 class ScoringContext:
@@ -27,8 +29,16 @@ class ScoringContext:
     round: int = 0
     seed: int = 0
     initial_state: dict[str, Tensor] | None = None  # round-0 initial state_dict (for magnitude increase)
-    groups: list[Any] | None = None  # structurally prunable filter groups (structured criteria)
+    groups: list[Any] = field(default_factory=list)  # structurally prunable filter groups (structured criteria)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. num_classes
+
+
+def required(context: ScoringContext | None) -> ScoringContext:
+    """The context a criterion that needs run-level facts (groups, seed, round) was given."""
+    if context is None:
+        raise PrunelabError("criterion", "this criterion needs a ScoringContext (groups, seed, round)",
+                            "call it through prunelab's PruningCallback or pass a ScoringContext")  # fmt: skip
+    return context
 
 
 class Criterion(Protocol):

@@ -22,7 +22,7 @@ from torch.nn import functional
 
 from prunelab.errors import PrunelabError
 from prunelab.pruning import distributed
-from prunelab.pruning.criteria import ScoringContext, record_outputs
+from prunelab.pruning.criteria import ScoringContext, record_outputs, required
 
 
 @torch.no_grad()
@@ -47,6 +47,7 @@ class ActivationEnergy:
         self.num_samples = int(num_samples)
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
+        context = required(context)
         if batches is None:
             raise PrunelabError("criterion", "activation_energy needs training batches", "run it through prunelab")
         maps = kernel_maps(model, context.groups, batches, self.num_samples)
@@ -96,6 +97,7 @@ class HumanRatings:
         self.images = int(images)
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
+        context = required(context)
         layer = context.extra.get("layer")
         groups = [g for g in context.groups if layer is None or g.conv == layer]
         export = self.export_dir or Path(context.extra.get("run_dir", ".")) / "kernels"

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from prunelab.pruning import masks as masking
-from prunelab.pruning.criteria import ScoringContext
+from prunelab.pruning.criteria import ScoringContext, required
 
 
 class L1Filter:
@@ -19,6 +19,7 @@ class L1Filter:
     scope = "global"
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
+        context = required(context)
         return {g.conv: masking.effective(model, f"{g.conv}.weight").detach().abs().flatten(1).sum(1)
                 for g in context.groups}  # fmt: skip
 
@@ -29,5 +30,6 @@ class RandomFilter:
     scope = "global"
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
+        context = required(context)
         gen = torch.Generator().manual_seed(10_007 * context.seed + 101 * context.round + 7)
         return {g.conv: torch.rand(g.out_channels, generator=gen) for g in context.groups}

@@ -20,7 +20,7 @@ from torch.nn import functional
 from prunelab.errors import PrunelabError
 from prunelab.pruning import distributed
 from prunelab.pruning import masks as masking
-from prunelab.pruning.criteria import ScoringContext
+from prunelab.pruning.criteria import ScoringContext, required
 
 
 def _gradients(model: nn.Module, batches, num_batches: int):
@@ -55,6 +55,7 @@ class TaylorFilter:
         self.num_batches = int(num_batches)
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
+        context = required(context)
         total = {g.conv: torch.zeros(g.out_channels) for g in context.groups}
         n = 0
         for _ in _gradients(model, batches, self.num_batches):

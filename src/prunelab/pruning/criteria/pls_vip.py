@@ -17,7 +17,7 @@ from torch.nn import functional
 
 from prunelab.errors import PrunelabError
 from prunelab.pruning import distributed
-from prunelab.pruning.criteria import ScoringContext, record_outputs
+from prunelab.pruning.criteria import ScoringContext, record_outputs, required
 from prunelab.pruning.pls import pls_vip
 
 
@@ -51,6 +51,7 @@ class PLSVIP:
         self.num_samples, self.n_components, self.pooling, self.layers = num_samples, n_components, pooling, layers
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
+        context = required(context)
         if batches is None:
             raise PrunelabError("criterion", "pls_vip needs training batches", "run it through prunelab")
         convs = [g.conv for g in context.groups] if self.layers == "prunable" else None
