@@ -195,14 +195,15 @@ def check_built(ctx: Any) -> list[str]:
 
 
 def check_targets_keep_weights(ctx: Any) -> None:
-    """No round may remove every weight (of the model, or of a tensor when the criterion prunes per layer)."""
-    sizes = [m.numel() for m in masking.get_masks(ctx.module.model, primary_only=True).values()]
-    layer = ctx.criterion.scope == "layer"
+    """No round may remove every prunable weight, nor (when the criterion prunes the same share of every tensor)
+    every weight of a layer: such a layer no longer passes anything on, and the model's output no longer depends
+    on its input. (Emptying a bias tensor is allowed: Entezari & Saukh prune biases too.)"""
+    sizes = {n: m.numel() for n, m in masking.get_masks(ctx.module.model, primary_only=True).items()}
+    total = sum(sizes.values())
     for r in range(ctx.schedule.num_rounds):
         target = ctx.schedule.sparsity_at(r)
-        empty = [n for n in sizes if n - round(target * n) < 1] if layer else \
-            ([sum(sizes)] if sum(sizes) - round(target * sum(sizes)) < 1 else [])  # fmt: skip
-        if empty:
-            where = "a whole tensor" if layer else "every prunable weight"
+        emptied = [n for n, k in sizes.items() if n.endswith("weight") and k - round(target * k) < 1]
+        if total - round(target * total) < 1 or (ctx.criterion.scope == "layer" and emptied):
+            where = f"every weight of {emptied[0]}" if emptied and ctx.criterion.scope == "layer" else "every weight"
             raise PrunelabError(ctx.schedule.target_key, f"round {r}'s target sparsity {target:.6f} removes {where}",
                                 "use a lower rate, fewer rounds or a lower final sparsity")  # fmt: skip

@@ -109,4 +109,5 @@ def loop(ctx: RunContext, done: list[dict]) -> list[dict]:
         log.info("round %d/%d: target sparsity %.4f", r, ctx.num_rounds - 1, ctx.schedule.sparsity_at(r))
         rows.append(run_round(ctx, r))
         results.write_results(ctx.run_dir, rows)
+    results.write_results(ctx.run_dir, rows)  # also when every round was already done (a lost summary)
     return rows
