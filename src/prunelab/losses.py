@@ -3,7 +3,7 @@
 Optional hooks, called by the run: ``configure(class_counts, positive_class)`` once the data are known, and
 ``set_round(round_)`` at the start of each pruning round (class weights that change by round).
 
-Class-dependent losses follow Entezari & Saukh 2020 (PAPERS.md §1), with these readings of the paper:
+Class-dependent losses follow Entezari & Saukh 2020 (docs/methods.md §1), with these readings of the paper:
 - Eq. 2, weighted cross-entropy ``-sum_c gamma_c y_c log p_c``: each example's cross-entropy is multiplied by its
   class weight and the batch *mean* is taken (no division by the sum of weights, unlike ``cross_entropy(weight=)``).
 - Eq. 3, the squared-hinge ranking loss, is ill-posed as printed (a leading minus sign and "sorted outputs r").

@@ -3,7 +3,7 @@
 Lightning can only log scalars, and torchmetrics' ``ClasswiseWrapper`` inside ``log_dict`` is a known papercut
 (torchmetrics #815, #2091, #2683). prunelab gathers the epoch's probabilities and labels, computes every metric
 with ``torchmetrics.functional`` on the full set (AUROC needs it anyway), and flattens to
-``{stage}/{metric}/{class_name}`` and ``{stage}/{metric}_macro`` keys (DESIGN.md vocabulary).
+``{stage}/{metric}/{class_name}`` and ``{stage}/{metric}_macro`` keys (the vocabulary in the README).
 """
 
 from __future__ import annotations

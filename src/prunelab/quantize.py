@@ -1,5 +1,5 @@
 """Post-training quantization as compression methods, evaluated with the same per-class metrics (Hooker et al.
-2019 compare pruning with quantization; PAPERS.md §3).
+2019 compare pruning with quantization; docs/methods.md §3).
 
 Methods, all on CPU with what torch 2.14 ships (``torch.ao.quantization``, which torch marks deprecated in favour
 of torchao; it still works here):

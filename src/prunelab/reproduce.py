@@ -166,7 +166,7 @@ def hooker_table(runs: list[Run]) -> str:
          and max(q.get("impacted_classes", 0) for q in quant) <= levels[-1].get("impacted_classes", 0)),
     ]  # fmt: skip
     lines += ["", "The paper's numbers column is the ResNet-50/ImageNet population mean top-1 from the authors' code "
-              "(PAPERS.md §3); its impacted-class and PIE counts were not verified and are not shown.", "",
+              "(docs/methods.md §3); its impacted-class and PIE counts were not verified and are not shown.", "",
               "## Claims", "", "| claim | held here? |", "|---|---|"]  # fmt: skip
     lines += [f"| {c} | {_verdict(ok)} |" for c, ok in claims]
     return "\n".join(lines) + "\n"
@@ -226,7 +226,7 @@ def jordao_table(runs: list[Run]) -> str:
         claims = [("PLS+VIP removes FLOPs without an accuracy drop of more than 1 point", a_pls - dense > -0.01),
                   ("PLS+VIP at least as accurate as L1-norm at equal FLOPs",
                    None if math.isnan(a_l1) else a_pls >= a_l1)]  # fmt: skip
-    lines += ["", "Paper (PAPERS.md §2): up to 67% FLOPs removed without penalizing accuracy, up to 90% with a "
+    lines += ["", "Paper (docs/methods.md §2): up to 67% FLOPs removed without penalizing accuracy, up to 90% with a "
               "negligible drop (ImageNet/CIFAR-10; not this scale).", "", "## Claims", "",
               "| claim | held here? |", "|---|---|"]  # fmt: skip
     lines += [f"| {c} | {_verdict(ok)} |" for c, ok in claims] or ["| (needs both criteria) | not testable |"]
@@ -245,7 +245,7 @@ def osaku_table(runs: list[Run]) -> str:
         a_p, a_w = (_mean([x["test/acc"] for x in pops[k][last]]) for k in (prog, whole))
         claims = [("progressive retraining matches whole-model retraining at equal kernels removed (within 1 point)",
                    abs(a_p - a_w) <= 0.01)]  # fmt: skip
-    lines += ["", "The paper's numbers are not available (only its abstracts could be read, PAPERS.md §4).", "",
+    lines += ["", "The paper's numbers are not available (only its abstracts could be read, docs/methods.md §4).", "",
               "## Claims", "", "| claim | held here? |", "|---|---|"]  # fmt: skip
     lines += [f"| {c} | {_verdict(ok)} |" for c, ok in claims] or ["| (needs both variants) | not testable |"]
     return "\n".join(lines) + "\n"

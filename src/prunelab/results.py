@@ -90,10 +90,6 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
 def read_json_or_none(path: Path) -> Any:
     """The JSON in ``path``, or None when it is missing, unreadable or not JSON (a torn or corrupt file)."""
     try:

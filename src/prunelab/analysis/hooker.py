@@ -1,4 +1,4 @@
-"""Hooker et al.'s per-class impact and Pruning Identified Exemplars (PAPERS.md §3), on prediction arrays.
+"""Hooker et al.'s per-class impact and Pruning Identified Exemplars (docs/methods.md §3), on prediction arrays.
 
 Populations are arrays over models: ``preds`` (n_models, n_examples) predicted labels, ``labels`` (n_examples,).
 

@@ -116,8 +116,3 @@ def group_labels(runs: list[Run]) -> dict[Path, str]:
         parts = [f"{k}={ov[run.path][k]}" for k in varying if k in ov[run.path]]
         labels[run.path] = ", ".join(parts) or str(run.config.get("name", "all runs"))
     return labels
-
-
-def _short(value: Any) -> str:
-    text = str(value)
-    return text.rsplit(".", 1)[-1] if text.startswith("prunelab.") or text.startswith("torch.") else text

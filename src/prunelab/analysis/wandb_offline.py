@@ -60,21 +60,6 @@ def read_history(path: Path) -> list[dict]:
     return rows
 
 
-def read_config(path: Path) -> dict:
-    """The run's config as last updated."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    config: dict = {}
-    for chunk in _chunks(Path(path).read_bytes()):
-        record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class
-        record.ParseFromString(chunk)
-        kind = record.WhichOneof("record_type")
-        items = record.config.update if kind == "config" else (record.run.config.update if kind == "run" else [])
-        for item in items:
-            config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-    return config
-
-
 def read_run_info(path: Path) -> dict:
     """The run's group, name, tags and whether it was closed (its exit record and exit code)."""
     from wandb.proto import wandb_internal_pb2 as pb

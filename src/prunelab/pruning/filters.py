@@ -15,7 +15,6 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
@@ -120,7 +119,7 @@ def bake(model: nn.Module) -> nn.Module:
     """A copy with masks folded into plain modules (no parametrizations left)."""
     out = copy.deepcopy(model)
     for name, module in list(out.named_modules()):
-        if name and parametrize.is_parametrized(module):
+        if name and masking.has_masks(module):
             _set(out, name, _plain(module))
     return out
 

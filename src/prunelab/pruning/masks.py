@@ -143,6 +143,11 @@ def attach_masks(model: nn.Module, names: Sequence[str], primary: bool = True) -
         _lean_property(type(module), attr)
 
 
+def has_masks(module: nn.Module) -> bool:
+    """Whether ``module`` itself carries masked (parametrized) tensors."""
+    return parametrize.is_parametrized(module)
+
+
 def masked_names(model: nn.Module) -> list[str]:
     """Names of the tensors that carry a :class:`Mask`, in module order."""
     out = []

@@ -1,5 +1,5 @@
 """PLS + VIP filter importance (Jordao et al., "Pruning deep neural networks using partial least squares",
-arXiv:1810.07610; PAPERS.md §2).
+arXiv:1810.07610; docs/methods.md §2).
 
 One feature per filter: the global max- (or average-) pooled *pre-activation* output of each Conv2d (the conv's own
 output, before BatchNorm and ReLU, as in the authors' Keras code where activations are separate layers), for every
