@@ -418,3 +418,10 @@ def test_13_unreadable_init_snapshot_is_rewritten_from_the_seed(complete_run, tm
 def test_run_dirs_helper_still_finds_runs(complete_run):
     out, run = complete_run
     assert run in run_dirs(out)
+
+
+def test_preflight_knows_every_quantization_method():
+    from prunelab.quantize import METHODS
+    from prunelab.runner.preflight import QUANTIZE_METHODS
+
+    assert tuple(QUANTIZE_METHODS) == tuple(METHODS)

@@ -12,13 +12,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from prunelab.errors import PrunelabError
-from prunelab.metrics import classification_metrics
-from prunelab.pruning import masks as masking
-from prunelab.quantize import METHODS as QUANTIZE_METHODS
+
+# torch, the metrics and the masks are imported inside the checks that need built objects: check_config runs in
+# the CLI before any job, and a bad option should fail there without waiting for torch to import.
+QUANTIZE_METHODS = ("fp16", "dynamic_int8", "static_int8")  # prunelab.quantize.METHODS (a test keeps them equal)
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 MAX_SEED = 2**63 - 1
@@ -131,8 +131,12 @@ def check_progressive(groups: list, rewind: Any) -> None:
                             "use rewind=none (progressive retraining continues from the trained weights)")  # fmt: skip
 
 
-def check_init_weights(model: torch.nn.Module, path: Path) -> None:
+def check_init_weights(model: Any, path: Path) -> None:
     """``init_weights`` must be a finite, dense model: round 0 is the dense baseline."""
+    import torch
+
+    from prunelab.pruning import masks as masking
+
     for name, value in model.state_dict().items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise PrunelabError("init_weights", f"{path} holds non-finite values (NaN or inf) in {name}",
@@ -144,6 +148,8 @@ def check_init_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def check_optimizer(optimizer: Any) -> None:
+    import torch
+
     try:  # a wrong optimizer option would otherwise surface inside the first fit
         optimizer(params=[torch.nn.Parameter(torch.zeros(1))])
     except (TypeError, ValueError) as exc:
@@ -163,6 +169,10 @@ def round_steps(dm: Any, cfg: DictConfig) -> int:
 
 def logged_keys(dm: Any) -> set[str]:
     """Every key a round logs (validation metrics computed on a stand-in batch: the same code, so the same keys)."""
+    import torch
+
+    from prunelab.metrics import classification_metrics
+
     c = len(dm.class_names)
     probs, labels = torch.full((2 * c, c), 1.0 / c), torch.arange(2 * c) % c
     val = classification_metrics(probs, labels, dm.class_names, "val", dm.positive_class)
@@ -198,6 +208,8 @@ def check_targets_keep_weights(ctx: Any) -> None:
     """No round may remove every prunable weight, nor (when the criterion prunes the same share of every tensor)
     every weight of a layer: such a layer no longer passes anything on, and the model's output no longer depends
     on its input. (Emptying a bias tensor is allowed: Entezari & Saukh prune biases too.)"""
+    from prunelab.pruning import masks as masking
+
     sizes = {n: m.numel() for n, m in masking.get_masks(ctx.module.model, primary_only=True).items()}
     total = sum(sizes.values())
     for r in range(ctx.schedule.num_rounds):
