@@ -19,6 +19,7 @@ from prunelab.sweep import format_sweep, read_attempts, record_attempt, summariz
 from tests.conftest import cli
 
 TINY = ["schedule.rounds=1", "trainer.max_epochs=1", "logger=none"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 TIMING = {"fit_seconds", "wall_seconds", "round_seconds", "compute_seconds", "latency_ms"}
 
 
@@ -63,8 +64,11 @@ def test_sweep_summary_counts_this_launch_only(tmp_path):
 # -- launchers ----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def basic_sweep(tmp_path_factory):
+    """The basic launcher's sweep. Every launcher here runs at one intra-op thread (ONE_THREAD): joblib (loky) and
+    Ray workers get one thread each on this 2-core machine anyway, and float sums over another thread count differ
+    in the last bits."""
     out = tmp_path_factory.mktemp("basic")
-    proc = cli(["-m", "seed=0,1", *TINY, f"hydra.sweep.dir={out / 'sweep'}"], out)
+    proc = cli(["-m", "seed=0,1", *TINY, f"hydra.sweep.dir={out / 'sweep'}"], out, env_extra=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out / "sweep"
 
@@ -81,7 +85,8 @@ def _check_same_as_basic(sweep: Path, basic: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", [["hydra/launcher=local_parallel"], ["hydra/launcher=submitit_local"]])
 def test_parallel_launchers_give_the_basic_launchers_results(launcher, basic_sweep, tmp_path):
-    proc = cli(["-m", *launcher, "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    proc = cli(["-m", *launcher, "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path,
+               env_extra=ONE_THREAD)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_same_as_basic(tmp_path / "sweep", basic_sweep)
 
@@ -97,7 +102,7 @@ def test_ray_launcher_on_a_local_cluster(basic_sweep, tmp_path):
     ray = Path(sys.executable).with_name("ray")
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **ONE_THREAD}  # Ray workers: one thread, as the others
     start = [str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
              "--disable-usage-stats", f"--temp-dir={temp}"]  # fmt: skip
     up = subprocess.run(start, env=env, capture_output=True, text=True, timeout=300)

@@ -102,7 +102,15 @@ def record_attempt(run_dir: Path, outcome: str, wall_seconds: float, **info: Any
     """Append one attempt line to ``<run>/attempts.jsonl`` (one short ``write``; a torn last line is ignored)."""
     if not is_writer():
         return
-    line = {"outcome": outcome, "at": round(time.time(), 3), "wall_seconds": round(float(wall_seconds), 2), **info}
+    import torch
+
+    line = {
+        "outcome": outcome,
+        "at": round(time.time(), 3),
+        "wall_seconds": round(float(wall_seconds), 2),
+        "torch_threads": torch.get_num_threads(),
+        **info,
+    }  # threads change float sums (not the run id)
     with open(Path(run_dir) / "attempts.jsonl", "a") as f:
         f.write(json.dumps(_clean(line)) + "\n")
 

@@ -171,7 +171,8 @@ class RunFolder:
             yield
         except PrunelabError as exc:
             self.attempt(outcome, 0.0, error=exc.one_line())
-            if outcome == "failed" and not self.summary_path.exists():
+            if outcome == "failed" and not self.summary_path.exists():  # a fresh folder of this config: say why
+                self.record(cfg, None)
                 self.set_status("failed", cfg, error=exc.one_line())
             raise
 
