@@ -157,7 +157,7 @@ def verification_cases(t: Table, tmp: Path, ref: Path) -> None:
     run = shutil.copytree(ref, tmp / "c8")
     (run / "summary.json").write_text("{not json")
     (run / "results.jsonl").write_text("garbage")
-    t.add("8", "corrupt summary.json and results.jsonl", prunelab([*Q, f"hydra.run.dir={run}"], tmp))
+    t.add("8", "corrupt summary.json and results.jsonl", prunelab([*Q, f"hydra.run.dir={run}"], tmp), "unreadable")
 
 
 BAD_INPUTS = [
