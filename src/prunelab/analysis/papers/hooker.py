@@ -1,0 +1,136 @@
+"""Hooker et al. (docs/methods.md §3): what compressed networks forget, judged against a null.
+
+Input: prediction arrays (models, examples) of the dense population, of a **second, independent dense population**
+(other seeds: the null), of each pruned population (each level with its own seeds) and of the quantized dense
+models, plus the test labels.
+
+Counting claims are judged against a null: the null population has (at least) twice as many models as the dense
+one, and each of its sub-populations of the dense population's size (all of them, or ``MAX_SPLITS`` at random)
+is compared with the dense population exactly as a compressed population is (impacted classes by Welch tests,
+PIEs by modal labels, the PIE/non-PIE top-1 gap). Those draws are the figure's distribution when nothing was
+compressed; a claim holds when the observed figure lies above 97.5% of them. "Grows with sparsity" compares the
+highest-minus-lowest level difference with differences between two disjoint null sub-populations.
+
+The spread of one figure over sub-populations of a single null pool is too narrow (they share the pool's quirks:
+on synthetic nulls a count fell outside that 95% range in 15-25% of draws). What is exact is a *pair of disjoint*
+sub-populations: each pair is two independent populations. So every claim compares ``observed - null mean``
+(or ``highest - lowest`` level) with the distribution of ``figure(a) - figure(b)`` over disjoint pairs, whose
+variance (twice a population's) is at least that of ``observed - null mean``: the rule is calibrated or
+conservative (``tests/test_claims.py`` checks it over many synthetic nulls).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from prunelab.analysis.claims import Claim, Interval, Result, judge, null_interval, welch_interval
+from prunelab.analysis.hooker import class_impact, pies, top1
+
+MAX_SPLITS = 300
+SRC = "Hooker et al. 2019, PAPERS.md §3"
+NULL = "against dense-vs-dense splits"
+CLAIMS = [
+    Claim("H1", "top-1 barely moves at moderate sparsity (<= 70%; 1-point margin)", f"Table 1, {SRC}",
+          "top-1 (level <= 0.7) - dense", "Welch t, independent seeds", -0.01, "greater", 3, "models"),
+    Claim("H2", "top-1 falls at high sparsity (the regime where forgetting shows)", f"Table 1 (90%), {SRC}",
+          "top-1 (highest level) - dense", "Welch t, independent seeds", 0.0, "less", 3, "models"),
+    Claim("H3", "compression disparately impacts a subset of classes", f"§3.1, {SRC}",
+          "impacted classes (highest level) - null", NULL, 0.0, "greater", 3, "models"),
+    Claim("H4", "more classes are impacted as sparsity grows", f"Fig. 2, {SRC}",
+          "impacted classes: highest - lowest level", NULL, 0.0, "greater", 3, "models"),
+    Claim("H5", "compression creates Pruning Identified Exemplars (PIEs)", f"§3.2, {SRC}",
+          "PIEs (highest level) - null", NULL, 0.0, "greater", 3, "models"),
+    Claim("H6", "the number of PIEs grows with sparsity", f"Fig. 3, {SRC}", "PIEs: highest - lowest level", NULL,
+          0.0, "greater", 3, "models"),
+    Claim("H7", "PIEs are harder: top-1 on PIEs far below the rest", f"§3.3, {SRC}",
+          "top-1 gap non-PIE - PIE (highest level) - null", NULL, 0.0, "greater", 3, "models"),
+    Claim("H8", "quantization impacts fewer classes than high pruning", f"§3.1, {SRC}",
+          "impacted classes: highest level - quantized", NULL, 0.0, "greater", 3, "models"),
+]  # fmt: skip
+
+
+def _gap(preds: np.ndarray, labels: np.ndarray, pie: np.ndarray) -> float:
+    if not pie.any() or pie.all():
+        return math.nan
+    return float(top1(preds[:, ~pie], labels[~pie]).mean() - top1(preds[:, pie], labels[pie]).mean())
+
+
+def figures(dense: np.ndarray, other: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Impacted classes, PIE count and PIE gap of population ``other`` against ``dense``."""
+    pie = pies(dense, other, num_classes)
+    return {"impacted": class_impact(dense, other, labels, num_classes).count, "pies": int(pie.sum()),
+            "gap": _gap(other, labels, pie)}  # fmt: skip
+
+
+def null_draws(dense: np.ndarray, null: np.ndarray, labels: np.ndarray, num_classes: int,
+               seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+    """Each figure for ``dense`` against sub-populations of ``null`` (size ``len(dense)``), and, under
+    ``<figure>_diff``, the difference between two disjoint sub-populations (for "grows with sparsity")."""
+    k = len(dense)
+    if len(null) < 2 * k:
+        raise ValueError(f"the null population needs at least {2 * k} models (twice the dense population), "
+                         f"has {len(null)}")  # fmt: skip
+    subsets = list(itertools.combinations(range(len(null)), k))
+    rng = np.random.default_rng(seed)
+    if len(subsets) > MAX_SPLITS:
+        subsets = [subsets[i] for i in rng.choice(len(subsets), MAX_SPLITS, replace=False)]
+    cache: dict[tuple, dict[str, float]] = {}
+
+    def fig(sub: tuple) -> dict[str, float]:
+        if sub not in cache:
+            cache[sub] = figures(dense, null[list(sub)], labels, num_classes)
+        return cache[sub]
+
+    rows, diffs = [], []
+    for a in subsets:
+        rest = [i for i in range(len(null)) if i not in a]
+        b = tuple(sorted(rng.choice(rest, k, replace=False).tolist()))
+        rows.append(fig(a))
+        diffs.append({key: fig(a)[key] - fig(b)[key] for key in fig(a)})
+    out = {key: np.array([r[key] for r in rows], dtype=float) for key in ("impacted", "pies", "gap")}
+    out.update({f"{key}_diff": np.array([d[key] for d in diffs], dtype=float) for key in ("impacted", "pies", "gap")})
+    return out
+
+
+def against_null(observed: float, draws: dict[str, np.ndarray], key: str, k: int) -> Interval:
+    """``observed - null mean`` against differences of two disjoint null sub-populations."""
+    mean = float(np.nanmean(draws[key]))
+    iv = null_interval(observed - mean, draws[f"{key}_diff"], n=k)
+    iv.effect = observed - mean  # the interval already is (observed - mean) minus the differences' quantiles
+    lo, hi = np.nanquantile(draws[f"{key}_diff"], [0.025, 0.975])
+    iv.null = f"null mean {mean:.3g}; two null populations differ by [{lo:.3g}, {hi:.3g}]"
+    return iv
+
+
+def evaluate(dense: np.ndarray, null: np.ndarray, levels: dict[float, np.ndarray], labels: np.ndarray,
+             quant: dict[str, np.ndarray] | None = None, num_classes: int | None = None) -> list[Result]:  # fmt: skip
+    """``levels``: pruned populations by sparsity (> 0); ``quant``: quantized dense populations by method."""
+    c = int(num_classes or max(labels.max(), dense.max()) + 1)
+    k = min([len(dense), len(null), *(len(p) for p in levels.values())])
+    lo, hi = min(levels), max(levels)
+    moderate = max((lvl for lvl in levels if lvl <= 0.7), default=lo)
+    obs = {lvl: figures(dense, p, labels, c) for lvl, p in levels.items()}
+    draws = null_draws(dense, null, labels, c)
+    dense_top1 = top1(dense, labels)
+    iv = {
+        "H1": welch_interval(top1(levels[moderate], labels), dense_top1, -0.01, "greater"),
+        "H2": welch_interval(top1(levels[hi], labels), dense_top1, 0.0, "less"),
+        "H3": against_null(obs[hi]["impacted"], draws, "impacted", k),
+        "H4": null_interval(obs[hi]["impacted"] - obs[lo]["impacted"], draws["impacted_diff"], n=k),
+        "H5": against_null(obs[hi]["pies"], draws, "pies", k),
+        "H6": null_interval(obs[hi]["pies"] - obs[lo]["pies"], draws["pies_diff"], n=k),
+        "H7": against_null(obs[hi]["gap"], draws, "gap", k),
+    }
+    notes = {"H1": [f"level {moderate:g}"], "H2": [f"level {hi:g}"], "H4": [f"levels {hi:g} vs {lo:g}"],
+             "H6": [f"levels {hi:g} vs {lo:g}"]}  # fmt: skip
+    if quant:
+        counts = {m: figures(dense, p, labels, c)["impacted"] for m, p in quant.items()}
+        iv["H8"] = null_interval(obs[hi]["impacted"] - max(counts.values()), draws["impacted_diff"], n=k)
+        notes["H8"] = ["quantized: " + ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))]
+    else:
+        iv["H8"] = Interval(math.nan, math.nan, math.nan, 0)
+        notes["H8"] = ["no quantized population"]
+    return [judge(claim, iv[claim.key], notes.get(claim.key)) for claim in CLAIMS]
