@@ -134,6 +134,16 @@ def markdown(summary: list[dict], runs: list[Run]) -> str:
         lines += [f"| {r.path.name} | {r.status} | {(r.error or '-').replace('|', '/')} |" for r in bad]
     else:
         lines.append("None: every run is complete.")
+    tuned = [r for r in runs if r.config.get("tune_on_test") and str(r.config.get("objective", "")).startswith("test/")]
+    if tuned:  # a sweeper may have chosen these settings by their test figures: their test/ columns are optimistic
+        lines += [
+            "",
+            f"## Runs tuned on the test set ({len(tuned)})",
+            "",
+            "Their sweep optimised a test/ objective (`tune_on_test=true`): test figures are optimistic.",
+            "",
+        ]
+        lines += [f"- {r.path.name}: objective {r.config.get('objective')}" for r in tuned]
     return "\n".join(lines) + "\n"
 
 

@@ -147,13 +147,14 @@ def finish_loggers(loggers: list[Any], status: str) -> None:
             log.warning("logger %s did not close cleanly: %s", type(lg).__name__, exc)
 
 
-def make_trainer(cfg: DictConfig, rdir: Path, callbacks: list, loggers: list) -> pl.Trainer:
+def make_trainer(cfg: DictConfig, rdir: Path, callbacks: list, loggers: list, **overrides: Any) -> pl.Trainer:
     if cfg.trainer.get("enable_progress_bar", True):
         refresh = int(cfg.get("progress_bar_refresh", 25))
         if refresh < 1:
             raise PrunelabError("progress_bar_refresh", f"{refresh} is not a step count", "use an integer >= 1")
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=refresh)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir))
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir),
+                       **overrides)  # fmt: skip
 
 
 def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:

@@ -140,7 +140,7 @@ def attempt(cfg: DictConfig, folder: status.RunFolder, members: list[Member]) ->
         folder.attempt(outcome, time.perf_counter() - started, error=describe(exc))
         raise
     wall = time.perf_counter() - started
-    objective = str(cfg.get("objective", "test/acc"))
+    objective = str(cfg.get("objective", "val/acc"))
     finals = [m.folder.read_summary().get("final", {}) for m in members]
     values = [f[objective] for f in finals if f.get(objective) is not None]
     summary = {"status": "complete", "kind": "population", "run_id": run_id(cfg),

@@ -17,7 +17,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from prunelab import results
 from prunelab.errors import PrunelabError
@@ -72,7 +72,8 @@ def run_round(ctx: RunContext, r: int) -> dict:
                              batches=lambda: iter(dm.train_dataloader()), groups=ctx.groups,
                              extra={"num_classes": dm.num_classes, "run_dir": str(ctx.run_dir)},
                              min_filters=int(cfg.prune.get("min_filters", 1)))  # fmt: skip
-    trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks], ctx.loggers)
+    stop, overrides = convergence(cfg, r)
+    trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks, *stop], ctx.loggers, **overrides)
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     fit_s = time.perf_counter() - start
@@ -84,7 +85,19 @@ def run_round(ctx: RunContext, r: int) -> dict:
     else:  # max_epochs=0: evaluate the (pruned) weights as they are, e.g. SNIP without training
         best = rdir / "untrained"
     val = evaluate(ctx, trainer)
-    return record_round(ctx, r, trainer, best.name, fit_s, val, start)
+    return record_round(ctx, r, trainer, best.name, fit_s, val, start,
+                        stopped=stop[0].stopped_epoch if stop else None)  # fmt: skip
+
+
+def convergence(cfg, r: int) -> tuple[list, dict[str, Any]]:
+    """Round 0 with ``dense_training``: stop when ``monitor.metric`` has not improved by more than ``min_delta``
+    for ``patience`` validation epochs (at most ``max_epochs``); the kept epoch is the best one."""
+    dense = cfg.get("dense_training")
+    if r != 0 or not dense:
+        return [], {}
+    stop = EarlyStopping(monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=int(dense.patience),
+                         min_delta=float(dense.get("min_delta", 0.0)), check_finite=True)  # fmt: skip
+    return [stop], {"max_epochs": int(dense.max_epochs)}
 
 
 def evaluate(ctx: RunContext, trainer: pl.Trainer) -> dict[str, float]:
@@ -114,13 +127,16 @@ def round_row(ctx: RunContext, r: int, kept: str, fit_s: float, val: dict, epoch
 
 
 def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s: float, val: dict, start: float,
-                 epochs: int | None = None, step: int | None = None) -> dict:  # fmt: skip
-    """Save the round's files and record (``epochs``/``step`` when the fit ran outside ``trainer``: populations)."""
+                 epochs: int | None = None, step: int | None = None, stopped: int | None = None) -> dict:  # fmt: skip
+    """Save the round's files and record (``epochs``/``step`` when the fit ran outside ``trainer``: populations;
+    ``stopped``: the epoch early stopping ended a ``dense_training`` round at, 0 if it ran to ``max_epochs``)."""
     epochs = trainer.current_epoch if epochs is None else epochs
     step = trainer.global_step if step is None else step
     rdir = results.round_dir(ctx.run_dir, r)
     rdir.mkdir(parents=True, exist_ok=True)
     row = round_row(ctx, r, kept, fit_s, val, epochs)
+    if stopped is not None:
+        row["converged"] = stopped > 0  # False: max_epochs was reached while the monitor still improved
     if ctx.groups and ctx.cfg.get("export", {}).get("compact", True) and results.is_writer():
         row.update(export_round(ctx, rdir))
     if results.is_writer():
