@@ -1,4 +1,4 @@
-"""Converged baselines (``dense_training``) and a sweeper objective that does not tune on the test set."""
+"""Converged baselines (``converge``) and a sweeper objective that does not tune on the test set."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from prunelab.config import run_id
 from tests.conftest import cli
 from tests.test_faults import one_line_error
 
-DENSE = "dense_training={max_epochs: 40, patience: 2, min_delta: 0.0}"
+DENSE = "converge={max_epochs: 40, patience: 2, min_delta: 0.0}"
 
 
 def test_dense_round_trains_until_the_monitor_stops_improving(tmp_path):
@@ -24,22 +24,28 @@ def test_dense_round_trains_until_the_monitor_stops_improving(tmp_path):
     dense, pruned = rows
     assert dense["converged"] is True and 2 < dense["epochs"] < 40  # stopped by patience, not by the cap
     assert pruned["epochs"] == 1 and "converged" not in pruned  # fine-tuning keeps trainer.max_epochs
+    every = tmp_path / "every"
+    proc = cli(["logger=none", "trainer.max_epochs=1", "schedule.rounds=1", DENSE[:-1] + ", rounds: all}",
+                "monitor.metric=val/loss", "monitor.mode=min", f"hydra.run.dir={every}"], tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (every / "results.jsonl").read_text().splitlines()]
+    assert rows[0] == {**rows[0], "converged": True} and rows[1]["converged"] is True and rows[1]["epochs"] > 2
 
 
-def test_dense_training_enters_the_run_id_only_when_set():
+def test_converge_enters_the_run_id_only_when_set():
     base = OmegaConf.create({"seed": 0, "trainer": {"max_epochs": 1}})
-    same = OmegaConf.create({"seed": 0, "trainer": {"max_epochs": 1}, "dense_training": None})
-    other = OmegaConf.create({"seed": 0, "trainer": {"max_epochs": 1}, "dense_training": {"max_epochs": 9}})
+    same = OmegaConf.create({"seed": 0, "trainer": {"max_epochs": 1}, "converge": None})
+    other = OmegaConf.create({"seed": 0, "trainer": {"max_epochs": 1}, "converge": {"max_epochs": 9}})
     assert run_id(base) == run_id(same) != run_id(other)
 
 
-def test_dense_training_is_refused_where_it_cannot_apply(tmp_path):
+def test_converge_is_refused_where_it_cannot_apply(tmp_path):
     bad = cli(["logger=none", DENSE, "population=2"], tmp_path)
-    assert "population" in one_line_error(bad, "dense_training")
+    assert "population" in one_line_error(bad, "converge")
     gradual = cli(["logger=none", DENSE, "schedule=gradual"], tmp_path)
-    assert "stop early" in one_line_error(gradual, "dense_training")
-    typo = cli(["logger=none", "dense_training={max_epoch: 9}"], tmp_path)
-    one_line_error(typo, "dense_training")
+    assert "stop early" in one_line_error(gradual, "converge")
+    typo = cli(["logger=none", "converge={max_epoch: 9}"], tmp_path)
+    one_line_error(typo, "converge")
 
 
 def test_a_test_set_objective_needs_an_opt_in_and_is_marked(tmp_path):

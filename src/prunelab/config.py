@@ -59,9 +59,9 @@ def identity(cfg: DictConfig | ListConfig | dict) -> dict[str, Any]:
         if key in cfg:
             value = cfg[key]
             ident[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-    if cfg.get("dense_training"):  # absent or null: the run id of every earlier run is unchanged
-        value = cfg["dense_training"]
-        ident["dense_training"] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    if cfg.get("converge"):  # absent or null: the run id of every earlier run is unchanged
+        value = cfg["converge"]
+        ident["converge"] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     if int(cfg.get("population") or 1) > 1:  # a population job's folder; its members (population=1) keep their ids
         ident["population"] = int(cfg["population"])
     for dotted in cfg.get("run_id_ignore", []) or []:

@@ -66,7 +66,7 @@ def check_config(cfg: DictConfig) -> None:
         _int_at_least(cfg, "data.eval_batch_size", 1, "e.g. data.eval_batch_size=1000")
     _int_at_least(cfg, "progress_bar_refresh", 1, "e.g. progress_bar_refresh=25")
     _check_monitor(cfg)
-    _check_dense_training(cfg)
+    _check_converge(cfg)
     _check_objective(cfg)
     _check_quantize(cfg)
     _check_imbalance(cfg)
@@ -181,24 +181,27 @@ def logged_keys(dm: Any) -> set[str]:
     return {*val, "val/loss", "train/loss", "train/acc"}
 
 
-def _check_dense_training(cfg: DictConfig) -> None:
-    dense = cfg.get("dense_training")
+def _check_converge(cfg: DictConfig) -> None:
+    dense = cfg.get("converge")
     if dense is None:
         return
-    if not hasattr(dense, "keys") or set(dense.keys()) - {"max_epochs", "patience", "min_delta"}:
-        raise PrunelabError("dense_training", f"{dense!r} is not a mapping of max_epochs, patience, min_delta",
-                            "e.g. dense_training='{max_epochs: 60, patience: 5, min_delta: 0.0}'")  # fmt: skip
-    _int_at_least(cfg, "dense_training.max_epochs", 1, "e.g. dense_training.max_epochs=60")
-    _int_at_least(cfg, "dense_training.patience", 1, "e.g. dense_training.patience=5")
+    if not hasattr(dense, "keys") or set(dense.keys()) - {"max_epochs", "patience", "min_delta", "rounds"}:
+        raise PrunelabError("converge", f"{dense!r} is not a mapping of max_epochs, patience, min_delta, rounds",
+                            "e.g. converge='{max_epochs: 60, patience: 5, min_delta: 0.0, rounds: first}'")  # fmt: skip
+    if dense.get("rounds", "first") not in ("first", "all"):
+        raise PrunelabError("converge.rounds", f"{dense.get('rounds')!r} is not first or all",
+                            "use converge.rounds=first (the dense round) or all (every round)")  # fmt: skip
+    _int_at_least(cfg, "converge.max_epochs", 1, "e.g. converge.max_epochs=60")
+    _int_at_least(cfg, "converge.patience", 1, "e.g. converge.patience=5")
     delta = dense.get("min_delta", 0.0)
     if not isinstance(delta, (int, float)) or isinstance(delta, bool) or not math.isfinite(delta) or delta < 0:
-        raise PrunelabError("dense_training.min_delta", f"{delta!r} is not a finite number >= 0", "e.g. 0.0")
+        raise PrunelabError("converge.min_delta", f"{delta!r} is not a finite number >= 0", "e.g. 0.0")
     if cfg.monitor.metric is None:
-        raise PrunelabError("dense_training", "training to convergence needs a monitor metric",
+        raise PrunelabError("converge", "training to convergence needs a monitor metric",
                             "set monitor.metric (e.g. val/acc)")  # fmt: skip
     if population_size(cfg) > 1:
-        raise PrunelabError("dense_training", "populations train every member for the same epochs",
-                            "use population=1 (one job per seed) or dense_training=null")  # fmt: skip
+        raise PrunelabError("converge", "populations train every member for the same epochs",
+                            "use population=1 (one job per seed) or converge=null")  # fmt: skip
 
 
 def _check_objective(cfg: DictConfig) -> None:
@@ -226,11 +229,11 @@ def check_built(ctx: Any) -> list[str]:
     if ctx.rewind.kind == "step" and ctx.rewind.step > steps:
         raise PrunelabError("rewind.step", f"step {ctx.rewind.step} is beyond round 0's {steps} training steps",
                             f"use rewind.step <= {steps}")  # fmt: skip
-    if ctx.schedule.in_fit and cfg.get("dense_training"):
+    if ctx.schedule.in_fit and cfg.get("converge"):
         raise PrunelabError(
-            "dense_training",
+            "converge",
             "a schedule that prunes during the fit cannot stop early",
-            "use dense_training=null with schedule=gradual (every level trains the same epochs)",
+            "use converge=null with schedule=gradual (every level trains the same epochs)",
         )
     if ctx.schedule.in_fit and ctx.schedule.last_step() > steps:
         raise PrunelabError("schedule.end_step", f"end step {ctx.schedule.last_step()} is beyond the fit's {steps} "

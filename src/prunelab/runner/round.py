@@ -90,10 +90,11 @@ def run_round(ctx: RunContext, r: int) -> dict:
 
 
 def convergence(cfg, r: int) -> tuple[list, dict[str, Any]]:
-    """Round 0 with ``dense_training``: stop when ``monitor.metric`` has not improved by more than ``min_delta``
-    for ``patience`` validation epochs (at most ``max_epochs``); the kept epoch is the best one."""
-    dense = cfg.get("dense_training")
-    if r != 0 or not dense:
+    """With ``converge`` (round 0, or every round with ``rounds: all``): stop when ``monitor.metric`` has not
+    improved by more than ``min_delta`` for ``patience`` validation epochs (at most ``max_epochs``); the kept epoch
+    is the best one."""
+    dense = cfg.get("converge")
+    if not dense or (r != 0 and dense.get("rounds", "first") != "all"):
         return [], {}
     stop = EarlyStopping(monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=int(dense.patience),
                          min_delta=float(dense.get("min_delta", 0.0)), check_finite=True)  # fmt: skip
@@ -129,7 +130,7 @@ def round_row(ctx: RunContext, r: int, kept: str, fit_s: float, val: dict, epoch
 def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s: float, val: dict, start: float,
                  epochs: int | None = None, step: int | None = None, stopped: int | None = None) -> dict:  # fmt: skip
     """Save the round's files and record (``epochs``/``step`` when the fit ran outside ``trainer``: populations;
-    ``stopped``: the epoch early stopping ended a ``dense_training`` round at, 0 if it ran to ``max_epochs``)."""
+    ``stopped``: the epoch early stopping ended a ``converge`` round at, 0 if it ran to ``max_epochs``)."""
     epochs = trainer.current_epoch if epochs is None else epochs
     step = trainer.global_step if step is None else step
     rdir = results.round_dir(ctx.run_dir, r)
