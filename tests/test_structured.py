@@ -10,6 +10,7 @@ from sklearn.cross_decomposition import PLSRegression
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from prunelab.errors import PrunelabError
 from prunelab.models.convnets import ConvNet
 from prunelab.models.resnet import ResNet
 from prunelab.models.vgg import VGG
@@ -163,3 +164,14 @@ def test_pls_vip_row_blocks_float32_and_offset(monkeypatch):
         assert np.allclose(ours, exact, rtol=1e-6, atol=1e-8)
         assert (np.argsort(ours, kind="stable") == np.argsort(exact, kind="stable")).all()
     assert one_block[70] < 1e-12 and np.abs(one_block - blocks).max() < 1e-10  # constant: VIP 0 up to rounding
+
+
+def test_layer_scope_removes_the_same_share_of_every_layer():
+    alive = {"a": torch.ones(4, dtype=torch.bool), "b": torch.ones(10, dtype=torch.bool)}
+    scores = {"a": torch.arange(4.0), "b": torch.arange(10.0) + 100}  # a global ranking would empty "a" first
+    glob = filters.select_filters(scores, alive, 0.5)
+    assert int(glob["a"].sum()) == 1 and int(glob["b"].sum()) == 6
+    per_layer = filters.select_filters(scores, alive, 0.5, scope="layer")
+    assert per_layer["a"].tolist() == [False, False, True, True] and int(per_layer["b"].sum()) == 5
+    with pytest.raises(PrunelabError, match=r"criterion\.scope"):
+        filters.select_filters(scores, alive, 0.5, scope="both")

@@ -132,7 +132,8 @@ class PruningCallback(pl.Callback):
             alive[layer] = self._select_layer(scores[layer], alive[layer])
             return filters.group_masks(model, self.groups, alive)
         if self.criterion.structured:
-            alive = filters.select_filters(scores, filters.alive_filters(model, self.groups), target, self.min_filters)
+            alive = filters.select_filters(scores, filters.alive_filters(model, self.groups), target, self.min_filters,
+                                           scope=self.criterion.scope)  # fmt: skip
             return filters.group_masks(model, self.groups, alive)
         return select(scores, current, target, scope=self.criterion.scope)
 

@@ -39,9 +39,19 @@ def alive_filters(model: nn.Module, groups: Sequence[FilterGroup]) -> dict[str, 
 
 
 def select_filters(
-    scores: Mapping[str, Tensor], alive: Mapping[str, Tensor], target: float, min_filters: int = 1
+    scores: Mapping[str, Tensor],
+    alive: Mapping[str, Tensor],
+    target: float,
+    min_filters: int = 1,
+    scope: str = "global",
 ) -> dict[str, Tensor]:
-    """Alive filters after removing the lowest-scored ones until ``target`` of all filters are removed."""
+    """Alive filters after removing the lowest-scored ones until ``target`` of all filters are removed
+    (``scope='global'``: one ranking over every layer) or ``target`` of each layer's filters (``'layer'``: every
+    layer keeps the same share, so two criteria at the same target leave the same FLOPs)."""
+    if scope == "layer":
+        return {n: select_filters({n: scores[n]}, {n: alive[n]}, target, min_filters)[n] for n in alive}
+    if scope != "global":
+        raise PrunelabError("criterion.scope", f"unknown scope {scope!r}", "use global or layer")
     if not 0.0 <= target < 1.0:
         raise PrunelabError("schedule", f"target filter share {target} is outside [0, 1)", "use a rate in [0, 1)")
     names = list(alive)

@@ -9,14 +9,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
 from prunelab.pruning.criteria import ScoringContext, required
+
+
+def check_scope(scope: str) -> str:
+    """``global``: one ranking over all prunable filters; ``layer``: the same share of every layer's filters."""
+    if scope not in ("global", "layer"):
+        raise PrunelabError("criterion.scope", f"unknown scope {scope!r}", "use global or layer")
+    return scope
 
 
 class L1Filter:
     structured = True
     needs_data = False
-    scope = "global"
+
+    def __init__(self, scope: str = "global"):
+        self.scope = check_scope(scope)
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         context = required(context)

@@ -18,6 +18,7 @@ from torch.nn import functional
 from prunelab.errors import PrunelabError
 from prunelab.pruning import distributed
 from prunelab.pruning.criteria import ScoringContext, record_outputs, required
+from prunelab.pruning.criteria.filters import check_scope
 from prunelab.pruning.pls import pls_vip
 
 
@@ -41,9 +42,10 @@ def pooled_features(model: nn.Module, batches, num_samples: int, pooling: str = 
 class PLSVIP:
     structured = True
     needs_data = True
-    scope = "global"
 
-    def __init__(self, num_samples: int = 2000, n_components: int = 2, pooling: str = "max", layers: str = "all"):
+    def __init__(self, num_samples: int = 2000, n_components: int = 2, pooling: str = "max", layers: str = "all",
+                 scope: str = "global"):  # fmt: skip
+        self.scope = check_scope(scope)
         if pooling not in ("max", "avg"):
             raise PrunelabError("criterion.pooling", f"unknown pooling {pooling!r}", "use max or avg")
         if layers not in ("all", "prunable"):
