@@ -93,7 +93,7 @@ def test_reproduce_hooker_writes_the_paper_table(tmp_path):
                 "schedule.end_step=20", "schedule.frequency=2", "trainer.max_epochs=2"], tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (out / "paper.md").read_text()
-    assert "| sparsity 0.98 | 2 |" in text and "static_int8 (dense)" in text and "76.675%" in text
+    assert "| sparsity 0.995 | 2 |" in text and "static_int8 (dense)" in text and "76.675%" in text
     assert "| null (dense, other seeds) | 4 |" in text and "null mean" in text
     assert text.count("| **undecided (underpowered)** |") == 8  # 2 models per population: below every minimum
 

@@ -105,6 +105,15 @@ def against_null(observed: float, draws: dict[str, np.ndarray], key: str, k: int
     return iv
 
 
+def against_diffs(observed: float, draws: dict[str, np.ndarray], key: str, k: int) -> Interval:
+    """A difference of two figures (levels, or a level and quantization) against two disjoint null populations'."""
+    iv = null_interval(observed, draws[f"{key}_diff"], n=k)
+    iv.effect = observed
+    lo, hi = np.nanquantile(draws[f"{key}_diff"], [0.025, 0.975])
+    iv.null = f"two null populations differ by [{lo:.3g}, {hi:.3g}]"
+    return iv
+
+
 def evaluate(dense: np.ndarray, null: np.ndarray, levels: dict[float, np.ndarray], labels: np.ndarray,
              quant: dict[str, np.ndarray] | None = None, num_classes: int | None = None) -> list[Result]:  # fmt: skip
     """``levels``: pruned populations by sparsity (> 0); ``quant``: quantized dense populations by method."""
@@ -119,16 +128,16 @@ def evaluate(dense: np.ndarray, null: np.ndarray, levels: dict[float, np.ndarray
         "H1": welch_interval(top1(levels[moderate], labels), dense_top1, -0.01, "greater"),
         "H2": welch_interval(top1(levels[hi], labels), dense_top1, 0.0, "less"),
         "H3": against_null(obs[hi]["impacted"], draws, "impacted", k),
-        "H4": null_interval(obs[hi]["impacted"] - obs[lo]["impacted"], draws["impacted_diff"], n=k),
+        "H4": against_diffs(obs[hi]["impacted"] - obs[lo]["impacted"], draws, "impacted", k),
         "H5": against_null(obs[hi]["pies"], draws, "pies", k),
-        "H6": null_interval(obs[hi]["pies"] - obs[lo]["pies"], draws["pies_diff"], n=k),
+        "H6": against_diffs(obs[hi]["pies"] - obs[lo]["pies"], draws, "pies", k),
         "H7": against_null(obs[hi]["gap"], draws, "gap", k),
     }
     notes = {"H1": [f"level {moderate:g}"], "H2": [f"level {hi:g}"], "H4": [f"levels {hi:g} vs {lo:g}"],
              "H6": [f"levels {hi:g} vs {lo:g}"]}  # fmt: skip
     if quant:
         counts = {m: figures(dense, p, labels, c)["impacted"] for m, p in quant.items()}
-        iv["H8"] = null_interval(obs[hi]["impacted"] - max(counts.values()), draws["impacted_diff"], n=k)
+        iv["H8"] = against_diffs(obs[hi]["impacted"] - max(counts.values()), draws, "impacted", k)
         notes["H8"] = ["quantized: " + ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))]
     else:
         iv["H8"] = Interval(math.nan, math.nan, math.nan, 0)
