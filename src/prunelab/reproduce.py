@@ -138,7 +138,7 @@ def _hooker_groups(runs: list[Run], root: Path) -> dict[str, list[Run]]:
 
 
 def hooker_table(runs: list[Run], root: Path) -> str:
-    from prunelab.analysis.hooker import _population_predictions, top1
+    from prunelab.analysis.hooker import _population_predictions, class_impact, pie_accuracy, pies, top1
 
     groups = _hooker_groups(runs, root)
     if "dense" not in groups or "null" not in groups:
@@ -155,21 +155,17 @@ def hooker_table(runs: list[Run], root: Path) -> str:
              f"(seeds {_seeds(groups['null'])}), each level its own {min(len(p) for p in levels.values())} seeds.", "",
              "| population | models | top-1 (ours) | top-1 ResNet-50 ImageNet (paper code) | impacted classes | PIEs |"
              " top-1 on PIEs | top-1 on non-PIEs |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    from prunelab.analysis.papers.hooker import figures
-
     pops = {"dense": dense, "null (dense, other seeds)": null, **{f"sparsity {k:g}": v for k, v in
             sorted(levels.items())}, **{f"{m} (dense)": v for m, v in quant.items()}}  # fmt: skip
     for name, preds in pops.items():
         acc = top1(preds, labels)
         ref = dense if name != "dense" else null[: len(dense)]
-        fig = figures(ref, preds, labels, c)
-        from prunelab.analysis.hooker import pie_accuracy, pies
-
         pa = pie_accuracy(preds, labels, pies(ref, preds, c))
         level = float(name.split()[1]) if name.startswith("sparsity") else 0.0 if name == "dense" else None
         p = f"{paper[level]:.3f}%" if level in paper else "-"
-        lines.append(f"| {name} | {len(preds)} | {acc.mean():.4f} ± {acc.std(ddof=1):.4f} | {p} | {fig['impacted']} | "
-                     f"{fig['pies']} | {pa['acc_pie']:.3f} | {pa['acc_non_pie']:.3f} |")  # fmt: skip
+        lines.append(f"| {name} | {len(preds)} | {acc.mean():.4f} ± {acc.std(ddof=1):.4f} | {p} | "
+                     f"{class_impact(ref, preds, labels, c).count} | {pa['pie_count']} | "
+                     f"{pa['acc_pie']:.3f} | {pa['acc_non_pie']:.3f} |")  # fmt: skip
     lines += ["", "Impacted classes and PIEs of a population are counted against the dense population (the dense "
               "row: against the first null models). The paper's column is the ResNet-50/ImageNet mean top-1 from "
               "the authors' code (docs/methods.md §3)."]  # fmt: skip
@@ -241,7 +237,7 @@ def jordao_table(runs: list[Run], root: Path) -> str:
     a, d = _paired(acc_p, dense_p)
     p, q = _paired(acc_p, acc_l)
     fp, fl = _paired(_per_seed(pops[pls], last, "flops_ratio"), _per_seed(pops[l1], last, "flops_ratio"))
-    results = [jordao_claims.evaluate(d, a, q, fp, fl)[0], jordao_claims.evaluate(q, p, q, fp, fl)[1]]
+    results = [jordao_claims.no_drop(d, a), jordao_claims.versus_l1(p, q, fp, fl)]
     lines += ["", f"Compared at round {last} for both criteria (the same fine-tuning budget). Paper "
               "(docs/methods.md §2): up to 67% FLOPs removed without penalizing accuracy, up to 90% with a negligible "
               "drop (ImageNet/CIFAR-10; not this scale)."]  # fmt: skip

@@ -25,11 +25,20 @@ CLAIMS = [
 
 def evaluate(dense: np.ndarray, pls: np.ndarray, l1: np.ndarray, flops_pls: np.ndarray,
              flops_l1: np.ndarray) -> list[Result]:  # fmt: skip
-    j1 = judge(CLAIMS[0], mean_interval(pls - dense, CLAIMS[0].threshold, CLAIMS[0].side))
+    """Both claims on arrays paired by seed (the same seeds in every array)."""
+    return [no_drop(dense, pls), versus_l1(pls, l1, flops_pls, flops_l1)]
+
+
+def no_drop(dense: np.ndarray, pls: np.ndarray) -> Result:
+    """J1 on per-seed accuracies: the converged dense model and PLS+VIP after the last round."""
+    return judge(CLAIMS[0], mean_interval(pls - dense, CLAIMS[0].threshold, CLAIMS[0].side))
+
+
+def versus_l1(pls: np.ndarray, l1: np.ndarray, flops_pls: np.ndarray, flops_l1: np.ndarray) -> Result:
+    """J2 on per-seed accuracies and FLOPs shares of both criteria at the same round."""
     gap = float(np.max(np.abs(np.asarray(flops_pls) - np.asarray(flops_l1)))) if len(flops_pls) else float("nan")
     if not gap <= FLOPS_TOL:
         iv = Interval(float("nan"), float("nan"), float("nan"), len(pls))
-        return [j1, judge(CLAIMS[1], iv, [f"FLOPs shares differ by up to {gap:.3f}: not a matched comparison"])]
-    j2 = judge(CLAIMS[1], mean_interval(pls - l1, CLAIMS[1].threshold, CLAIMS[1].side),
-               [f"FLOPs shares equal within {gap:.4f} for every seed"])  # fmt: skip
-    return [j1, j2]
+        return judge(CLAIMS[1], iv, [f"FLOPs shares differ by up to {gap:.3f}: not a matched comparison"])
+    return judge(CLAIMS[1], mean_interval(pls - l1, CLAIMS[1].threshold, CLAIMS[1].side),
+                 [f"FLOPs shares equal within {gap:.4f} for every seed"])  # fmt: skip
