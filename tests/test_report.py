@@ -141,7 +141,7 @@ def test_reproduce_jordao_and_osaku_write_their_tables(tmp_path):
     tiny = ["data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=4", "converge.max_epochs=3",
             "converge.patience=1"]  # fmt: skip
     cases = (
-        ("jordao", ["schedule.rounds=2"], "Compared at round 2", "| filters removed |"),
+        ("jordao", ["schedule.rounds=2"], "Compared at round 2", "| L1-norm, layer scope | 2 |"),
         (
             "osaku",
             ["criterion.num_samples=100", "model=cnn_small_bn"],

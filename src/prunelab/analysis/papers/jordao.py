@@ -1,7 +1,7 @@
 """Jordao et al. (docs/methods.md §2): PLS+VIP removes FLOPs without penalizing accuracy, and beats L1-norm
 filter pruning at matched FLOPs and matched fine-tuning budget.
 
-Input per seed (paired: the same seed gives both criteria the same dense model): the converged dense accuracy,
+Input per seed (paired: the same seed gives every population the same dense model): the converged dense accuracy,
 each criterion's accuracy after the same number of rounds, and each criterion's FLOPs share at that round. The
 comparison with L1 is only made when the FLOPs shares match (within ``FLOPS_TOL`` for every seed); otherwise it
 is undecided with the reason.
@@ -16,9 +16,10 @@ from prunelab.analysis.claims import Claim, Interval, Result, judge, mean_interv
 FLOPS_TOL = 0.01
 CLAIMS = [
     Claim("J1", "PLS+VIP removes FLOPs \"without penalizing accuracy\" (1-point margin)", "abstract, PAPERS.md §2",
-          "accuracy after the last round - converged dense", "paired t over seeds", -0.01, "greater", 3),
+          "accuracy of PLS+VIP (global ranking) after the last round - converged dense", "paired t over seeds", -0.01, "greater", 3),
     Claim("J2", "PLS+VIP is more accurate than L1-norm filter pruning at equal FLOPs and fine-tuning budget",
-          "§5 comparison with other criteria, PAPERS.md §2", "accuracy PLS+VIP - L1 (same round, same FLOPs)",
+          "§5 comparison with other criteria, PAPERS.md §2",
+          "accuracy PLS+VIP - L1 (layer scope: same filters per layer, FLOPs; same round)",
           "paired t over seeds", 0.0, "greater", 3),
 ]  # fmt: skip
 
