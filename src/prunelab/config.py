@@ -50,6 +50,10 @@ def _drop(tree: dict, dotted: str) -> None:
         node.pop(leaf, None)
 
 
+# Keys added after runs existed, left out of the identity while they hold the value that reproduces earlier runs
+DEFAULTS_OUT_OF_ID: dict[str, Any] = {"prune.group_kinds": ["conv"]}
+
+
 def identity(cfg: DictConfig | ListConfig | dict) -> dict[str, Any]:
     """The resolved values that define a run, minus the keys listed in ``run_id_ignore``."""
     if not isinstance(cfg, (DictConfig, dict)):
@@ -64,6 +68,11 @@ def identity(cfg: DictConfig | ListConfig | dict) -> dict[str, Any]:
         ident["converge"] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     if int(cfg.get("population") or 1) > 1:  # a population job's folder; its members (population=1) keep their ids
         ident["population"] = int(cfg["population"])
+    for dotted, default in DEFAULTS_OUT_OF_ID.items():  # keys added later: at their default, earlier ids hold
+        parent, _, leaf = dotted.rpartition(".")
+        node = ident.get(parent)
+        if isinstance(node, dict) and node.get(leaf) == default:
+            node.pop(leaf)
     for dotted in cfg.get("run_id_ignore", []) or []:
         _drop(ident, str(dotted))
     return ident

@@ -22,11 +22,10 @@ from prunelab.pruning.groups import FilterGroup
 
 
 def companion_names(groups: Sequence[FilterGroup], model: nn.Module) -> list[str]:
-    """Bias and BatchNorm tensors that follow a group's filters (masked as companions)."""
+    """Bias and norm tensors that follow a group's units (masked as companions)."""
     names = []
     for g in groups:
-        if model.get_submodule(g.conv).bias is not None:
-            names.append(f"{g.conv}.bias")
+        names += [f"{p}.bias" for p in g.producers if model.get_submodule(p).bias is not None]
         for bn in g.batchnorms:
             names += [f"{bn}.weight", f"{bn}.bias"]
     return names
@@ -82,19 +81,27 @@ def select_filters(
     return out
 
 
+def _columns(keep: Tensor, block: int) -> Tensor:
+    """A consumer's input mask/index over ``block`` columns per unit (flatten: the channel's spatial block)."""
+    return keep.repeat_interleave(block)
+
+
 def group_masks(model: nn.Module, groups: Sequence[FilterGroup], alive: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Element masks for every tensor touched by the groups, combined with the current masks."""
     masks = masking.get_masks(model)
     for g in groups:
         keep = alive[g.conv].to(masks[f"{g.conv}.weight"].dtype)
-        w = f"{g.conv}.weight"
-        masks[w] = masks[w] * keep.view(-1, *([1] * (masks[w].dim() - 1)))
-        for name in [f"{g.conv}.bias", *(f"{bn}.{a}" for bn in g.batchnorms for a in ("weight", "bias"))]:
+        for p in g.producers:
+            w = f"{p}.weight"
+            masks[w] = masks[w] * keep.view(-1, *([1] * (masks[w].dim() - 1)))
+        companions = [f"{p}.bias" for p in g.producers] + [f"{bn}.{a}" for bn in g.batchnorms for a in ("weight", "bias")]
+        for name in companions:
             if name in masks:
                 masks[name] = keep.clone()
         for c in g.consumers:
             cw = f"{c}.weight"
-            masks[cw] = masks[cw] * keep.view(1, -1, *([1] * (masks[cw].dim() - 2)))
+            cols = _columns(keep, g.blocks[c]) if c in g.blocks else keep
+            masks[cw] = masks[cw] * cols.view(1, -1, *([1] * (masks[cw].dim() - 2)))
     return masks
 
 
@@ -114,14 +121,10 @@ def _plain(module: nn.Module) -> nn.Module:
     """
     if isinstance(module, nn.Conv2d):
         return _slice_conv(module, torch.arange(module.out_channels), torch.arange(module.in_channels))
-    if isinstance(module, nn.BatchNorm2d):
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return _slice_bn(module, torch.arange(module.num_features))
     if isinstance(module, nn.Linear):
-        new = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
-        new.weight.copy_(module.weight)
-        if module.bias is not None:
-            new.bias.copy_(module.bias)
-        return new.to(module.weight.device, module.weight.dtype)
+        return _slice_linear(module, torch.arange(module.out_features), torch.arange(module.in_features))
     raise TypeError(f"cannot fold masks of a {type(module).__name__}")
 
 
@@ -151,8 +154,18 @@ def _slice_conv(conv: nn.Conv2d, out_idx: Tensor, in_idx: Tensor) -> nn.Conv2d:
 
 
 @torch.no_grad()
-def _slice_bn(bn: nn.BatchNorm2d, idx: Tensor) -> nn.BatchNorm2d:
-    new = nn.BatchNorm2d(len(idx), bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+def _slice_linear(linear: nn.Linear, out_idx: Tensor, in_idx: Tensor) -> nn.Linear:
+    new = nn.Linear(len(in_idx), len(out_idx), bias=linear.bias is not None)
+    new.weight.copy_(linear.weight[out_idx][:, in_idx])
+    if linear.bias is not None:
+        new.bias.copy_(linear.bias[out_idx])
+    return new.to(linear.weight.device, linear.weight.dtype)
+
+
+@torch.no_grad()
+def _slice_bn(bn: nn.BatchNorm1d | nn.BatchNorm2d, idx: Tensor) -> nn.Module:
+    kind = nn.BatchNorm1d if isinstance(bn, nn.BatchNorm1d) else nn.BatchNorm2d  # not type(bn): parametrized class
+    new = kind(len(idx), bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
     for attr in ("weight", "bias", "running_mean", "running_var"):
         if getattr(bn, attr) is not None:
             getattr(new, attr).copy_(getattr(bn, attr)[idx])
@@ -168,18 +181,25 @@ def compact(model: nn.Module, groups: Sequence[FilterGroup]) -> nn.Module:
     channel are masked), with fewer multiply-accumulates and a real CPU/GPU speedup.
     """
     alive = alive_filters(model, groups)
-    keep_out = {g.conv: torch.nonzero(alive[g.conv].cpu()).flatten() for g in groups}
+    keep_out: dict[str, Tensor] = {}
     keep_in: dict[str, Tensor] = {}
     for g in groups:
+        idx = torch.nonzero(alive[g.conv].cpu()).flatten()
+        keep_out.update({p: idx for p in g.producers})
         for c in g.consumers:
-            keep_in[c] = keep_out[g.conv]
+            keep_in[c] = torch.nonzero(_columns(alive[g.conv].cpu(), g.blocks[c])).flatten() if c in g.blocks else idx
     out = bake(model)
-    convs = {n for n, m in out.named_modules() if isinstance(m, nn.Conv2d)}
-    for name in convs & (set(keep_out) | set(keep_in)):
-        conv = cast(nn.Conv2d, out.get_submodule(name))
-        o = keep_out.get(name, torch.arange(conv.out_channels))
-        i = keep_in.get(name, torch.arange(conv.in_channels))
-        _set(out, name, _slice_conv(conv, o, i))
+    for name in set(keep_out) | set(keep_in):
+        layer = out.get_submodule(name)
+        if isinstance(layer, nn.Conv2d):
+            o = keep_out.get(name, torch.arange(layer.out_channels))
+            i = keep_in.get(name, torch.arange(layer.in_channels))
+            _set(out, name, _slice_conv(layer, o, i))
+        else:
+            linear = cast(nn.Linear, layer)
+            o = keep_out.get(name, torch.arange(linear.out_features))
+            i = keep_in.get(name, torch.arange(linear.in_features))
+            _set(out, name, _slice_linear(linear, o, i))
     for g in groups:
         for bn in g.batchnorms:
             _set(out, bn, _slice_bn(cast(nn.BatchNorm2d, out.get_submodule(bn)), keep_out[g.conv]))

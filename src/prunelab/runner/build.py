@@ -23,7 +23,7 @@ from prunelab.errors import PrunelabError
 from prunelab.module import ClassifierModule
 from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
-from prunelab.pruning.groups import FilterGroup, filter_groups
+from prunelab.pruning.groups import KINDS, FilterGroup, check_kinds, filter_groups
 from prunelab.runner import preflight
 from prunelab.runner.context import RunContext
 
@@ -68,8 +68,10 @@ def build_data(cfg: DictConfig) -> Any:
     return dm
 
 
-def build_model(cfg: DictConfig, dm: Any, structured: bool = False) -> tuple[torch.nn.Module, list[FilterGroup]]:
-    """The model with masks attached; for structured criteria also its filter groups (and companion masks)."""
+def build_model(cfg: DictConfig, dm: Any, structured: bool = False,
+                scorable: tuple[str, ...] = KINDS) -> tuple[torch.nn.Module, list[FilterGroup]]:  # fmt: skip
+    """The model with masks attached; for structured criteria also its groups (``prune.group_kinds``, each a kind
+    the criterion can score: ``scorable``) and their companion masks."""
     seed_all(cfg.seed)
     model = make(cfg, "model", input_shape=dm.input_shape, num_classes=dm.num_classes, _convert_="all")
     names = masking.prunable_names(model, include=list(cfg.prune.include), exclude=list(cfg.prune.exclude))
@@ -82,10 +84,15 @@ def build_model(cfg: DictConfig, dm: Any, structured: bool = False) -> tuple[tor
     masking.attach_masks(model, names)
     if not structured:
         return model, []
-    groups = filter_groups(model)
+    kinds = cfg.prune.get("group_kinds", ["conv"])
+    groups = filter_groups(model, kinds)
     if not groups:
-        raise PrunelabError("criterion", f"{type(model).__name__} has no structurally prunable conv filters",
-                            "use an unstructured criterion, or a conv model")  # fmt: skip
+        raise PrunelabError("prune.group_kinds", f"{type(model).__name__} has no structurally prunable group of kind "
+                            f"{list(check_kinds(kinds))}", "add kinds (e.g. [all]) or use an unstructured criterion")  # fmt: skip
+    unsupported = sorted({g.kind for g in groups} - set(scorable))
+    if unsupported:
+        raise PrunelabError("prune.group_kinds", f"the criterion cannot score {unsupported} groups",
+                            f"use kinds among {list(scorable)} or another criterion")  # fmt: skip
     masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
     return model, groups
 
@@ -161,7 +168,7 @@ def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:
     """Build every object of the run and check it, before any training; writes nothing."""
     schedule, rewind, criterion = make(cfg, "schedule"), make(cfg, "rewind"), make(cfg, "criterion")
     dm = build_data(cfg) if dm is None else dm
-    model, groups = build_model(cfg, dm, criterion.structured)
+    model, groups = build_model(cfg, dm, criterion.structured, criterion.group_kinds)
     if schedule.progressive:
         preflight.check_progressive(groups, rewind)
     schedule.bind(groups)

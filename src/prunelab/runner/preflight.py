@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from prunelab.errors import PrunelabError
+from prunelab.pruning.kinds import check_kinds
 
 # torch, the metrics and the masks are imported inside the checks that need built objects: check_config runs in
 # the CLI before any job, and a bad option should fail there without waiting for torch to import.
@@ -70,6 +71,8 @@ def check_config(cfg: DictConfig) -> None:
     _check_objective(cfg)
     _check_quantize(cfg)
     _check_imbalance(cfg)
+    if cfg_get(cfg, "prune.group_kinds") is not None:
+        check_kinds(cfg_get(cfg, "prune.group_kinds"))
 
 
 def _check_trainer(cfg: DictConfig) -> None:

@@ -5,6 +5,7 @@ Each criterion is one file here plus one YAML in conf/criterion/. The contract::
     class Criterion(Protocol):
         structured: bool   # False: one score per weight
         needs_data: bool   # True: receives a few training batches
+        group_kinds: tuple # structured: the group kinds it can score (prunelab.pruning.groups.KINDS); else ()
         def scores(self, model, masks, batches=None, context=None) -> dict[str, Tensor]: ...
 
 ``context`` carries run-level facts some criteria need (e.g. the round-0 initial weights, a seed).
@@ -20,6 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
+from prunelab.pruning.kinds import KINDS
+
+ALL_KINDS = KINDS  # every group kind (prunelab.pruning.groups)
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Criterion(Protocol):
     structured: bool
     needs_data: bool
     scope: str  # "global" or "layer"
+    group_kinds: tuple[str, ...]  # structured: the group kinds it can score; unstructured: ()
 
     def scores(
         self,

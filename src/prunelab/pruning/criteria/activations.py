@@ -40,6 +40,7 @@ def kernel_maps(model: nn.Module, groups, batches, num_samples: int) -> dict[str
 
 class ActivationEnergy:
     structured = True
+    group_kinds = ("conv", "flatten")  # one output map per kernel
     needs_data = True
     scope = "layer"
 
@@ -87,6 +88,7 @@ def read_ratings(path: Path) -> dict[str, dict[int, str]]:
 
 class HumanRatings:
     structured = True
+    group_kinds = ("conv", "flatten")  # one output map per kernel
     needs_data = True
     scope = "layer"
     interactive = True

@@ -1,6 +1,7 @@
 """Simple structured criteria: one score per filter of each prunable conv (see ``prunelab.pruning.groups``).
 
-- ``L1Filter``: the L1 norm of each filter's weights (Li et al. 2017, "Pruning filters for efficient ConvNets").
+- ``L1Filter``: the L1 norm of each filter's weights (Li et al. 2017, "Pruning filters for efficient ConvNets");
+  for a residual group, summed over the stream's producers.
 - ``RandomFilter``: uniform random scores, reproducible from the seed and round (the structured sanity baseline).
 """
 
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
-from prunelab.pruning.criteria import ScoringContext, required
+from prunelab.pruning.criteria import ALL_KINDS, ScoringContext, required
 
 
 def check_scope(scope: str) -> str:
@@ -24,19 +25,21 @@ def check_scope(scope: str) -> str:
 class L1Filter:
     structured = True
     needs_data = False
+    group_kinds = ALL_KINDS
 
     def __init__(self, scope: str = "global"):
         self.scope = check_scope(scope)
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         context = required(context)
-        return {g.conv: masking.effective(model, f"{g.conv}.weight").detach().abs().flatten(1).sum(1)
-                for g in context.groups}  # fmt: skip
+        return {g.conv: sum(masking.effective(model, f"{p}.weight").detach().abs().flatten(1).sum(1)
+                            for p in g.producers) for g in context.groups}  # fmt: skip
 
 
 class RandomFilter:
     structured = True
     needs_data = False
+    group_kinds = ALL_KINDS
     scope = "global"
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):

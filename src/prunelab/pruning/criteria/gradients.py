@@ -20,7 +20,7 @@ from torch.nn import functional
 from prunelab.errors import PrunelabError
 from prunelab.pruning import distributed
 from prunelab.pruning import masks as masking
-from prunelab.pruning.criteria import ScoringContext, required
+from prunelab.pruning.criteria import ALL_KINDS, ScoringContext, required
 
 
 def _gradients(model: nn.Module, batches, num_batches: int):
@@ -48,6 +48,7 @@ def _g_times_w(model: nn.Module, name: str) -> Tensor:
 
 class TaylorFilter:
     structured = True
+    group_kinds = ALL_KINDS
     needs_data = True
     scope = "global"
 
@@ -62,8 +63,7 @@ class TaylorFilter:
             n += 1
             for g in context.groups:
                 names = [
-                    f"{g.conv}.weight",
-                    f"{g.conv}.bias",
+                    *(f"{p}.{a}" for p in g.producers for a in ("weight", "bias")),
                     *(f"{b}.{a}" for b in g.batchnorms for a in ("weight", "bias")),
                 ]
                 contrib = torch.zeros(g.out_channels)
@@ -80,6 +80,7 @@ class TaylorFilter:
 
 class SNIP:
     structured = False
+    group_kinds: tuple[str, ...] = ()
     needs_data = True
 
     def __init__(self, num_batches: int = 1, scope: str = "global"):

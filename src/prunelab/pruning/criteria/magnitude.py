@@ -10,6 +10,7 @@ from prunelab.pruning.criteria import ScoringContext
 
 class Magnitude:
     structured = False
+    group_kinds: tuple[str, ...] = ()
     needs_data = False
 
     def __init__(self, scope: str = "global"):

@@ -16,6 +16,7 @@ from prunelab.pruning.criteria import ScoringContext
 
 class MagnitudeIncrease:
     structured = False
+    group_kinds: tuple[str, ...] = ()
     needs_data = False
 
     def __init__(self, scope: str = "layer"):

@@ -17,7 +17,7 @@ from torch.nn import functional
 
 from prunelab.errors import PrunelabError
 from prunelab.pruning import distributed
-from prunelab.pruning.criteria import ScoringContext, record_outputs, required
+from prunelab.pruning.criteria import ALL_KINDS, ScoringContext, record_outputs, required
 from prunelab.pruning.criteria.filters import check_scope
 from prunelab.pruning.pls import pls_vip
 
@@ -27,7 +27,12 @@ def pooled_features(model: nn.Module, batches, num_samples: int, pooling: str = 
     """(features (N, F), labels (N,), column ranges per conv name) from conv outputs, pooled over space."""
     names = convs or [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     store: dict[str, list[Tensor]] = {n: [] for n in names}
-    pool = (lambda o: o.amax((2, 3))) if pooling == "max" else (lambda o: o.mean((2, 3)))
+
+    def pool(o: Tensor) -> Tensor:  # a Linear's (N, F) output is its own feature
+        if o.dim() == 2:
+            return o
+        return o.amax((2, 3)) if pooling == "max" else o.mean((2, 3))
+
     labels = record_outputs(model, batches, num_samples,
                             {n: (lambda o, n=n: store[n].append(pool(o).float().cpu())) for n in names})  # fmt: skip
     feats = torch.cat([torch.cat(store[n])[:num_samples] for n in names], 1)
@@ -42,6 +47,7 @@ def pooled_features(model: nn.Module, batches, num_samples: int, pooling: str = 
 class PLSVIP:
     structured = True
     needs_data = True
+    group_kinds = ALL_KINDS
 
     def __init__(self, num_samples: int = 2000, n_components: int = 2, pooling: str = "max", layers: str = "all",
                  scope: str = "global"):  # fmt: skip
@@ -56,12 +62,14 @@ class PLSVIP:
         context = required(context)
         if batches is None:
             raise PrunelabError("criterion", "pls_vip needs training batches", "run it through prunelab")
-        convs = [g.conv for g in context.groups] if self.layers == "prunable" else None
-        x, y, ranges = pooled_features(model, batches, self.num_samples, self.pooling, convs)
+        producers = [p for g in context.groups for p in g.producers]
+        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)] if self.layers == "all" else []
+        names = convs + [p for p in producers if p not in convs]  # Linear producers after every conv
+        x, y, ranges = pooled_features(model, batches, self.num_samples, self.pooling, names)
         x, y = (
             distributed.all_cat(x),
             distributed.all_cat(y),
         )  # DDP: one PLS model on every rank's samples, identical on each rank
         num_classes = int(context.extra.get("num_classes", int(y.max()) + 1))
         v = pls_vip(x, functional.one_hot(y, num_classes).double(), self.n_components).float()
-        return {g.conv: v[ranges[g.conv][0] : ranges[g.conv][1]] for g in context.groups}
+        return {g.conv: sum(v[ranges[p][0] : ranges[p][1]] for p in g.producers) for g in context.groups}

@@ -10,6 +10,7 @@ from prunelab.pruning.criteria import ScoringContext
 
 class Random:
     structured = False
+    group_kinds: tuple[str, ...] = ()
     needs_data = False
 
     def __init__(self, scope: str = "global", seed_offset: int = 0):

@@ -1,0 +1,160 @@
+"""Issue 14: hidden neurons, the conv feeding Flatten -> Linear, and residual-coupled channels as prunable groups.
+
+For every new group kind on MLP/LeNet-300-100, cnn_small_bn, VGG-11, ResNet-20 and WRN-16-4: a pruned unit emits
+exact zeros, the masked model equals the same model with the pruned weights zeroed in plain tensors, the compacted
+model's outputs equal the masked model's (<= 1e-5), and counted FLOPs equal ``torch.utils.flop_counter`` on the
+compacted copy.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from tests.conftest import cli, compose_cfg
+from tests.test_faults import one_line_error
+from prunelab.config import run_id
+from prunelab.errors import PrunelabError
+from prunelab.models.convnets import ConvNet
+from prunelab.models.mlp import MLP
+from prunelab.models.resnet import ResNet
+from prunelab.models.vgg import VGG
+from prunelab.models.wide_resnet import WideResNet
+from prunelab.pruning import filters
+from prunelab.pruning import masks as masking
+from prunelab.pruning.cost import count_flops
+from prunelab.pruning.groups import check_kinds, filter_groups, refused
+
+MODELS = {
+    "lenet300": (lambda: MLP((1, 28, 28), 10, (300, 100)), (1, 28, 28)),
+    "cnn_small_bn": (lambda: ConvNet((1, 28, 28), 10, [32, "M", 64, "M", 64], (128,), batch_norm=True), (1, 28, 28)),
+    "vgg11": (lambda: VGG((3, 32, 32), 10, 11), (3, 32, 32)),
+    "resnet20": (lambda: ResNet((3, 32, 32), 10, 20), (3, 32, 32)),
+    "wrn16_4": (lambda: WideResNet((3, 32, 32), 10, 16, 4), (3, 32, 32)),
+}
+# what each model must offer beyond conv->conv filters
+EXPECTED = {
+    "lenet300": {"linear": 2},
+    "cnn_small_bn": {"conv": 2, "flatten": 1, "linear": 1},
+    "vgg11": {"conv": 7, "flatten": 1},
+    "resnet20": {"conv": 9},  # the option-A streams are refused (channel zero-padding)
+    "wrn16_4": {"conv": 7, "residual": 3},
+}
+
+
+def build(name: str, kinds="all", seed: int = 0):
+    make, shape = MODELS[name]
+    torch.manual_seed(seed)
+    model = make()
+    masking.attach_masks(model, masking.prunable_names(model))
+    groups = filter_groups(model, kinds)
+    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
+    with torch.no_grad():  # non-trivial norm statistics, so a wrong channel would show
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return model, groups, torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))
+
+
+def prune_half(model, groups, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    scores = {g.conv: torch.rand(g.out_channels, generator=gen) for g in groups}
+    alive = filters.select_filters(scores, filters.alive_filters(model, groups), 0.5, scope="layer")
+    masking.set_masks(model, filters.group_masks(model, groups, alive))
+    return alive
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_group_kinds_found(name):
+    _, groups, _ = build(name)
+    counts = {k: sum(g.kind == k for g in groups) for k in ("conv", "flatten", "linear", "residual")}
+    assert counts == {k: EXPECTED[name].get(k, 0) for k in counts}
+    conv_only = filter_groups(MODELS[name][0]())
+    assert [g.conv for g in conv_only] == [g.conv for g in groups if g.kind == "conv"]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_pruned_units_are_exact_zeros_and_compaction_is_exact(name):
+    model, groups, x = build(name)
+    if not groups:
+        pytest.skip("no groups")
+    alive = prune_half(model, groups)
+    outputs: dict[str, torch.Tensor] = {}
+    hooks = [model.get_submodule(p).register_forward_hook(lambda m, i, o, p=p: outputs.update({p: o}))
+             for g in groups for p in g.producers]  # fmt: skip
+    model.eval()
+    with torch.no_grad():
+        masked = model(x)
+    for h in hooks:
+        h.remove()
+    for g in groups:
+        for p in g.producers:
+            assert torch.count_nonzero(outputs[p][:, ~alive[g.conv]]) == 0, (g.kind, p)
+    zeroed = filters.bake(model).eval()  # plain tensors, pruned entries zero
+    compact = filters.compact(model, groups).eval()
+    with torch.no_grad():
+        assert torch.allclose(zeroed(x), masked, atol=1e-6)
+        assert (compact(x) - masked).abs().max() <= 1e-5
+    assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in zeroed.parameters())
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        compact(x[:1])
+    assert count_flops(model, x.shape[1:])["flops"] == pytest.approx(counter.get_total_flops(), rel=1e-9)
+
+
+def test_residual_group_ties_every_producer_of_the_stream():
+    _, groups, _ = build("wrn16_4")
+    stage = next(g for g in groups if g.kind == "residual")
+    assert stage.producers == ["blocks.0.shortcut", "blocks.0.conv2", "blocks.1.conv2"]
+    assert "blocks.1.bn1" in stage.batchnorms and "blocks.2.bn1" in stage.batchnorms
+    assert {"blocks.1.conv1", "blocks.2.conv1", "blocks.2.shortcut"} <= set(stage.consumers)
+    last = [g for g in groups if g.kind == "residual"][-1]
+    assert last.blocks == {"classifier": 1} and "bn" in last.batchnorms
+
+
+def test_flatten_group_maps_a_channel_to_its_spatial_block():
+    model, groups, _ = build("cnn_small_bn")
+    flat = next(g for g in groups if g.kind == "flatten")
+    linear = model.get_submodule(flat.consumers[0])
+    assert flat.blocks[flat.consumers[0]] * flat.out_channels == linear.in_features
+    assert flat.blocks[flat.consumers[0]] == 7 * 7
+
+
+def test_option_a_shortcut_is_refused_with_a_reason():
+    reasons = refused(ResNet((3, 32, 32), 10, 20))
+    assert "channel zero-padding" in reasons["blocks.3.conv2"]
+    assert "channel zero-padding" in reasons["conv1"]  # stage 0's stream feeds block 3's padded shortcut
+    assert "output" in reasons["classifier"]
+
+
+def test_unknown_kind_names_the_key():
+    with pytest.raises(PrunelabError, match="prune.group_kinds"):
+        check_kinds(["neurons"])
+    assert check_kinds("all") == ("conv", "flatten", "linear", "residual")
+
+
+def test_group_kinds_default_keeps_run_ids():
+    base = compose_cfg([])
+    assert run_id(base) == "1efe7b9747"  # the pin of test_configs: earlier runs keep their folders
+    assert run_id(base) == run_id(compose_cfg(["prune.group_kinds=[conv]"]))
+    assert run_id(base) != run_id(compose_cfg(["prune.group_kinds=[conv,linear]"]))
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["prune.group_kinds=[neurons]"], "unknown kind"),
+        (["prune.group_kinds=[residual]"], "no structurally prunable group"),
+        (["criterion=activation_energy", "schedule=progressive", "rewind=none", "prune.group_kinds=[all]"],
+         "cannot score ['linear']"),
+    ],
+)
+def test_group_kind_errors_name_the_key(extra, says, tmp_path):
+    args = ["data=digits", "model=cnn_small_bn", "logger=none", "trainer.max_epochs=1", "criterion=l1_filter", *extra]
+    line = one_line_error(cli(args, tmp_path), "prune.group_kinds")
+    assert says in line
+    assert not list(tmp_path.rglob("results.jsonl"))
