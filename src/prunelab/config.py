@@ -51,7 +51,8 @@ def _drop(tree: dict, dotted: str) -> None:
 
 
 # Keys added after runs existed, left out of the identity while they hold the value that reproduces earlier runs
-DEFAULTS_OUT_OF_ID: dict[str, Any] = {"prune.group_kinds": ["conv"]}
+DEFAULTS_OUT_OF_ID: dict[str, Any] = {"prune.group_kinds": ["conv"], "prune.normalize": "none", "prune.ratios": {},
+                                      "prune.max_layer_sparsity": None}  # fmt: skip
 
 
 def identity(cfg: DictConfig | ListConfig | dict) -> dict[str, Any]:

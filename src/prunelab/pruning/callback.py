@@ -20,6 +20,7 @@ from torch import nn
 from prunelab.pruning import distributed, filters
 from prunelab.pruning import masks as masking
 from prunelab.pruning import rewind as rewinding
+from prunelab.pruning.allocation import Allocation, layer_target, normalized
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.select import select
 
@@ -39,10 +40,12 @@ class PruningCallback(pl.Callback):
         groups: list | None = None,
         extra: dict | None = None,
         min_filters: int = 1,
+        allocation: Allocation | None = None,
     ):
         self.criterion, self.schedule, self.rewind = criterion, schedule, rewind
         self.round, self.rewind_dir, self.seed, self.batches = round_, Path(rewind_dir), seed, batches
         self.groups, self.extra, self.min_filters = list(groups or []), dict(extra or {}), min_filters
+        self.allocation = allocation or Allocation()
         # round 0 trains the dense model, unless the schedule prunes at initialisation; in-fit schedules prune
         # on their own steps (on_train_batch_start), never at the start of the fit
         self.applied = schedule.in_fit or (round_ == 0 and schedule.sparsity_at(0) == 0)
@@ -132,10 +135,43 @@ class PruningCallback(pl.Callback):
             alive[layer] = self._select_layer(scores[layer], alive[layer])
             return filters.group_masks(model, self.groups, alive)
         if self.criterion.structured:
-            alive = filters.select_filters(scores, filters.alive_filters(model, self.groups), target, self.min_filters,
-                                           scope=self.criterion.scope)  # fmt: skip
-            return filters.group_masks(model, self.groups, alive)
-        return select(scores, current, target, scope=self.criterion.scope)
+            alive = filters.alive_filters(model, self.groups)
+            return filters.group_masks(model, self.groups, self._allocate_filters(scores, alive, target))
+        return self._allocate_weights(scores, current, target)
+
+    def _allocate_filters(self, scores, alive, target: float) -> dict[str, torch.Tensor]:
+        """Filters to keep: layers with their own rate (prune.ratios) alone, the rest by the criterion's scope."""
+        alloc, out = self.allocation, dict(alive)
+        own, rest = alloc.split(list(alive))
+        for name, rate in own.items():
+            share = layer_target(target, rate, self.schedule.step_share)
+            out[name] = filters.select_filters({name: scores[name]}, {name: alive[name]}, share, self.min_filters)[name]
+        if rest:
+            part = {n: scores[n] for n in rest}
+            if self.criterion.scope == "global":
+                part = normalized(part, alive, alloc.normalize)
+            out.update(filters.select_filters(part, {n: alive[n] for n in rest}, target, self.min_filters,
+                                              scope=self.criterion.scope, max_share=alloc.max_layer_sparsity))  # fmt: skip
+        return out
+
+    def _allocate_weights(self, scores, current, target: float) -> dict[str, torch.Tensor]:
+        """Unstructured masks: tensors with their own rate (prune.ratios) alone, the rest by the criterion's scope."""
+        alloc = self.allocation
+        if alloc.default:
+            return select(scores, current, target, scope=self.criterion.scope)
+        own, rest = alloc.split(list(scores))
+        out = dict(current)
+        for name, rate in own.items():
+            share = layer_target(target, rate, self.schedule.step_share)
+            out[name] = select({name: scores[name]}, current, share, scope="layer")[name]
+        if rest:
+            part = {n: scores[n] for n in rest}
+            alive = {n: current[n] > 0 for n in rest}
+            global_ = self.criterion.scope == "global"
+            new = select(normalized(part, alive, alloc.normalize) if global_ else part, current, target,
+                         scope=self.criterion.scope, max_share=alloc.max_layer_sparsity if global_ else None)  # fmt: skip
+            out.update({n: new[n] for n in rest})
+        return out
 
     def _initial_state(self):
         if self._init_cache is None and (self.rewind_dir / "init.pt").exists():

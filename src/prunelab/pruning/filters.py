@@ -10,6 +10,7 @@ filters (rounded to the nearest count), already-removed filters stay removed, an
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -43,10 +44,12 @@ def select_filters(
     target: float,
     min_filters: int = 1,
     scope: str = "global",
+    max_share: float | None = None,
 ) -> dict[str, Tensor]:
     """Alive filters after removing the lowest-scored ones until ``target`` of all filters are removed
     (``scope='global'``: one ranking over every layer) or ``target`` of each layer's filters (``'layer'``: every
-    layer keeps the same share, so two criteria at the same target leave the same FLOPs)."""
+    layer keeps the same share, so two criteria at the same target leave the same FLOPs). A global ranking never
+    removes more than ``max_share`` of a layer (``prune.max_layer_sparsity``)."""
     if scope == "layer":
         return {n: select_filters({n: scores[n]}, {n: alive[n]}, target, min_filters)[n] for n in alive}
     if scope != "global":
@@ -66,11 +69,13 @@ def select_filters(
         raise PrunelabError("criterion", "filter scores contain NaN", "check the criterion's inputs")
     is_alive = torch.cat([alive[n].cpu() for n in names])
     left = torch.tensor([int(alive[n].sum()) for n in names])
+    floor = torch.tensor([max(min_filters, math.ceil((1.0 - (max_share if max_share is not None else 1.0)) * len(alive[n])
+                                                      - 1e-9)) for n in names])  # fmt: skip
     for idx in torch.argsort(torch.where(is_alive, flat, float("inf")), stable=True).tolist():
         if removed >= goal or not is_alive[idx]:
             break
-        if left[layer[idx]] <= min_filters:
-            continue  # never empty a layer
+        if left[layer[idx]] <= floor[layer[idx]]:
+            continue  # never empty a layer (nor take it beyond max_share)
         is_alive[idx] = False
         left[layer[idx]] -= 1
         removed += 1

@@ -20,3 +20,21 @@ def check_kinds(kinds: Any) -> tuple[str, ...]:
         raise PrunelabError("prune.group_kinds", f"unknown kind(s) {bad or values}",
                             f"use a list of {', '.join(KINDS)} (or [all])")  # fmt: skip
     return tuple(values)
+
+
+NORMALIZERS = ("none", "mean", "max", "l2")
+
+
+def check_allocation(prune: Any) -> None:
+    """``prune.normalize``, ``prune.ratios`` and ``prune.max_layer_sparsity`` (see prunelab.pruning.allocation)."""
+    how = prune.get("normalize", "none")
+    if how not in NORMALIZERS:
+        raise PrunelabError("prune.normalize", f"unknown normaliser {how!r}", f"use one of {', '.join(NORMALIZERS)}")
+    for pattern, rate in dict(prune.get("ratios") or {}).items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
+            raise PrunelabError(f"prune.ratios.{pattern}", f"{rate!r} is not a share in [0, 1)",
+                                "e.g. prune.ratios={'classifier.*': 0.1}")  # fmt: skip
+    cap = prune.get("max_layer_sparsity")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0.0 < float(cap) <= 1):
+        raise PrunelabError("prune.max_layer_sparsity", f"{cap!r} is not a share in (0, 1]",
+                            "e.g. prune.max_layer_sparsity=0.9, or null for no cap")  # fmt: skip

@@ -26,6 +26,11 @@ class Schedule:
     def sparsity_at(self, round_: int) -> float:
         raise NotImplementedError
 
+    @property
+    def step_share(self) -> float:
+        """One schedule step's sparsity (prune.ratios are rates per step: prunelab.pruning.allocation)."""
+        return self.sparsity_at(self.num_rounds - 1)
+
     def bind(self, groups: Sequence[Any]) -> None:
         """Learn the model's structure (progressive schedules); the others need none."""
 
@@ -91,6 +96,10 @@ class Iterative(Schedule):
 
     def sparsity_at(self, round_: int) -> float:
         return 1.0 - (1.0 - self.rate) ** round_
+
+    @property
+    def step_share(self) -> float:
+        return self.rate
 
 
 class Gradual(Schedule):

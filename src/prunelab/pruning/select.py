@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from prunelab.errors import PrunelabError
+from prunelab.pruning.allocation import capped_lowest
 
 SCOPES = ("global", "layer")
 
@@ -46,12 +47,14 @@ def select(
     masks: Mapping[str, Tensor],
     target_sparsity: float,
     scope: str = "global",
+    max_share: float | None = None,
 ) -> dict[str, Tensor]:
     """New masks reaching ``target_sparsity`` over the scored tensors.
 
     ``scope='global'`` ranks all scored entries together (the target is hit to within one element overall);
     ``scope='layer'`` prunes the same share of every tensor (each within one element). Tensors without scores keep
-    their masks. A target below the current sparsity is an error (pruned weights are never revived).
+    their masks. A target below the current sparsity is an error (pruned weights are never revived). A global
+    ranking never prunes more than ``max_share`` of a tensor (``prune.max_layer_sparsity``).
     """
     if scope not in SCOPES:
         raise PrunelabError("criterion.scope", f"unknown scope {scope!r}", f"use one of {', '.join(SCOPES)}")
@@ -76,7 +79,26 @@ def select(
         return out
     flat_scores = torch.cat([scores[n].reshape(-1).double().cpu() for n in names])
     flat_masks = torch.cat([masks[n].reshape(-1).cpu() for n in names])
+    if max_share is not None:
+        return _capped(scores, masks, out, flat_scores, flat_masks, round(target_sparsity * total), max_share)
     new = _prune_lowest(flat_scores, flat_masks, round(target_sparsity * total))
+    offset = 0
+    for n in names:
+        size = masks[n].numel()
+        out[n] = new[offset : offset + size].reshape(masks[n].shape).to(masks[n].device, masks[n].dtype)
+        offset += size
+    return out
+
+
+def _capped(scores, masks, out, flat_scores, flat_masks, n_prune: int, max_share: float) -> dict[str, Tensor]:
+    """The global selection with at most ``max_share`` of each tensor pruned (already-pruned entries stay)."""
+    names = list(scores)
+    ids = torch.cat([torch.full((masks[n].numel(),), i) for i, n in enumerate(names)])
+    allowed = torch.tensor([max(math.floor(max_share * masks[n].numel() + 1e-9), int((masks[n] == 0).sum()))
+                            for n in names])  # fmt: skip
+    flat = torch.where(flat_masks > 0, flat_scores, float("-inf"))
+    new = torch.ones_like(flat_masks)
+    new[capped_lowest(flat, ids, allowed, max(n_prune, int((flat_masks == 0).sum())))] = 0
     offset = 0
     for n in names:
         size = masks[n].numel()

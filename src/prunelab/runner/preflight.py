@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning.kinds import check_kinds
+from prunelab.pruning.kinds import check_allocation, check_kinds
 
 # torch, the metrics and the masks are imported inside the checks that need built objects: check_config runs in
 # the CLI before any job, and a bad option should fail there without waiting for torch to import.
@@ -73,6 +73,16 @@ def check_config(cfg: DictConfig) -> None:
     _check_imbalance(cfg)
     if cfg_get(cfg, "prune.group_kinds") is not None:
         check_kinds(cfg_get(cfg, "prune.group_kinds"))
+    _check_allocation(cfg)
+
+
+def _check_allocation(cfg: DictConfig) -> None:
+    prune = cfg.get("prune") or {}
+    check_allocation(prune)
+    custom = prune.get("normalize", "none") != "none" or prune.get("ratios") or prune.get("max_layer_sparsity")
+    if custom and str(cfg_get(cfg, "schedule._target_") or "").endswith("Progressive"):
+        raise PrunelabError("prune.ratios", "the progressive schedule prunes one layer at a time by its own rate",
+                            "leave prune.normalize, prune.ratios and prune.max_layer_sparsity at their defaults")  # fmt: skip
 
 
 def _check_trainer(cfg: DictConfig) -> None:

@@ -25,6 +25,7 @@ from prunelab.metrics import classification_metrics, worst_class
 from prunelab.module import epoch_seed
 from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
+from prunelab.pruning.allocation import Allocation
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.cost import count_flops, export_report
 from prunelab.quantize import predict, quantize, serialized_bytes
@@ -71,7 +72,8 @@ def run_round(ctx: RunContext, r: int) -> dict:
     pruner = PruningCallback(ctx.criterion, ctx.schedule, ctx.rewind, r, ctx.run_dir / "rewind", cfg.seed,
                              batches=lambda: iter(dm.train_dataloader()), groups=ctx.groups,
                              extra={"num_classes": dm.num_classes, "run_dir": str(ctx.run_dir)},
-                             min_filters=int(cfg.prune.get("min_filters", 1)))  # fmt: skip
+                             min_filters=int(cfg.prune.get("min_filters", 1)),
+                             allocation=Allocation.from_config(cfg.prune))  # fmt: skip
     stop, overrides = convergence(cfg, r)
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks, *stop], ctx.loggers, **overrides)
     start = time.perf_counter()
