@@ -57,8 +57,15 @@ def test_raw_global_scores_empty_some_layers_and_normalisers_do_not():
 def test_max_layer_sparsity_caps_a_global_ranking():
     shares = vgg_kept_shares(Allocation(max_layer_sparsity=0.7))
     assert min(shares.values()) >= 0.3 - 1e-9 and min(vgg_kept_shares(Allocation()).values()) < 0.3
-    sizes = {"features.0": 64, "features.4": 128, "features.8": 256, "features.11": 256, "features.15": 512,
-             "features.18": 512, "features.22": 512}  # the target is still met: 50% of all filters removed
+    sizes = {
+        "features.0": 64,
+        "features.4": 128,
+        "features.8": 256,
+        "features.11": 256,
+        "features.15": 512,
+        "features.18": 512,
+        "features.22": 512,
+    }  # the target is still met: 50% of all filters removed
     kept = sum(shares[k] * n for k, n in sizes.items()) / sum(sizes.values())
     assert kept == pytest.approx(0.5, abs=1 / sum(sizes.values()))
 

@@ -13,8 +13,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from tests.conftest import cli, compose_cfg
-from tests.test_faults import one_line_error
 from prunelab.config import run_id
 from prunelab.errors import PrunelabError
 from prunelab.models.convnets import ConvNet
@@ -26,6 +24,8 @@ from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
 from prunelab.pruning.cost import count_flops
 from prunelab.pruning.groups import check_kinds, filter_groups, refused
+from tests.conftest import cli, compose_cfg
+from tests.test_faults import one_line_error
 
 MODELS = {
     "lenet300": (lambda: MLP((1, 28, 28), 10, (300, 100)), (1, 28, 28)),
@@ -132,7 +132,7 @@ def test_option_a_shortcut_is_refused_with_a_reason():
 
 
 def test_unknown_kind_names_the_key():
-    with pytest.raises(PrunelabError, match="prune.group_kinds"):
+    with pytest.raises(PrunelabError, match=r"prune\.group_kinds"):
         check_kinds(["neurons"])
     assert check_kinds("all") == ("conv", "flatten", "linear", "residual")
 
@@ -149,8 +149,10 @@ def test_group_kinds_default_keeps_run_ids():
     [
         (["prune.group_kinds=[neurons]"], "unknown kind"),
         (["prune.group_kinds=[residual]"], "no structurally prunable group"),
-        (["criterion=activation_energy", "schedule=progressive", "rewind=none", "prune.group_kinds=[all]"],
-         "cannot score ['linear']"),
+        (
+            ["criterion=activation_energy", "schedule=progressive", "rewind=none", "prune.group_kinds=[all]"],
+            "cannot score ['linear']",
+        ),
     ],
 )
 def test_group_kind_errors_name_the_key(extra, says, tmp_path):

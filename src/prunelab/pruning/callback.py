@@ -150,8 +150,9 @@ class PruningCallback(pl.Callback):
             part = {n: scores[n] for n in rest}
             if self.criterion.scope == "global":
                 part = normalized(part, alive, alloc.normalize)
-            out.update(filters.select_filters(part, {n: alive[n] for n in rest}, target, self.min_filters,
-                                              scope=self.criterion.scope, max_share=alloc.max_layer_sparsity))  # fmt: skip
+            kept = filters.select_filters(part, {n: alive[n] for n in rest}, target, self.min_filters,
+                                          scope=self.criterion.scope, max_share=alloc.max_layer_sparsity)  # fmt: skip
+            out.update(kept)
         return out
 
     def _allocate_weights(self, scores, current, target: float) -> dict[str, torch.Tensor]:
@@ -168,8 +169,9 @@ class PruningCallback(pl.Callback):
             part = {n: scores[n] for n in rest}
             alive = {n: current[n] > 0 for n in rest}
             global_ = self.criterion.scope == "global"
+            cap = alloc.max_layer_sparsity if global_ else None
             new = select(normalized(part, alive, alloc.normalize) if global_ else part, current, target,
-                         scope=self.criterion.scope, max_share=alloc.max_layer_sparsity if global_ else None)  # fmt: skip
+                         scope=self.criterion.scope, max_share=cap)  # fmt: skip
             out.update({n: new[n] for n in rest})
         return out
 

@@ -69,8 +69,8 @@ def select_filters(
         raise PrunelabError("criterion", "filter scores contain NaN", "check the criterion's inputs")
     is_alive = torch.cat([alive[n].cpu() for n in names])
     left = torch.tensor([int(alive[n].sum()) for n in names])
-    floor = torch.tensor([max(min_filters, math.ceil((1.0 - (max_share if max_share is not None else 1.0)) * len(alive[n])
-                                                      - 1e-9)) for n in names])  # fmt: skip
+    cap = 1.0 if max_share is None else max_share
+    floor = torch.tensor([max(min_filters, math.ceil((1.0 - cap) * len(alive[n]) - 1e-9)) for n in names])
     for idx in torch.argsort(torch.where(is_alive, flat, float("inf")), stable=True).tolist():
         if removed >= goal or not is_alive[idx]:
             break
@@ -99,7 +99,8 @@ def group_masks(model: nn.Module, groups: Sequence[FilterGroup], alive: Mapping[
         for p in g.producers:
             w = f"{p}.weight"
             masks[w] = masks[w] * keep.view(-1, *([1] * (masks[w].dim() - 1)))
-        companions = [f"{p}.bias" for p in g.producers] + [f"{bn}.{a}" for bn in g.batchnorms for a in ("weight", "bias")]
+        companions = [f"{p}.bias" for p in g.producers]
+        companions += [f"{bn}.{a}" for bn in g.batchnorms for a in ("weight", "bias")]
         for name in companions:
             if name in masks:
                 masks[name] = keep.clone()

@@ -141,10 +141,10 @@ def _is_flatten(node: fx.Node) -> bool:
     if node.target in (torch.flatten, "flatten"):
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
         end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-        return start == 1 and end == -1
+        return bool(start == 1 and end == -1)
     if node.op == "call_method" and node.target in ("view", "reshape"):
-        shape = node.args[1:] if len(node.args) != 2 else node.args[1]
-        return isinstance(shape, (tuple, list)) and len(shape) == 2 and shape[1] == -1
+        shape: Any = node.args[1:] if len(node.args) != 2 else node.args[1]
+        return bool(isinstance(shape, (tuple, list)) and len(shape) == 2 and shape[1] == -1)
     return False
 
 
@@ -216,8 +216,9 @@ def _function(g: _Graph, node: fx.Node, vals: list[_Val | None]) -> _Val | None:
         if pad:
             reason = f"{node.name}: channel zero-padding (an option-A shortcut)"
             g.refuse(node, reason)
-            widths = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
-            size = g.space(first).size + sum(widths[4:6]) if first is not None and g.space(first).size > 0 else -1
+            widths: Any = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+            known = first is not None and g.space(first).size > 0
+            size = g.space(first).size + int(sum(widths[4:6])) if first is not None and known else -1
             return g.new(size, first is not None and g.space(first).spatial, refused=reason)
         return first
     passing = target in _PASS_FUNCTIONS or (node.op == "call_method" and target in _PASS_METHODS)

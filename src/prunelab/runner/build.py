@@ -87,8 +87,9 @@ def build_model(cfg: DictConfig, dm: Any, structured: bool = False,
     kinds = cfg.prune.get("group_kinds", ["conv"])
     groups = filter_groups(model, kinds)
     if not groups:
-        raise PrunelabError("prune.group_kinds", f"{type(model).__name__} has no structurally prunable group of kind "
-                            f"{list(check_kinds(kinds))}", "add kinds (e.g. [all]) or use an unstructured criterion")  # fmt: skip
+        raise PrunelabError("prune.group_kinds", f"{type(model).__name__} has no structurally prunable group of "
+                            f"kind {list(check_kinds(kinds))}",
+                            "add kinds (e.g. [all]) or use an unstructured criterion")  # fmt: skip
     unsupported = sorted({g.kind for g in groups} - set(scorable))
     if unsupported:
         raise PrunelabError("prune.group_kinds", f"the criterion cannot score {unsupported} groups",

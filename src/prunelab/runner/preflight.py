@@ -82,7 +82,8 @@ def _check_allocation(cfg: DictConfig) -> None:
     custom = prune.get("normalize", "none") != "none" or prune.get("ratios") or prune.get("max_layer_sparsity")
     if custom and str(cfg_get(cfg, "schedule._target_") or "").endswith("Progressive"):
         raise PrunelabError("prune.ratios", "the progressive schedule prunes one layer at a time by its own rate",
-                            "leave prune.normalize, prune.ratios and prune.max_layer_sparsity at their defaults")  # fmt: skip
+                            "leave prune.normalize, prune.ratios and prune.max_layer_sparsity at their "
+                            "defaults")  # fmt: skip
 
 
 def _check_trainer(cfg: DictConfig) -> None:
