@@ -7,6 +7,7 @@ run can save per-example predictions.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ class ClassifierModule(pl.LightningModule):
         super().__init__()
         self.model, self.loss_fn = model, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.schedule_offset = 0  # epochs the LR schedule starts at (rewind=step, budget continue)
         self.class_names, self.positive_class = list(class_names), positive_class
         self.seed, self.round = seed, round_
         self._gathered: dict[str, list[tuple[Tensor, Tensor]]] = {"val": [], "test": []}
@@ -165,4 +167,8 @@ class ClassifierModule(pl.LightningModule):
         if self.scheduler_factory is None:
             return opt
         sched = self.scheduler_factory(optimizer=opt)
+        with warnings.catch_warnings():  # advancing the schedule before any optimizer step is intended here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(self.schedule_offset):
+                sched.step()
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

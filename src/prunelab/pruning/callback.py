@@ -117,7 +117,11 @@ class PruningCallback(pl.Callback):
                                  groups=self.groups, extra=extra)  # fmt: skip
         batches = self.batches() if (self.criterion.needs_data and self.batches) else None
         scores = self.criterion.scores(model, current, batches=batches, context=context)
-        masking.set_masks(model, self.select_masks(model, scores, current, target, context))
+        new = self.select_masks(model, scores, current, target, context)
+        if self.rewind.kind == "shuffle":  # the random-subnetwork control: each layer's mask permuted
+            primary = set(current)
+            new = {**new, **rewinding.shuffled({n: new[n] for n in primary}, self.seed, self.round)}
+        masking.set_masks(model, new)
         distributed.check_identical(masking.get_masks(model))  # DDP: every rank holds the same masks
         if rewind:
             self._rewind(model)

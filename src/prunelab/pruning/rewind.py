@@ -3,6 +3,11 @@
 ``none`` fine-tunes from the pruned trained weights; ``init`` restores the round-0 initial weights (lottery
 ticket, Frankle & Carbin 2019); ``step`` restores the weights after ``step`` optimizer steps of round 0 (Frankle
 et al. 2020, "Linear mode connectivity and the lottery ticket hypothesis"). Pruned entries stay exactly 0.
+
+Frankle & Carbin's two controls: ``reinit`` keeps the masks and restores a *fresh* random initialisation (the same
+architecture initialised with seed ``seed + REINIT_SEED_OFFSET``, saved once as ``rewind/reinit.pt``); ``shuffle``
+permutes each layer's mask at random (seeded by run seed and round: the same sparsity per layer, a random
+subnetwork) and restores the round-0 initial weights. ``shuffle`` is for unstructured criteria.
 Snapshots cover every parameter and buffer (BatchNorm statistics included) except the masks themselves.
 """
 
@@ -16,19 +21,28 @@ from torch import Tensor, nn
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
 
-KINDS = ("none", "init", "step")
+KINDS = ("none", "init", "step", "reinit", "shuffle")
+REINIT_SEED_OFFSET = 1_000_003  # the reinit control's initialisation seed: run seed + this
 
 
 class Rewind:
-    def __init__(self, kind: str = "none", step: int = 0):
+    """``budget`` (step rewinding): ``continue`` trains each later round for round 0's remaining ``T - step`` steps
+    with the LR schedule resumed at ``step`` (Frankle et al. 2020; OpenLTH); ``restart`` gives each round the full
+    budget and a fresh schedule."""
+
+    def __init__(self, kind: str = "none", step: int = 0, budget: str = "restart"):
         if kind not in KINDS:
             raise PrunelabError("rewind.kind", f"unknown kind {kind!r}", f"use one of {', '.join(KINDS)}")
         if kind == "step" and int(step) < 1:
             raise PrunelabError("rewind.step", f"step {step} must be >= 1", "or use rewind=init")
-        self.kind, self.step = kind, int(step)
+        if budget not in ("continue", "restart"):
+            raise PrunelabError("rewind.budget", f"unknown budget {budget!r}", "use continue or restart")
+        self.kind, self.step, self.budget = kind, int(step), budget
 
     def snapshot_name(self) -> str | None:
-        return {"none": None, "init": "init.pt", "step": f"step{self.step}.pt"}[self.kind]
+        names = {"none": None, "init": "init.pt", "step": f"step{self.step}.pt", "reinit": "reinit.pt",
+                 "shuffle": "init.pt"}  # fmt: skip
+        return names[self.kind]
 
 
 def snapshot(model: nn.Module) -> dict[str, Tensor]:
@@ -66,3 +80,20 @@ def restore(model: nn.Module, state: dict[str, Tensor]) -> None:
             "delete the run folder or its rewind/ snapshots",
         )
     masking.apply_masks_to_weights(model)
+
+
+def dense_state_as_masked(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """A plain model's state_dict (``fc.weight``) with the keys a masked ``model`` stores (``...original``)."""
+    own = model.state_dict().keys()
+    return {masking.stored_key(k, own): v.detach().clone().cpu() for k, v in state.items()}
+
+
+@torch.no_grad()
+def shuffled(masks: dict[str, Tensor], seed: int, round_: int) -> dict[str, Tensor]:
+    """Each mask's entries permuted at random within its tensor (the same count kept per layer)."""
+    gen = torch.Generator().manual_seed(REINIT_SEED_OFFSET * 7 + 10_007 * seed + round_)
+    out = {}
+    for name, m in masks.items():
+        flat = m.reshape(-1)
+        out[name] = flat[torch.randperm(flat.numel(), generator=gen).to(flat.device)].reshape(m.shape).clone()
+    return out

@@ -98,6 +98,20 @@ def build_model(cfg: DictConfig, dm: Any, structured: bool = False,
     return model, groups
 
 
+def fresh_model(cfg: DictConfig, dm: Any) -> torch.nn.Module:
+    """The run's architecture, unmasked, initialised with ``seed + REINIT_SEED_OFFSET`` (the reinit control)."""
+    from prunelab.pruning.rewind import REINIT_SEED_OFFSET
+
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:  # the run's own random streams are left where they were
+        seed_all(int(cfg.seed) + REINIT_SEED_OFFSET)
+        return make(cfg, "model", input_shape=dm.input_shape, num_classes=dm.num_classes, _convert_="all")
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+
+
 def load_state_file(path: Path | str, key: str) -> dict[str, torch.Tensor]:
     """A state_dict from a prunelab ``model.pt``, a Lightning checkpoint or a plain state_dict file."""
     path = Path(path)
@@ -172,6 +186,7 @@ def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:
     model, groups = build_model(cfg, dm, criterion.structured, criterion.group_kinds)
     if schedule.progressive:
         preflight.check_progressive(groups, rewind)
+    preflight.check_controls(rewind, criterion, schedule)
     schedule.bind(groups)
     if cfg.get("init_weights"):
         path = Path(cfg.init_weights)

@@ -147,6 +147,16 @@ def check_progressive(groups: list, rewind: Any) -> None:
                             "use rewind=none (progressive retraining continues from the trained weights)")  # fmt: skip
 
 
+def check_controls(rewind: Any, criterion: Any, schedule: Any) -> None:
+    """The lottery-ticket controls rewind after pruning rounds of weights: not inside a fit, not whole filters."""
+    if rewind.kind in ("reinit", "shuffle") and schedule.in_fit:
+        raise PrunelabError("rewind", f"rewind={rewind.kind} acts between rounds; the {type(schedule).__name__} "
+                            "schedule prunes inside a fit", "use schedule=iterative or one_shot")  # fmt: skip
+    if rewind.kind == "shuffle" and criterion.structured:
+        raise PrunelabError("rewind", "rewind=shuffle permutes single weights; the criterion prunes whole filters",
+                            "use rewind=reinit, or an unstructured criterion")  # fmt: skip
+
+
 def check_init_weights(model: Any, path: Path) -> None:
     """``init_weights`` must be a finite, dense model: round 0 is the dense baseline."""
     import torch
@@ -205,6 +215,11 @@ def _check_converge(cfg: DictConfig) -> None:
     if dense.get("rounds", "first") not in ("first", "all"):
         raise PrunelabError("converge.rounds", f"{dense.get('rounds')!r} is not first or all",
                             "use converge.rounds=first (the dense round) or all (every round)")  # fmt: skip
+    continued = cfg_get(cfg, "rewind.kind") == "step" and cfg_get(cfg, "rewind.budget") == "continue"
+    if continued and dense.get("rounds", "first") == "all":
+        raise PrunelabError("rewind.budget", "continue trains round 0's remaining steps; converge.rounds=all trains "
+                            "every round until it stops improving",
+                            "use rewind.budget=restart or converge.rounds=first")  # fmt: skip
     _int_at_least(cfg, "converge.max_epochs", 1, "e.g. converge.max_epochs=60")
     _int_at_least(cfg, "converge.patience", 1, "e.g. converge.patience=5")
     delta = dense.get("min_delta", 0.0)

@@ -29,6 +29,7 @@ from prunelab.pruning.allocation import Allocation
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.cost import count_flops, export_report
 from prunelab.quantize import predict, quantize, serialized_bytes
+from prunelab.runner import preflight
 from prunelab.runner.build import load_into, load_state_file, make_trainer, seed_all
 from prunelab.runner.context import RunContext
 
@@ -75,6 +76,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
                              min_filters=int(cfg.prune.get("min_filters", 1)),
                              allocation=Allocation.from_config(cfg.prune))  # fmt: skip
     stop, overrides = convergence(cfg, r)
+    overrides.update(rewind_budget(ctx, r))
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks, *stop], ctx.loggers, **overrides)
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
@@ -89,6 +91,22 @@ def run_round(ctx: RunContext, r: int) -> dict:
     val = evaluate(ctx, trainer)
     return record_round(ctx, r, trainer, best.name, fit_s, val, start,
                         stopped=stop[0].stopped_epoch if stop else None)  # fmt: skip
+
+
+def rewind_budget(ctx: RunContext, r: int) -> dict[str, Any]:
+    """``rewind=step`` with ``budget: continue``: a round after 0 trains what round 0 had left after step k, and the
+    LR schedule resumes where round 0's was at step k (Frankle et al. 2020). Both in whole epochs: the round trains
+    round 0's epochs from the one holding step k (``T - k`` steps rounded up to that epoch's start), because
+    Lightning validates and checkpoints at epoch ends, so steps after the last full epoch would be trained but
+    never validated nor kept; epoch-interval schedulers resume at that epoch."""
+    rewind = ctx.rewind
+    if rewind.kind != "step" or rewind.budget != "continue" or r == 0:
+        ctx.module.schedule_offset = 0
+        return {}
+    epochs = int(ctx.cfg.trainer.max_epochs)
+    per_epoch = max(1, preflight.round_steps(ctx.dm, ctx.cfg) // max(1, epochs))
+    ctx.module.schedule_offset = rewind.step // per_epoch
+    return {"max_epochs": epochs - ctx.module.schedule_offset}
 
 
 def convergence(cfg, r: int) -> tuple[list, dict[str, Any]]:

@@ -214,6 +214,16 @@ def init_snapshot(run_dir: Path, model: Any) -> None:
         rewinding.save_snapshot(model, path)
 
 
+def reinit_snapshot(run_dir: Path, model: Any, fresh: Any) -> None:
+    """``rewind/reinit.pt``: the weights of ``fresh`` (the same architecture, initialised with another seed) under
+    ``model``'s masked keys: what ``rewind=reinit`` restores after each pruning round."""
+    from prunelab.pruning import rewind as rewinding
+
+    path = run_dir / "rewind" / "reinit.pt"
+    if not path.exists() and results.is_writer():
+        results.atomic_save_torch(rewinding.dense_state_as_masked(fresh.state_dict(), model), path)
+
+
 def write_hydra_record(run_dir: Path, cfg: DictConfig, overrides: list[str] | None = None) -> None:
     """``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them (``hydra.output_subdir`` is null, so that a
     refused run never overwrites another run's record); nothing outside a Hydra job."""
