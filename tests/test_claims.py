@@ -8,7 +8,7 @@ import pytest
 
 from prunelab.analysis import claims
 from prunelab.analysis.claims import HELD, NOT_HELD, UNDECIDED, Claim, Interval
-from prunelab.analysis.papers import entezari, hooker, jordao, osaku
+from prunelab.analysis.papers import entezari, hooker, jordao, lth, osaku
 
 GREATER = Claim("T", "t", "s", "x", "t", 0.0, "greater", 3)
 
@@ -190,6 +190,24 @@ def test_osaku_rule_fails_on_a_null_and_holds_on_an_effect():
              for _ in range(300)]  # fmt: skip
     assert np.mean(rates) < 0.06
     assert osaku.evaluate(base + 0.02 + rng.normal(0, 0.003, 5), base)[0].verdict == HELD
+
+
+def test_lth_rules_fail_on_a_null_and_hold_on_an_effect():
+    rng = np.random.default_rng(1)
+    levels = lth.LEVELS
+    null_held = 0
+    for _ in range(200):
+        dense = 0.978 + rng.normal(0, 0.002, 3)
+        same = {lv: dense + rng.normal(0, 0.002, 3) for lv in levels}
+        other = {lv: dense + rng.normal(0, 0.002, 3) for lv in levels}
+        null_held += sum(r.verdict == HELD for r in lth.evaluate(dense, same, other))
+    assert null_held / (200 * 4) < 0.06
+    dense = 0.978 + rng.normal(0, 0.002, 3)
+    ticket = {lv: dense + 0.006 + rng.normal(0, 0.0005, 3) for lv in levels}
+    reinit = {lv: dense - 0.01 + rng.normal(0, 0.0005, 3) for lv in levels}
+    assert [r.verdict for r in lth.evaluate(dense, ticket, reinit)] == [HELD] * 4
+    worse = {lv: dense - 0.01 + rng.normal(0, 0.0005, 3) for lv in levels}  # below dense: does not hold
+    assert [r.verdict for r in lth.evaluate(dense, worse, reinit)][:2] == [claims.NOT_HELD] * 2
 
 
 def test_always_held_rule_is_caught(monkeypatch):

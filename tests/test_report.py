@@ -134,14 +134,15 @@ def test_report_logs_tables_and_plots_to_offline_wandb(tmp_path):
     assert logged["report/summary/nrows"] == 2 and logged["report/plot/metrics_vs_sparsity/_type"] == "image-file"
 
 
-PAPER_CLAIMS = {"jordao": ["J1", "J2"], "osaku": ["O1"]}
+PAPER_CLAIMS = {"jordao": ["J1", "J2"], "osaku": ["O1"], "lth": ["L1", "L2", "L3", "L4"]}
 
 
-def test_reproduce_jordao_and_osaku_write_their_tables(tmp_path):
+def test_reproduce_jordao_osaku_and_lth_write_their_tables(tmp_path):
     tiny = ["data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=4", "converge.max_epochs=3",
             "converge.patience=1"]  # fmt: skip
     cases = (
         ("jordao", ["schedule.rounds=2"], "Compared at round 2", "| L1-norm, layer scope | 2 |"),
+        ("lth", ["schedule.rounds=3"], "of weights -> round", "| reinit control (fresh random init) | 3 |"),
         (
             "osaku",
             ["criterion.num_samples=100", "model=cnn_small_bn"],

@@ -88,7 +88,9 @@ def test_controls_are_refused_where_they_do_not_apply(args, tmp_path):
 
 
 def _ckpt(run, r):
-    return torch.load(run / "rounds" / f"r{r:02d}" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return torch.load(
+        run / "rounds" / f"r{r:02d}" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
 
 
 @pytest.mark.parametrize("budget", ["continue", "restart"])  # restart: every round the full budget, fresh schedule
@@ -102,7 +104,7 @@ def test_step_rewinding_continues_round_zeros_budget_and_schedule(budget, tmp_pa
     first, second = _ckpt(run, 0), _ckpt(run, 1)
     total = first["global_step"]
     per_epoch = total // 3
-    assert 25 > per_epoch  # step 25 lies in epoch 1 (0-based): the schedule resumes there
+    assert per_epoch < 25  # step 25 lies in epoch 1 (0-based): the schedule resumes there
     epoch_sched = second["lr_schedulers"][0]["last_epoch"]
     if budget == "continue":  # round 0's epochs from the one holding step 25, the schedule resumed there
         assert second["global_step"] == total - (25 // per_epoch) * per_epoch

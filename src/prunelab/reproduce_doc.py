@@ -30,7 +30,16 @@ FASHION = {
         ("t10k-labels-idx1", "bb300cfdad3c16e7a12a480ee83cd310"),
     )
 }
-OFFICIAL = {**FASHION, "medmnist/pneumoniamnist_reconstructed.npz": "28209eda62fecd6e6a2d98b1501bb15f"}
+MNIST = {
+    f"MNIST/raw/{name}-ubyte.gz": md5
+    for name, md5 in (
+        ("train-images-idx3", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        ("train-labels-idx1", "d53e105ee54ea40749a09fcbcd1e9432"),
+        ("t10k-images-idx3", "9fb629c4189551a2d022fa330f9573f3"),
+        ("t10k-labels-idx1", "ec29112dd5afa0611ce80d1b7f02629c"),
+    )
+}
+OFFICIAL = {**FASHION, **MNIST, "medmnist/pneumoniamnist_reconstructed.npz": "28209eda62fecd6e6a2d98b1501bb15f"}
 NOTES = {
     "medmnist/pneumoniamnist_reconstructed.npz": (
         "not the official PneumoniaMNIST release: reassembled from two altered public copies, with the official "
