@@ -131,3 +131,21 @@ def test_defaults_keep_run_ids_and_lth_experiments_use_rates():
     assert dict(lth.prune.ratios) == {"classifier.*": 0.1} and lth.criterion.scope == "layer"
     conv4 = compose_cfg(["experiment=lth_conv4_cifar10"])
     assert list(conv4.prune.ratios.items()) == [("classifier.4.*", 0.1), ("features.*", 0.1), ("classifier.*", 0.2)]
+
+
+def test_max_layer_sparsity_caps_unstructured_global_magnitude():
+    torch.manual_seed(0)
+    model = MLP((1, 28, 28), 10, (300, 100))
+    masking.attach_masks(model, masking.prunable_names(model))
+    with torch.no_grad():  # the first layer's weights 10x smaller: a raw global ranking would empty it first
+        model.features[1].weight.mul_(0.1)
+    current = masking.get_masks(model, primary_only=True)
+    for cap, below in ((None, False), (0.82, True)):
+        cb = PruningCallback(Magnitude(), OneShot(0.8), rewinding.Rewind(), 1, "unused",
+                             allocation=Allocation(max_layer_sparsity=cap))  # fmt: skip
+        scores = cb.criterion.scores(model, current, context=ScoringContext(round=1, seed=0))
+        masks = cb.select_masks(model, scores, current, 0.8, ScoringContext(round=1, seed=0))
+        per_layer = {n: float((m == 0).float().mean()) for n, m in masks.items()}
+        overall = sum(float((m == 0).sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+        assert overall == pytest.approx(0.8, abs=1e-4)
+        assert (max(per_layer.values()) <= 0.82 + 1e-6) is below, per_layer

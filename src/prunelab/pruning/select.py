@@ -79,9 +79,11 @@ def select(
         return out
     flat_scores = torch.cat([scores[n].reshape(-1).double().cpu() for n in names])
     flat_masks = torch.cat([masks[n].reshape(-1).cpu() for n in names])
-    if max_share is not None:
-        return _capped(scores, masks, out, flat_scores, flat_masks, round(target_sparsity * total), max_share)
-    new = _prune_lowest(flat_scores, flat_masks, round(target_sparsity * total))
+    n_prune = round(target_sparsity * total)
+    if max_share is None:
+        new = _prune_lowest(flat_scores, flat_masks, n_prune)
+    else:
+        new = _capped(scores, masks, flat_scores, flat_masks, n_prune, max_share)
     offset = 0
     for n in names:
         size = masks[n].numel()
@@ -90,8 +92,8 @@ def select(
     return out
 
 
-def _capped(scores, masks, out, flat_scores, flat_masks, n_prune: int, max_share: float) -> dict[str, Tensor]:
-    """The global selection with at most ``max_share`` of each tensor pruned (already-pruned entries stay)."""
+def _capped(scores, masks, flat_scores, flat_masks, n_prune: int, max_share: float) -> Tensor:
+    """The flat global selection with at most ``max_share`` of each tensor pruned (already-pruned entries stay)."""
     names = list(scores)
     ids = torch.cat([torch.full((masks[n].numel(),), i) for i, n in enumerate(names)])
     allowed = torch.tensor([max(math.floor(max_share * masks[n].numel() + 1e-9), int((masks[n] == 0).sum()))
@@ -99,9 +101,4 @@ def _capped(scores, masks, out, flat_scores, flat_masks, n_prune: int, max_share
     flat = torch.where(flat_masks > 0, flat_scores, float("-inf"))
     new = torch.ones_like(flat_masks)
     new[capped_lowest(flat, ids, allowed, max(n_prune, int((flat_masks == 0).sum())))] = 0
-    offset = 0
-    for n in names:
-        size = masks[n].numel()
-        out[n] = new[offset : offset + size].reshape(masks[n].shape).to(masks[n].device, masks[n].dtype)
-        offset += size
-    return out
+    return new
