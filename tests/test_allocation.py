@@ -149,3 +149,66 @@ def test_max_layer_sparsity_caps_unstructured_global_magnitude():
         overall = sum(float((m == 0).sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
         assert overall == pytest.approx(0.8, abs=1e-4)
         assert (max(per_layer.values()) <= 0.82 + 1e-6) is below, per_layer
+
+
+def test_normalize_auto_is_mean_for_structured_and_raw_for_unstructured():
+    prune = compose_cfg([]).prune
+    assert prune.normalize == "auto"
+    assert Allocation.from_config(prune, structured=True).normalize == "mean"
+    assert Allocation.from_config(prune, structured=False).normalize == "none"
+    assert Allocation.from_config(prune, structured=False).default  # unstructured: exactly the earlier path
+    # identities: auto is none for an unstructured criterion (earlier runs keep their ids), a new result otherwise
+    assert run_id(compose_cfg([])) == run_id(compose_cfg(["prune.normalize=none"]))
+    l1 = ["criterion=l1_filter", "prune.group_kinds=[conv]"]
+    assert run_id(compose_cfg(l1)) != run_id(compose_cfg([*l1, "prune.normalize=none"]))
+    for name in ("jordao_fashion", "osaku_fashion"):  # papers' runs made with raw scores on conv filters keep them
+        cfg = compose_cfg([f"experiment={name}"])
+        assert cfg.prune.normalize == "none" and list(cfg.prune.group_kinds) == ["conv"]
+
+
+def test_structured_default_spreads_the_cut_over_layers():
+    """With normalize=auto (mean) no VGG-11 layer is gutted at 50% of all filters; raw scores keep 1.6% of one."""
+    raw = vgg_kept_shares(Allocation("none"))
+    auto = vgg_kept_shares(Allocation.from_config(compose_cfg([]).prune, structured=True))
+    assert min(raw.values()) < 0.05
+    assert min(auto.values()) > 0.3
+
+
+def test_round_kept_rounds_up_with_the_best_scored_units():
+    alive = {"a": torch.tensor([True] * 14 + [False] * 2), "b": torch.ones(6, dtype=torch.bool)}
+    scores = {"a": torch.arange(16.0), "b": torch.arange(6.0)}
+    kept = {"a": torch.tensor([False] * 9 + [True] * 5 + [False] * 2), "b": torch.tensor([False] * 3 + [True] * 3)}
+    out = filters.round_kept(kept, alive, scores, 4)
+    assert int(out["a"].sum()) == 8  # 5 -> 8: the 3 best-scored units this step removed (6, 7, 8) stay
+    assert torch.nonzero(out["a"]).flatten().tolist() == [6, 7, 8, 9, 10, 11, 12, 13]
+    assert not out["a"][14:].any()  # units pruned in earlier steps never come back
+    assert int(out["b"].sum()) == 4  # 3 -> 4
+    assert filters.round_kept(kept, alive, scores, 32)["b"].all()  # capped at what is alive (6)
+    assert torch.equal(filters.round_kept(kept, alive, scores, 1)["a"], kept["a"])
+
+
+def test_round_to_keeps_multiples_through_the_cli(tmp_path):
+    import json
+
+    from tests.conftest import run_dirs
+
+    args = ["data=digits", "model=cnn_small_bn", "criterion=l1_filter", "schedule.rate=0.4", "schedule.rounds=1",
+            "prune.round_to=8", "trainer.max_epochs=1", "logger=none", "export.latency_reps=2"]  # fmt: skip
+    proc = cli(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    groups = json.loads((run_dir / "rounds" / "r01" / "kept.json").read_text())["groups"]
+    assert all(len(g["kept"]) % 8 == 0 for g in groups), [len(g["kept"]) for g in groups]
+    assert any(len(g["kept"]) < g["units"] for g in groups)
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [(["prune.round_to=0"], "not a unit count"), (["prune.round_to=8", "criterion=magnitude"], "structured"),
+     (["prune.round_to=8", "criterion=activation_energy", "schedule=progressive", "rewind=none"], "progressive")],
+)  # fmt: skip
+def test_round_to_errors_name_the_key(extra, says, tmp_path):
+    args = ["data=digits", "model=cnn_small_bn", "criterion=l1_filter", "logger=none", "trainer.max_epochs=1", *extra]
+    line = one_line_error(cli(args, tmp_path), "prune.round_to")
+    assert says in line
+    assert not list(tmp_path.rglob("results.jsonl"))

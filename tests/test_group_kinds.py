@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from omegaconf import OmegaConf, open_dict
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -140,8 +141,33 @@ def test_unknown_kind_names_the_key():
 def test_group_kinds_default_keeps_run_ids():
     base = compose_cfg([])
     assert run_id(base) == "1efe7b9747"  # the pin of test_configs: earlier runs keep their folders
-    assert run_id(base) == run_id(compose_cfg(["prune.group_kinds=[conv]"]))
-    assert run_id(base) != run_id(compose_cfg(["prune.group_kinds=[conv,linear]"]))
+    # an unstructured criterion is not affected by the kinds, so they stay out of its identity
+    assert run_id(base) == run_id(compose_cfg(["prune.group_kinds=[conv,linear]"]))
+    l1 = compose_cfg(["criterion=l1_filter"])
+    conv = compose_cfg(["criterion=l1_filter", "prune.group_kinds=[conv]"])
+    legacy = compose_cfg(["criterion=l1_filter"])
+    with open_dict(legacy):
+        del legacy.prune["group_kinds"]  # a config from before kinds existed: it pruned conv filters only
+    assert run_id(conv) == run_id(legacy) == run_id(compose_cfg(["criterion=l1_filter", "prune.group_kinds=conv"]))
+    assert run_id(l1) != run_id(conv)  # the new default (auto: all the criterion can score) is a new result
+    assert run_id(l1) != run_id(compose_cfg(["criterion=l1_filter", "prune.group_kinds=[conv,linear]"]))
+
+
+def test_unstructured_targets_list_matches_the_criteria():
+    from hydra.utils import get_class
+
+    from prunelab.config import conf_dir
+    from prunelab.pruning.kinds import UNSTRUCTURED_TARGETS
+
+    targets = {p.stem: OmegaConf.load(p)["_target_"] for p in (conf_dir() / "criterion").glob("*.yaml")}
+    for name, target in targets.items():
+        assert (not get_class(target).structured) == (target in UNSTRUCTURED_TARGETS), name
+    assert set(targets.values()) >= UNSTRUCTURED_TARGETS
+
+
+def test_auto_kinds_are_what_the_criterion_can_score():
+    assert check_kinds("auto", ("conv", "flatten")) == ("conv", "flatten")
+    assert check_kinds(["auto"]) == ("conv", "flatten", "linear", "residual")
 
 
 @pytest.mark.parametrize(

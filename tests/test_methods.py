@@ -152,9 +152,9 @@ def test_human_ratings_loop(tmp_path, data_dir, monkeypatch):
 CLI_METHODS = {
     "magnitude_increase": ["criterion=magnitude_increase", "loss=class_dependent", "data.imbalance.positive_class=3"],
     "pls_vip": ["criterion=pls_vip", "criterion.num_samples=300"],
-    "l1_filter": ["criterion=l1_filter"],
-    "l1_filter_all_kinds": ["criterion=l1_filter", "prune.group_kinds=[all]"],  # + Flatten->Linear, hidden neurons
-    "pls_vip_all_kinds": ["criterion=pls_vip", "criterion.num_samples=300", "prune.group_kinds=[all]"],
+    "l1_filter": ["criterion=l1_filter"],  # default kinds (auto): + Flatten->Linear, hidden neurons
+    "l1_filter_conv_only": ["criterion=l1_filter", "prune.group_kinds=[conv]"],
+    "pls_vip_conv_only": ["criterion=pls_vip", "criterion.num_samples=300", "prune.group_kinds=[conv]"],
     "taylor_filter": ["criterion=taylor_filter", "criterion.num_batches=3"],
     "random_filter": ["criterion=random_filter"],
     "snip_at_init": ["criterion=snip", "schedule=one_shot", "schedule.at_init=true", "schedule.sparsity=0.8"],

@@ -13,6 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from prunelab.pruning.kinds import KINDS, UNSTRUCTURED_TARGETS
+
 # Top-level keys that define what a run computes; their resolved values name its folder (OpenLTH's rule).
 IDENTITY_KEYS = (
     "data", "model", "criterion", "schedule", "rewind", "loss", "optimizer", "scheduler", "trainer", "prune",
@@ -52,7 +54,24 @@ def _drop(tree: dict, dotted: str) -> None:
 
 # Keys added after runs existed, left out of the identity while they hold the value that reproduces earlier runs
 DEFAULTS_OUT_OF_ID: dict[str, Any] = {"prune.group_kinds": ["conv"], "prune.normalize": "none", "prune.ratios": {},
-                                      "prune.max_layer_sparsity": None}  # fmt: skip
+                                      "prune.max_layer_sparsity": None, "prune.round_to": None}  # fmt: skip
+
+
+def _drop_legacy_defaults(ident: dict[str, Any]) -> None:
+    """Keys added later leave the identity at the value earlier runs had; ``prune.group_kinds`` also leaves it for
+    unstructured criteria, which it does not affect."""
+    prune, criterion = ident.get("prune"), ident.get("criterion")
+    if isinstance(prune, dict) and isinstance(prune.get("group_kinds"), str) and prune["group_kinds"] in KINDS:
+        prune["group_kinds"] = [prune["group_kinds"]]  # one name is the list of it
+    if isinstance(prune, dict) and isinstance(criterion, dict) and criterion.get("_target_") in UNSTRUCTURED_TARGETS:
+        prune.pop("group_kinds", None)
+        if prune.get("normalize") == "auto":  # what auto means for an unstructured criterion
+            prune["normalize"] = "none"
+    for dotted, default in DEFAULTS_OUT_OF_ID.items():
+        parent, _, leaf = dotted.rpartition(".")
+        node = ident.get(parent)
+        if isinstance(node, dict) and node.get(leaf) == default:
+            node.pop(leaf, None)
 
 
 def identity(cfg: DictConfig | ListConfig | dict) -> dict[str, Any]:
@@ -69,11 +88,7 @@ def identity(cfg: DictConfig | ListConfig | dict) -> dict[str, Any]:
         ident["converge"] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     if int(cfg.get("population") or 1) > 1:  # a population job's folder; its members (population=1) keep their ids
         ident["population"] = int(cfg["population"])
-    for dotted, default in DEFAULTS_OUT_OF_ID.items():  # keys added later: at their default, earlier ids hold
-        parent, _, leaf = dotted.rpartition(".")
-        node = ident.get(parent)
-        if isinstance(node, dict) and node.get(leaf) == default:
-            node.pop(leaf)
+    _drop_legacy_defaults(ident)
     for dotted in cfg.get("run_id_ignore", []) or []:
         _drop(ident, str(dotted))
     return ident

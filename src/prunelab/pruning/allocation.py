@@ -31,17 +31,24 @@ class Allocation:
     normalize: str = "none"
     ratios: dict[str, float] = field(default_factory=dict)
     max_layer_sparsity: float | None = None
+    round_to: int | None = None  # structured: kept units per group rounded up to a multiple of this
 
     @classmethod
-    def from_config(cls, prune: Any) -> Allocation:
+    def from_config(cls, prune: Any, structured: bool = False) -> Allocation:
+        """``prune.normalize=auto`` is ``mean`` for structured criteria (scores of filters, neurons and channels are
+        on different scales) and ``none`` for unstructured ones (one magnitude scale across layers)."""
         check_allocation(prune)
-        cap = prune.get("max_layer_sparsity")
-        return cls(str(prune.get("normalize", "none")), {str(k): float(v) for k, v in dict(prune.get("ratios")
-                   or {}).items()}, None if cap is None else float(cap))  # fmt: skip
+        cap, step = prune.get("max_layer_sparsity"), prune.get("round_to")
+        ratios = {str(k): float(v) for k, v in dict(prune.get("ratios") or {}).items()}
+        how = str(prune.get("normalize", "none"))
+        how = ("mean" if structured else "none") if how == "auto" else how
+        return cls(how, ratios, None if cap is None else float(cap),
+                   None if step is None else int(step))  # fmt: skip
 
     @property
     def default(self) -> bool:
-        return self.normalize == "none" and not self.ratios and self.max_layer_sparsity is None
+        return (self.normalize == "none" and not self.ratios and self.max_layer_sparsity is None
+                and self.round_to is None)  # fmt: skip
 
     def rate_of(self, name: str) -> float | None:
         """The per-step rate of the first pattern matching ``name`` (a tensor or group name)."""

@@ -157,6 +157,8 @@ class PruningCallback(pl.Callback):
             kept = filters.select_filters(part, {n: alive[n] for n in rest}, target, self.min_filters,
                                           scope=self.criterion.scope, max_share=alloc.max_layer_sparsity)  # fmt: skip
             out.update(kept)
+        if alloc.round_to is not None:
+            out = filters.round_kept(out, alive, scores, alloc.round_to)
         return out
 
     def _allocate_weights(self, scores, current, target: float) -> dict[str, torch.Tensor]:

@@ -86,6 +86,25 @@ def select_filters(
     return out
 
 
+def round_kept(kept: Mapping[str, Tensor], alive: Mapping[str, Tensor], scores: Mapping[str, Tensor],
+               step: int) -> dict[str, Tensor]:  # fmt: skip
+    """``kept`` with each group's count of kept units rounded up to a multiple of ``step`` (``prune.round_to``):
+    the highest-scored units this step would remove stay. A group never gets back units pruned in earlier steps,
+    so one already below a multiple keeps what it has (its count is then the largest it can be)."""
+    out = {}
+    for name, keep in kept.items():
+        want = min(int(alive[name].sum()), step * math.ceil(int(keep.sum()) / step))
+        extra = want - int(keep.sum())
+        keep = keep.clone()
+        if extra > 0:
+            candidates = alive[name] & ~keep
+            order = torch.argsort(torch.where(candidates.cpu(), scores[name].detach().double().cpu(), -math.inf),
+                                  descending=True, stable=True)  # fmt: skip
+            keep[order[:extra].to(keep.device)] = True
+        out[name] = keep
+    return out
+
+
 def _columns(keep: Tensor, block: int) -> Tensor:
     """A consumer's input mask/index over ``block`` columns per unit (flatten: the channel's spatial block)."""
     return keep.repeat_interleave(block)
@@ -180,13 +199,14 @@ def _slice_bn(bn: nn.BatchNorm1d | nn.BatchNorm2d, idx: Tensor) -> nn.Module:
     return new.to(bn.weight.device if bn.weight is not None else "cpu")
 
 
-def compact(model: nn.Module, groups: Sequence[FilterGroup]) -> nn.Module:
+def compact(model: nn.Module, groups: Sequence[FilterGroup], kept: Mapping[str, Tensor] | None = None) -> nn.Module:
     """A physically smaller copy: removed filters, their BatchNorm channels and consumers' inputs are dropped.
 
     Gives the same outputs as the masked model (a pruned filter emits exactly 0, and its consumers' weights on that
-    channel are masked), with fewer multiply-accumulates and a real CPU/GPU speedup.
+    channel are masked), with fewer multiply-accumulates and a real CPU/GPU speedup. ``kept``: a boolean
+    (out_channels,) per group key instead of reading the masks (a plain model rebuilt by prunelab.export).
     """
-    alive = alive_filters(model, groups)
+    alive = dict(kept) if kept is not None else alive_filters(model, groups)
     keep_out: dict[str, Tensor] = {}
     keep_in: dict[str, Tensor] = {}
     for g in groups:

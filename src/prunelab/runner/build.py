@@ -84,11 +84,11 @@ def build_model(cfg: DictConfig, dm: Any, structured: bool = False,
     masking.attach_masks(model, names)
     if not structured:
         return model, []
-    kinds = cfg.prune.get("group_kinds", ["conv"])
+    kinds = check_kinds(cfg.prune.get("group_kinds", "auto"), scorable)
     groups = filter_groups(model, kinds)
     if not groups:
         raise PrunelabError("prune.group_kinds", f"{type(model).__name__} has no structurally prunable group of "
-                            f"kind {list(check_kinds(kinds))}",
+                            f"kind {list(kinds)}",
                             "add kinds (e.g. [all]) or use an unstructured criterion")  # fmt: skip
     unsupported = sorted({g.kind for g in groups} - set(scorable))
     if unsupported:
@@ -186,7 +186,10 @@ def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:
     model, groups = build_model(cfg, dm, criterion.structured, criterion.group_kinds)
     if schedule.progressive:
         preflight.check_progressive(groups, rewind)
+    if hasattr(criterion, "check_groups"):  # e.g. a score function that cannot score some group
+        criterion.check_groups(model, groups)
     preflight.check_controls(rewind, criterion, schedule)
+    preflight.check_round_to(cfg, criterion)
     schedule.bind(groups)
     if cfg.get("init_weights"):
         path = Path(cfg.init_weights)

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from prunelab.errors import PrunelabError
 from prunelab.pruning.kinds import check_allocation, check_kinds
@@ -51,8 +51,25 @@ def population_size(cfg: DictConfig) -> int:
     return int(value)
 
 
+def _missing(node: Any, prefix: str = "") -> list[str]:
+    """Keys whose value is ``???`` (without resolving interpolations: hydra's own are resolved only in a job)."""
+    out = []
+    if isinstance(node, DictConfig):
+        for key in map(str, node):
+            if key == "hydra":
+                continue
+            if OmegaConf.is_missing(node, key):
+                out.append(prefix + key)
+            elif not OmegaConf.is_interpolation(node, key):
+                out += _missing(node._get_node(key), f"{prefix}{key}.")
+    return out
+
+
 def check_config(cfg: DictConfig) -> None:
     """Checks on the composed config alone (types, ranges, names); raises a PrunelabError."""
+    missing = _missing(cfg)
+    if missing:
+        raise PrunelabError(missing[0], "has no value (??? in its config file)", f"set it: {missing[0]}=<value>")
     name = str(cfg.get("name", ""))
     if not SAFE_NAME.fullmatch(name) or name in (".", ".."):
         raise PrunelabError("name", f"{name!r} is not a single safe folder name",
@@ -79,8 +96,13 @@ def check_config(cfg: DictConfig) -> None:
 def _check_allocation(cfg: DictConfig) -> None:
     prune = cfg.get("prune") or {}
     check_allocation(prune)
-    custom = prune.get("normalize", "none") != "none" or prune.get("ratios") or prune.get("max_layer_sparsity")
-    if custom and str(cfg_get(cfg, "schedule._target_") or "").endswith("Progressive"):
+    raw = prune.get("normalize", "none") in ("none", "auto")
+    custom = not raw or bool(prune.get("ratios")) or prune.get("max_layer_sparsity") is not None
+    progressive = str(cfg_get(cfg, "schedule._target_") or "").endswith("Progressive")
+    if prune.get("round_to") is not None and progressive:
+        raise PrunelabError("prune.round_to", "the progressive schedule removes a set share of one layer's kernels",
+                            "leave prune.round_to=null with schedule=progressive")  # fmt: skip
+    if custom and progressive:
         raise PrunelabError("prune.ratios", "the progressive schedule prunes one layer at a time by its own rate",
                             "leave prune.normalize, prune.ratios and prune.max_layer_sparsity at their "
                             "defaults")  # fmt: skip
@@ -145,6 +167,13 @@ def check_progressive(groups: list, rewind: Any) -> None:
     if rewind.kind != "none":
         raise PrunelabError("rewind", f"rewind={rewind.kind} would reset the layers a progressive round freezes",
                             "use rewind=none (progressive retraining continues from the trained weights)")  # fmt: skip
+
+
+def check_round_to(cfg: DictConfig, criterion: Any) -> None:
+    """``prune.round_to`` rounds kept unit counts: structured criteria only."""
+    if cfg_get(cfg, "prune.round_to") is not None and not criterion.structured:
+        raise PrunelabError("prune.round_to", "rounds the number of kept filters/neurons: it needs a structured "
+                            "criterion", "use e.g. criterion=l1_filter, or prune.round_to=null")  # fmt: skip
 
 
 def check_controls(rewind: Any, criterion: Any, schedule: Any) -> None:

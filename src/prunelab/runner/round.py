@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from prunelab import results
 from prunelab.errors import PrunelabError
+from prunelab.export import kept_record
 from prunelab.metrics import classification_metrics, worst_class
 from prunelab.module import epoch_seed
 from prunelab.pruning import filters
@@ -74,7 +75,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
                              batches=lambda: iter(dm.train_dataloader()), groups=ctx.groups,
                              extra={"num_classes": dm.num_classes, "run_dir": str(ctx.run_dir)},
                              min_filters=int(cfg.prune.get("min_filters", 1)),
-                             allocation=Allocation.from_config(cfg.prune))  # fmt: skip
+                             allocation=Allocation.from_config(cfg.prune, ctx.criterion.structured))  # fmt: skip
     stop, overrides = convergence(cfg, r)
     overrides.update(rewind_budget(ctx, r))
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks, *stop], ctx.loggers, **overrides)
@@ -163,6 +164,9 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
     if results.is_writer():
         results.atomic_save_torch(ctx.module.model.state_dict(), rdir / "model.pt")
         results.atomic_save_torch(masking.get_masks(ctx.module.model), rdir / "masks.pt")
+    if results.is_writer() and ctx.groups:  # prunelab.export.load_compact rebuilds the compact model from it
+        record = kept_record(ctx.module.model, ctx.groups, ctx.dm.input_shape, ctx.dm.num_classes)
+        results.atomic_write_json(rdir / "kept.json", record)
     if results.is_writer() and (r == ctx.num_rounds - 1 or ctx.cfg.get("quantize", {}).get("rounds") == "all"):
         quantize_round(ctx, r, rdir, step)
     probs, labels = test_outputs(ctx)
@@ -182,11 +186,11 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
 
 
 def export_round(ctx: RunContext, rdir: Path) -> dict[str, Any]:
-    """Compact the structured model physically, check its outputs and time it; saves ``compact.pt``."""
+    """Compact the structured model physically, check its outputs and time it (the round keeps ``kept.json``, from
+    which prunelab.export.load_compact rebuilds the compact model: no pickled module is saved)."""
     sample = next(iter(ctx.dm.test_dataloader()))[0][:64]
     reps = int(ctx.cfg.get("export", {}).get("latency_reps", 20))
-    compacted, report = export_report(ctx.module.model, ctx.groups, sample, reps)
-    results.atomic_save_torch(compacted, rdir / "compact.pt")
+    _, report = export_report(ctx.module.model, ctx.groups, sample, reps)
     return report
 
 

@@ -1,0 +1,131 @@
+"""Safe export of structured runs: the kept units per group as JSON, and the compacted model rebuilt from it.
+
+Each round of a structured run writes ``rounds/rNN/kept.json`` beside ``model.pt``: for every prunable group its
+kind, the layers it spans (producers, norms, consumers and, for ``Linear`` consumers, the input columns per unit)
+and the indices of the units it kept. :func:`load_compact` rebuilds the physically smaller model from the run's
+config, ``model.pt`` (read with ``torch.load(weights_only=True)``: tensors only, no pickled code) and that file::
+
+    from prunelab.export import load_compact
+    model = load_compact("outputs/runs/default/1a2b3c4d5e", round=1)   # an nn.Module in eval mode
+
+Nothing is unpickled, so a run folder from elsewhere can be opened without running its code; the result is
+checked against the masks in ``model.pt`` (a unit the JSON keeps must be the one the masks keep).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from prunelab.errors import PrunelabError
+
+FORMAT = "prunelab.kept/1"
+
+
+def kept_record(model: nn.Module, groups: list, input_shape: Any, num_classes: int) -> dict[str, Any]:
+    """The JSON-ready record of which units each group of ``model`` (masked) keeps."""
+    from prunelab.pruning.filters import alive_filters
+
+    alive = alive_filters(model, groups)
+    return {
+        "format": FORMAT,
+        "input_shape": [int(x) for x in input_shape],
+        "num_classes": int(num_classes),
+        "groups": [
+            {
+                "key": g.conv,
+                "kind": g.kind,
+                "units": g.out_channels,
+                "producers": list(g.producers),
+                "batchnorms": list(g.batchnorms),
+                "consumers": list(g.consumers),
+                "blocks": dict(g.blocks),
+                "kept": torch.nonzero(alive[g.conv].cpu()).flatten().tolist(),
+            }
+            for g in groups
+        ],
+    }
+
+
+def dense_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A masked model's state_dict as the plain model's: ``x.parametrizations.w.original`` times its masks
+    becomes ``x.w``; the mask buffers go."""
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        head, sep, tail = key.rpartition(".original")
+        if sep and not tail and ".parametrizations." in f".{head}":
+            mod, _, attr = head.rpartition("parametrizations.")
+            name = f"{mod}{attr}"
+            masks = [v for k, v in state.items() if k.startswith(f"{head}.") and k.endswith(".mask")]
+            for m in masks:
+                value = value * m
+            out[name] = value
+        elif ".parametrizations." not in f".{key}":
+            out[key] = value
+    return out
+
+
+def _groups(record: dict[str, Any]) -> list:
+    from prunelab.pruning.groups import FilterGroup
+
+    return [FilterGroup(g["key"], int(g["units"]), list(g["batchnorms"]), list(g["consumers"]),
+                        list(g["producers"]), {k: int(v) for k, v in g["blocks"].items()}, g["kind"])
+            for g in record["groups"]]  # fmt: skip
+
+
+def _read(path: Path, what: str) -> Any:
+    if not path.exists():
+        raise PrunelabError("load_compact", f"{path} does not exist",
+                            f"give a structured run folder and one of its finished rounds ({what})")  # fmt: skip
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PrunelabError("load_compact", f"cannot read {path} ({type(exc).__name__})",
+                            "rerun the round: the file is truncated or not prunelab's") from exc  # fmt: skip
+
+
+def load_compact(run_dir: str | Path, round: int) -> nn.Module:
+    """The compacted model of ``round`` of a structured run, rebuilt without unpickling (see the module doc)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from prunelab.pruning.filters import compact
+    from prunelab.results import round_dir
+    from prunelab.runner.build import make
+
+    run_dir = Path(run_dir)
+    rdir = round_dir(run_dir, round)
+    record = _read(rdir / "kept.json", "kept.json")
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise PrunelabError("load_compact", f"{rdir / 'kept.json'} is not a {FORMAT} record",
+                            "rerun the round with this prunelab")  # fmt: skip
+    state = dense_state(_read(rdir / "model.pt", "model.pt"))
+    if not (run_dir / ".hydra" / "config.yaml").exists():
+        raise PrunelabError("load_compact", f"{run_dir} has no .hydra/config.yaml", "give a prunelab run folder")
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    if not isinstance(cfg, DictConfig) or "model" not in cfg:
+        raise PrunelabError("load_compact", f"{run_dir / '.hydra' / 'config.yaml'} holds no model config",
+                            "give a prunelab run folder")  # fmt: skip
+    model = make(cfg, "model", input_shape=tuple(record["input_shape"]), num_classes=record["num_classes"],
+                 _convert_="all")  # fmt: skip
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise PrunelabError("load_compact", f"model.pt does not fit the run's model config ({str(exc)[:120]})",
+                            "the run folder was changed after the run: rerun it") from exc  # fmt: skip
+    groups = _groups(record)
+    kept = {}
+    for g, spec in zip(groups, record["groups"], strict=True):
+        alive = torch.zeros(g.out_channels, dtype=torch.bool)
+        alive[torch.tensor(spec["kept"], dtype=torch.long)] = True
+        weight = model.get_submodule(g.conv).weight.detach().flatten(1)
+        if bool(weight[~alive].any()):  # a unit the record drops still has weights: record and weights disagree
+            raise PrunelabError("load_compact", f"kept.json drops units of {g.conv} that model.pt still uses",
+                                "the round's files do not belong together: rerun the round")  # fmt: skip
+        kept[g.conv] = alive
+    return compact(model, groups, kept).eval()
