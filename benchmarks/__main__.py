@@ -1,12 +1,12 @@
 """Run every benchmark: ``python -m benchmarks`` (or ``make bench``); ``python -m benchmarks P2 P4`` runs some.
 
-P1 epoch_overhead, P2 mask_overhead, P3 pls_vip, P4 structured_speedup, P6 populations. P5 (reproduction wall
+P1 epoch_overhead, P2 mask_overhead, P3 pls_vip, P4 structured_speedup, P6 populations, P7 round_to. P5 (reproduction wall
 times) is ``time prunelab reproduce <paper>``; see docs/performance.md.
 """
 
 import sys
 
-from benchmarks import epoch_overhead, mask_overhead, pls_vip, populations, structured_speedup
+from benchmarks import epoch_overhead, mask_overhead, pls_vip, populations, round_to, structured_speedup
 
 SUITE = {
     "P1": epoch_overhead.main,
@@ -14,6 +14,7 @@ SUITE = {
     "P3": pls_vip.main,
     "P4": structured_speedup.main,
     "P6": populations.main,
+    "P7": round_to.main,
 }
 
 if __name__ == "__main__":
