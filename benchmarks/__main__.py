@@ -1,12 +1,12 @@
 """Run every benchmark: ``python -m benchmarks`` (or ``make bench``); ``python -m benchmarks P2 P4`` runs some.
 
-P1 epoch_overhead, P2 mask_overhead, P3 pls_vip, P4 structured_speedup, P6 populations, P7 round_to. P5 (reproduction wall
+P1 epoch_overhead, P2 mask_overhead, P3 pls_vip, P4 structured_speedup, P6 populations, P7 round_to, P8 reach. P5 (reproduction wall
 times) is ``time prunelab reproduce <paper>``; see docs/performance.md.
 """
 
 import sys
 
-from benchmarks import epoch_overhead, mask_overhead, pls_vip, populations, round_to, structured_speedup
+from benchmarks import epoch_overhead, mask_overhead, pls_vip, populations, reach, round_to, structured_speedup
 
 SUITE = {
     "P1": epoch_overhead.main,
@@ -15,6 +15,7 @@ SUITE = {
     "P4": structured_speedup.main,
     "P6": populations.main,
     "P7": round_to.main,
+    "P8": reach.main,
 }
 
 if __name__ == "__main__":
