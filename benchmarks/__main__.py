@@ -1,7 +1,7 @@
 """Run every benchmark: ``python -m benchmarks`` (or ``make bench``); ``python -m benchmarks P2 P4`` runs some.
 
-P1 epoch_overhead, P2 mask_overhead, P3 pls_vip, P4 structured_speedup, P6 populations, P7 round_to, P8 reach. P5 (reproduction wall
-times) is ``time prunelab reproduce <paper>``; see docs/performance.md.
+P1 epoch_overhead, P2 mask_overhead, P3 pls_vip, P4 structured_speedup, P6 populations, P7 round_to, P8 reach.
+P5 (reproduction wall times) is ``time prunelab reproduce <paper>``; see docs/performance.md.
 """
 
 import sys
