@@ -104,7 +104,7 @@ def test_progressive_rounds_freeze_later_layers_bit_identically(tmp_path, data_d
     from prunelab.pruning.callback import frozen_after
     from prunelab.runner.round import run_round
 
-    ctx = _progressive_ctx(tmp_path, ["criterion.num_samples=64"])
+    ctx = _progressive_ctx(tmp_path, ["criterion.num_samples=64", "prune.group_kinds=[conv]"])  # two layers: quick
     model = ctx.module.model
     assert ctx.schedule.layers == ["features.0", "features.4"] and ctx.schedule.num_rounds == 3
     run_round(ctx, 0)
