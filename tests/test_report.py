@@ -142,7 +142,7 @@ def test_reproduce_jordao_osaku_and_lth_write_their_tables(tmp_path):
             "converge.patience=1"]  # fmt: skip
     cases = (
         ("jordao", ["schedule.rounds=2"], "Compared at round 2", "| L1-norm, layer scope | 2 |"),
-        ("lth", ["schedule.rounds=3"], "of weights -> round", "| reinit control (fresh random init) | 3 |"),
+        ("lth", ["schedule.rounds=3"], "of weights -> round", "| reinit chain (fresh init, own masks) | 3 |"),
         (
             "osaku",
             ["criterion.num_samples=100", "model=cnn_small_bn"],

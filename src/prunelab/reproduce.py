@@ -307,7 +307,7 @@ def _closest_round(rounds: dict[int, list[dict]], left: float) -> int:
 
 def lth_table(runs: list[Run], root: Path) -> str:
     pops = _by_rewind(runs)
-    names = {"init": "winning ticket (rewind to init)", "reinit": "reinit control (fresh random init)"}
+    names = {"init": "winning ticket (rewind to init)", "reinit": "reinit chain (fresh init, own masks)"}
     lines = ["# Frankle & Carbin 2019 at CPU scale: LeNet-300-100 on MNIST, 20% per round (output layer 10%)", "",
              "| variant | round | n | weights remaining | accuracy | change vs dense | worst-class recall |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
