@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
+from prunelab.pruning import masks as masking
 
 FORMAT = "prunelab.kept/1"
 
@@ -56,14 +57,10 @@ def dense_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
     becomes ``x.w``; the mask buffers go."""
     out: dict[str, Tensor] = {}
     for key, value in state.items():
-        head, sep, tail = key.rpartition(".original")
-        if sep and not tail and ".parametrizations." in f".{head}":
-            mod, _, attr = head.rpartition("parametrizations.")
-            name = f"{mod}{attr}"
-            masks = [v for k, v in state.items() if k.startswith(f"{head}.") and k.endswith(".mask")]
-            for m in masks:
-                value = value * m
-            out[name] = value
+        name = masking.name_of_original(key)
+        if name is not None:  # prunelab registers one Mask per tensor (masks.attach_masks)
+            mask = state.get(str(masking.mask_key_of_original(key)))
+            out[name] = value if mask is None else value * mask
         elif ".parametrizations." not in f".{key}":
             out[key] = value
     return out

@@ -93,6 +93,14 @@ def mask_key_of_original(key: str) -> str | None:
     return f"{head}.0.mask"
 
 
+def name_of_original(key: str) -> str | None:
+    """``fc.parametrizations.weight.original`` -> ``fc.weight`` (None for other keys)."""
+    if mask_key_of_original(key) is None:
+        return None
+    mod, _, attr = key.removesuffix(".original").rpartition("parametrizations.")
+    return f"{mod}{attr}"
+
+
 def stored_key(key: str, own_keys: Iterable[str]) -> str:
     """A dense state_dict key (``fc.weight``) as a masked model stores it (``fc.parametrizations.weight.original``)
     when that model masks it; other keys are returned unchanged."""
