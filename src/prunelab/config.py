@@ -54,7 +54,8 @@ def _drop(tree: dict, dotted: str) -> None:
 
 # Keys added after runs existed, left out of the identity while they hold the value that reproduces earlier runs
 DEFAULTS_OUT_OF_ID: dict[str, Any] = {"prune.group_kinds": ["conv"], "prune.normalize": "none", "prune.ratios": {},
-                                      "prune.max_layer_sparsity": None, "prune.round_to": None}  # fmt: skip
+                                      "prune.max_layer_sparsity": None, "prune.round_to": None,
+                                      "rewind.masks_from": None}  # fmt: skip
 
 
 def _drop_legacy_defaults(ident: dict[str, Any]) -> None:
@@ -67,6 +68,13 @@ def _drop_legacy_defaults(ident: dict[str, Any]) -> None:
         prune.pop("group_kinds", None)
         if prune.get("normalize") == "auto":  # what auto means for an unstructured criterion
             prune["normalize"] = "none"
+    rewind = ident.get("rewind")
+    if isinstance(rewind, dict) and rewind.get("masks_from"):  # the masks' content, not the folder's path
+        from prunelab.pruning.source import identity_value
+
+        rewind["masks_from"] = identity_value(rewind, ident.get("seed"), ident.get("model"))
+    if isinstance(rewind, dict):
+        rewind.pop("masks_sha1", None)
     for dotted, default in DEFAULTS_OUT_OF_ID.items():
         parent, _, leaf = dotted.rpartition(".")
         node = ident.get(parent)

@@ -307,7 +307,7 @@ def _closest_round(rounds: dict[int, list[dict]], left: float) -> int:
 
 def lth_table(runs: list[Run], root: Path) -> str:
     pops = _by_rewind(runs)
-    names = {"init": "winning ticket (rewind to init)", "reinit": "reinit chain (fresh init, own masks)"}
+    names = {"init": "winning ticket (rewind to init)", "reinit": "reinit control (ticket's masks, fresh init)"}
     lines = ["# Frankle & Carbin 2019 at CPU scale: LeNet-300-100 on MNIST, 20% per round (output layer 10%)", "",
              "| variant | round | n | weights remaining | accuracy | change vs dense | worst-class recall |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -346,6 +346,7 @@ FASHION_FILES = sorted(FASHION)
 MNIST_FILES = sorted(MNIST)
 DENSE = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: first}"
 EVERY = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: all}"  # lottery tickets: every round from init
+LTH = ["schedule.rounds=12", EVERY, "trainer.limit_train_batches=0.25"]
 PAPERS: dict[str, dict[str, Any]] = {
     "entezari": {"sweeps": {"": ["experiment=entezari_red,entezari_blue,entezari_black,entezari_green", EVERY]},
                  "seeds": 5, "table": entezari_table, "data": ["medmnist/pneumoniamnist_reconstructed.npz"],
@@ -360,8 +361,9 @@ PAPERS: dict[str, dict[str, Any]] = {
                           "matched": ["experiment=jordao_fashion", "criterion=pls_vip,l1_filter",
                                       "criterion.scope=layer", DENSE]}, "seeds": 3,
                "table": jordao_table, "data": FASHION_FILES, "configs": ["jordao_fashion"]},
-    "lth": {"sweeps": {"": ["experiment=lth_mnist", "rewind=init,reinit", "schedule.rounds=12", EVERY,
-                            "trainer.limit_train_batches=0.25"]}, "seeds": 3, "table": lth_table,
+    "lth": {"sweeps": {"ticket": ["experiment=lth_mnist", "rewind=init", *LTH],  # first: the controls need them
+                       "reinit": ["experiment=lth_mnist", "rewind=reinit", "rewind.masks_from={runs}/ticket", *LTH]},
+            "seeds": 3, "table": lth_table,
             "data": MNIST_FILES, "configs": ["lth_mnist"]},
     "osaku": {"sweeps": {"": ["experiment=osaku_fashion", "schedule.freeze=true,false", DENSE]}, "seeds": 3,
               "table": osaku_table, "data": FASHION_FILES, "configs": ["osaku_fashion"]},
@@ -381,6 +383,7 @@ def _commands(spec: dict, n: int, out: Path, overrides: list[str], sequential: b
         else:
             members = ["seed=" + ",".join(str(first + i) for i in range(size))]
         folder = out / "runs" / sub if sub else out / "runs"
+        sweep = [a.replace("{runs}", str((out / "runs").resolve())) for a in sweep]  # a stage reads an earlier one
         cmds.append((sub, ["-m", *sweep, *members, "logger=csv", "trainer.enable_progress_bar=false",
                            f"hydra.sweep.dir={folder}", *overrides]))  # fmt: skip
     return cmds

@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from prunelab.pruning import distributed, filters
+from prunelab.pruning import distributed, filters, source
 from prunelab.pruning import masks as masking
 from prunelab.pruning import rewind as rewinding
 from prunelab.pruning.allocation import Allocation, layer_target, normalized
@@ -113,11 +113,14 @@ class PruningCallback(pl.Callback):
         extra = dict(self.extra)
         if self.schedule.progressive:
             extra["layer"] = self.schedule.layer_at(self.round)
-        context = ScoringContext(round=self.round, seed=self.seed, initial_state=self._initial_state(),
-                                 groups=self.groups, extra=extra)  # fmt: skip
-        batches = self.batches() if (self.criterion.needs_data and self.batches) else None
-        scores = self.criterion.scores(model, current, batches=batches, context=context)
-        new = self.select_masks(model, scores, current, target, context)
+        if self.rewind.source is not None:  # rewind.masks_from: this round's masks are the source run's
+            new = source.load(self.rewind.source, self.round)
+        else:
+            context = ScoringContext(round=self.round, seed=self.seed, initial_state=self._initial_state(),
+                                     groups=self.groups, extra=extra)  # fmt: skip
+            batches = self.batches() if (self.criterion.needs_data and self.batches) else None
+            scores = self.criterion.scores(model, current, batches=batches, context=context)
+            new = self.select_masks(model, scores, current, target, context)
         if self.rewind.kind == "shuffle":  # the random-subnetwork control: each layer's mask permuted
             primary = set(current)
             new = {**new, **rewinding.shuffled({n: new[n] for n in primary}, self.seed, self.round)}

@@ -8,6 +8,9 @@ Frankle & Carbin's two controls: ``reinit`` keeps the masks and restores a *fres
 architecture initialised with seed ``seed + REINIT_SEED_OFFSET``, saved once as ``rewind/reinit.pt``); ``shuffle``
 permutes each layer's mask at random (seeded by run seed and round: the same sparsity per layer, a random
 subnetwork) and restores the round-0 initial weights. ``shuffle`` is for unstructured criteria.
+With ``masks_from`` (:mod:`prunelab.pruning.source`) each round installs another run's masks of that round instead
+of scoring its own weights: ``rewind=reinit rewind.masks_from=<ticket run>`` is the paper's reinit control, the
+ticket's masks at every level trained from a fresh initialisation.
 Snapshots cover every parameter and buffer (BatchNorm statistics included) except the masks themselves.
 """
 
@@ -30,14 +33,20 @@ class Rewind:
     with the LR schedule resumed at ``step`` (Frankle et al. 2020; OpenLTH); ``restart`` gives each round the full
     budget and a fresh schedule."""
 
-    def __init__(self, kind: str = "none", step: int = 0, budget: str = "restart"):
+    def __init__(self, kind: str = "none", step: int = 0, budget: str = "restart", masks_from: str | None = None,
+                 masks_sha1: str | None = None):  # fmt: skip
         if kind not in KINDS:
             raise PrunelabError("rewind.kind", f"unknown kind {kind!r}", f"use one of {', '.join(KINDS)}")
         if kind == "step" and int(step) < 1:
             raise PrunelabError("rewind.step", f"step {step} must be >= 1", "or use rewind=init")
         if budget not in ("continue", "restart"):
             raise PrunelabError("rewind.budget", f"unknown budget {budget!r}", "use continue or restart")
+        if masks_from and kind not in ("init", "reinit"):
+            raise PrunelabError("rewind.masks_from", f"rewind={kind} does not train another run's masks",
+                                "use rewind=reinit (the control) or rewind=init with masks_from")  # fmt: skip
         self.kind, self.step, self.budget = kind, int(step), budget
+        self.masks_from, self.masks_sha1 = masks_from, masks_sha1
+        self.source: Path | None = None  # the resolved source run folder (bound by the runner)
 
     def snapshot_name(self) -> str | None:
         names = {"none": None, "init": "init.pt", "step": f"step{self.step}.pt", "reinit": "reinit.pt",

@@ -204,5 +204,7 @@ def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:
     module = ClassifierModule(model, loss, optimizer, dm.class_names, scheduler=scheduler,
                               positive_class=dm.positive_class, seed=cfg.seed)  # fmt: skip
     ctx = RunContext(cfg, Path(run_dir), dm, module, schedule, rewind, criterion, groups)
+    if rewind.masks_from:
+        preflight.check_masks_source(ctx)
     ctx.warnings = preflight.check_built(ctx)
     return ctx

@@ -178,6 +178,9 @@ def check_round_to(cfg: DictConfig, criterion: Any) -> None:
 
 def check_controls(rewind: Any, criterion: Any, schedule: Any) -> None:
     """The lottery-ticket controls rewind after pruning rounds of weights: not inside a fit, not whole filters."""
+    if rewind.masks_from and schedule.in_fit:
+        raise PrunelabError("rewind.masks_from", f"masks are taken between rounds; the {type(schedule).__name__} "
+                            "prunes inside a fit", "use an iterative or one-shot schedule")  # fmt: skip
     if rewind.kind in ("reinit", "shuffle") and schedule.in_fit:
         raise PrunelabError("rewind", f"rewind={rewind.kind} acts between rounds; the {type(schedule).__name__} "
                             "schedule prunes inside a fit", "use schedule=iterative or one_shot")  # fmt: skip
@@ -318,3 +321,25 @@ def check_targets_keep_weights(ctx: Any) -> None:
             where = f"every weight of {emptied[0]}" if emptied and ctx.criterion.scope == "layer" else "every weight"
             raise PrunelabError(ctx.schedule.target_key, f"round {r}'s target sparsity {target:.6f} removes {where}",
                                 "use a lower rate, fewer rounds or a lower final sparsity")  # fmt: skip
+
+
+def check_masks_source(ctx: Any) -> None:
+    """``rewind.masks_from``: the source run is found, holds every round this run needs, and its masks fit this
+    model (names and shapes); binds the resolved folder to ``ctx.rewind``."""
+    from prunelab.pruning import masks as masking
+    from prunelab.pruning import source
+
+    cfg, rewind = ctx.cfg, ctx.rewind
+    if population_size(cfg) > 1:
+        raise PrunelabError("rewind.masks_from", "a population trains several seeds at once; each needs its own "
+                            "source run", "use population=1 (a seed sweep)")  # fmt: skip
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    run_dir = source.resolve(rewind.masks_from, int(cfg.seed), model_cfg)
+    source.check(run_dir, ctx.num_rounds)
+    own = masking.get_masks(ctx.module.model)
+    theirs = source.load(run_dir, ctx.num_rounds - 1)
+    wrong = sorted(set(own) ^ set(theirs)) or [n for n in own if own[n].shape != theirs[n].shape]
+    if wrong:
+        raise PrunelabError("rewind.masks_from", f"{run_dir}'s masks do not fit this model ({wrong[0]} differs)",
+                            "give a run of the same model and prune settings")  # fmt: skip
+    rewind.source = run_dir

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from prunelab import results
 from prunelab.errors import describe
+from prunelab.pruning import source
 from prunelab.runner import build, preflight, status
 from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
@@ -30,6 +31,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run (or resume, or verify and skip) the experiment described by ``cfg`` in ``run_dir``."""
     run_dir = Path(run_dir)
     preflight.check_config(cfg)
+    source.pin(cfg)  # rewind.masks_from: the masks' fingerprint joins the recorded config
     if preflight.population_size(cfg) > 1:
         return run_population(cfg, run_dir)
     with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.get("wait", False))):
