@@ -104,15 +104,14 @@ def test_run_naming_is_pinned():
 
 def test_progress_bar_redraws_every_n_steps_not_every_step(tmp_path):
     """A per-step progress-bar redraw is a hot-path cost (issue 6): runs redraw every progress_bar_refresh steps."""
-    from lightning.pytorch.callbacks import TQDMProgressBar
-
+    from prunelab.console import Progress as TQDMProgressBar  # prunelab's own display (issue 15)
     from prunelab.errors import PrunelabError
     from prunelab.runner.build import make_trainer
 
     cfg = compose_cfg(["progress_bar_refresh=40"])
     cfg.trainer.enable_progress_bar = True  # compose_cfg turns it off for tests
     bars = [c for c in make_trainer(cfg, tmp_path, [], []).callbacks if isinstance(c, TQDMProgressBar)]
-    assert len(bars) == 1 and bars[0].refresh_rate == 40
+    assert len(bars) == 1 and bars[0].refresh == 40
     quiet = make_trainer(compose_cfg(["trainer.enable_progress_bar=false"]), tmp_path, [], [])
     assert not any(isinstance(c, TQDMProgressBar) for c in quiet.callbacks)
     cfg.progress_bar_refresh = 0

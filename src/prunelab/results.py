@@ -229,6 +229,10 @@ def format_table(rows: Sequence[dict]) -> str:
         ]
         for r in rows
     ]
+    if any("test/fnr" in r for r in rows):  # a binary task: the positive class's miss and false-alarm rates
+        head += ["fnr", "fpr"]
+        for cells, r in zip(body, rows):
+            cells += [_fmt(r.get("test/fnr"), ".4f"), _fmt(r.get("test/fpr"), ".4f")]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from prunelab import results
+from prunelab.console import Progress
 from prunelab.errors import PrunelabError
 from prunelab.module import ClassifierModule
 from prunelab.pruning import filters
@@ -174,7 +174,9 @@ def make_trainer(cfg: DictConfig, rdir: Path, callbacks: list, loggers: list, **
         refresh = int(cfg.get("progress_bar_refresh", 25))
         if refresh < 1:
             raise PrunelabError("progress_bar_refresh", f"{refresh} is not a step count", "use an integer >= 1")
-        callbacks = [*callbacks, TQDMProgressBar(refresh_rate=refresh)]
+        every = float(cfg.get("progress_log_seconds", 30))
+        label = f"round {int(rdir.name[1:])} " if rdir.name[1:].isdigit() else ""
+        callbacks = [*callbacks, Progress(refresh, every, label=label)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir),
                        **overrides)  # fmt: skip
 

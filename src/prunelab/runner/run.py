@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from prunelab import results
+from prunelab.console import round_line
 from prunelab.errors import describe
 from prunelab.pruning import source
 from prunelab.runner import build, preflight, status
@@ -71,6 +72,9 @@ def attempt(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict
         if ctx.rewind.kind == "reinit":
             status.reinit_snapshot(ctx.run_dir, ctx.module.model, build.fresh_model(ctx.cfg, ctx.dm))
         folder.set_status("running", ctx.cfg)
+        if results.is_writer():
+            print(f"run folder: {ctx.run_dir}" + (f" (resuming after round {len(done) - 1})" if done else ""),
+                  flush=True)  # fmt: skip
         ctx.loggers = build.build_loggers(ctx.cfg)
         rows = loop(ctx, done)
         summary = folder.complete(ctx, rows, time.perf_counter() - started)
@@ -110,8 +114,10 @@ def loop(ctx: RunContext, done: list[dict]) -> list[dict]:
     if done and len(done) < ctx.num_rounds:
         load_kept_model(ctx, len(done) - 1)  # the next round starts from this one's kept model
     for r in range(len(done), ctx.num_rounds):
-        log.info("round %d/%d: target sparsity %.4f", r, ctx.num_rounds - 1, ctx.schedule.sparsity_at(r))
+        log.debug("round %d/%d: target sparsity %.4f", r, ctx.num_rounds - 1, ctx.schedule.sparsity_at(r))
         rows.append(run_round(ctx, r))
         results.write_results(ctx.run_dir, rows)
+        if results.is_writer():
+            print(round_line(rows[-1], ctx.num_rounds - 1), flush=True)
     results.write_results(ctx.run_dir, rows)  # also when every round was already done (a lost summary)
     return rows

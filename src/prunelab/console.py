@@ -1,0 +1,121 @@
+"""What a run prints: a progress display during fits and one line per finished round.
+
+On a terminal, a single tqdm bar per training epoch, redrawn at least ten times per epoch however short, with the
+running loss and accuracy of the epoch and the last validation figure; validation and test passes draw nothing.
+Off a terminal (a log file, a SLURM ``.out``) there are no bars: a plain line at most every
+``progress_log_seconds`` during long fits, and the round lines. The round line (:func:`round_line`) is the same in
+both: round, sparsity, accuracy, AUROC, the worst class and its recall, FNR/FPR for a binary task, wall time.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def round_line(row: dict, last_round: int) -> str:
+    """One line per finished round (binary tasks add the positive class's FNR and FPR)."""
+    parts = [
+        f"round {row['round']}/{last_round}",
+        f"sparsity {_fmt(row.get('sparsity'), '.4f')}",
+        f"acc {_fmt(row.get('test/acc'), '.4f')}",
+        f"auroc {_fmt(row.get('test/auroc_macro'), '.4f')}",
+        f"worst class {row.get('worst_class', '-')} (recall {_fmt(row.get('worst_class_recall'), '.3f')})",
+    ]
+    if "test/fnr" in row:
+        parts.append(f"fnr {_fmt(row.get('test/fnr'), '.3f')} fpr {_fmt(row.get('test/fpr'), '.3f')}")
+    parts.append(f"{_fmt(row.get('round_seconds'), '.1f')} s")
+    return "  ".join(parts)
+
+
+class Progress(ProgressBar):
+    """The training display (replaces Lightning's TQDM bar, which leaves validation bars behind and writes
+    hundreds of ``\\r`` lines into log files)."""
+
+    def __init__(self, refresh: int = 25, every_s: float = 30.0, tty: bool | None = None, label: str = "",
+                 mininterval: float = 0.1):  # fmt: skip
+        super().__init__()
+        self.mininterval = mininterval
+        self.refresh, self.every_s, self.label = max(1, int(refresh)), float(every_s), label
+        self.tty = sys.stdout.isatty() if tty is None else tty
+        self._enabled = True
+        self._bar: Any = None
+        self._last_print = time.monotonic()
+        self._val = ""
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def _running(self, pl_module: Any) -> str:
+        seen = getattr(pl_module, "_train_seen", 0)
+        loss, correct = getattr(pl_module, "_train_loss", None), getattr(pl_module, "_train_correct", None)
+        if not seen or loss is None or correct is None:
+            return ""
+        return f"loss {float(loss) / seen:.4f} acc {float(correct) / seen:.4f}"
+
+    def _every(self, trainer: Any) -> int:
+        total = self.total_train_batches
+        steps = int(total) if isinstance(total, (int, float)) and math.isfinite(total) and total > 0 else 0
+        return max(1, min(self.refresh, steps // 10 if steps else self.refresh))
+
+    @staticmethod
+    def _epoch(trainer: Any) -> str:
+        last = getattr(trainer, "max_epochs", None)
+        return f"{trainer.current_epoch}/{last}" if isinstance(last, int) and last > 0 else str(trainer.current_epoch)
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        if not (self._enabled and self.tty):
+            return
+        from tqdm.auto import tqdm
+
+        batches = self.total_train_batches
+        total = int(batches) if isinstance(batches, (int, float)) and math.isfinite(batches) else None
+        desc = f"{self.label}epoch {self._epoch(trainer)}"
+        self._bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stdout,
+                         mininterval=self.mininterval)  # fmt: skip
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self._enabled:
+            return
+        n = batch_idx + 1
+        if self._bar is not None:
+            if n % self._every(trainer) == 0 or n == self._bar.total:  # tqdm draws at most every 0.1 s
+                self._bar.set_postfix_str(" ".join(x for x in (self._running(pl_module), self._val) if x), False)
+                self._bar.update(n - self._bar.n)
+        elif not self.tty and time.monotonic() - self._last_print >= self.every_s:
+            self._last_print = time.monotonic()
+            total = self.total_train_batches
+            of = f"/{int(total)}" if isinstance(total, (int, float)) and math.isfinite(total) else ""
+            extra = " ".join(x for x in (self._running(pl_module), self._val) if x)
+            print(f"  {self.label}epoch {self._epoch(trainer)} step {n}{of}  {extra}".rstrip(), flush=True)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        metric = trainer.callback_metrics.get("val/acc")
+        self._val = f"val/acc {float(metric):.4f}" if metric is not None else ""
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
