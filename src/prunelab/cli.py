@@ -1,6 +1,7 @@
 """The ``prunelab`` command: Hydra entry point (thin), with one-line errors for bad input.
 
-``prunelab [overrides...]`` runs an experiment; ``prunelab --help`` is Hydra's help. Mistakes in the command line
+``prunelab [overrides...]`` runs an experiment; ``prunelab --help`` lists the commands and options
+(:mod:`prunelab.help`; Hydra's own help is ``--hydra-help``). Mistakes in the command line
 (unknown option in a group, unknown key, bad value, a value out of range) are found by composing the config (each
 variant of a sweep) and checking it (:func:`prunelab.runner.preflight.check_config`) before Hydra runs, and
 reported on one line naming the key and the fix, with exit status 2.
@@ -56,6 +57,12 @@ def check_group_options(args: list[str]) -> None:
         for option in value.strip("[]").split(","):
             option = option.strip()
             if option and option != "null" and option not in groups[key]:
+                from prunelab.help import hidden
+
+                if hidden(option):
+                    fail(f"{key}={option}: {option} is a {'typed schema' if option.startswith('schema_') else 'shared'}"
+                         f" part of the '{key}' options, not an option itself (fix: use one of "
+                         f"{', '.join(groups[key])}; `prunelab list {key}` describes each)")  # fmt: skip
                 fail(
                     f"{key}={option}: unknown option for '{key}' (fix: use one of {', '.join(groups[key])}, "
                     f"or add conf/{key}/{option}.yaml)"
@@ -181,8 +188,43 @@ def _task(cfg: DictConfig) -> float:
     return float(final[key])
 
 
+def _help_or_list(args: list[str]) -> bool:
+    """``--version``, ``--help``, ``list`` and ``reproduce --help``: prunelab's own texts (:mod:`prunelab.help`)."""
+    from prunelab import help as helptext
+
+    if args[:1] == ["list"]:
+        helptext.list_main(args[1:])
+    elif args[:1] in (["--version"], ["-V"]):
+        print(f"prunelab {helptext.__version__}")
+    elif args[:1] == ["reproduce"] and any(a in ("-h", "--help") for a in args[1:]):
+        print(helptext.reproduce_help(), end="")
+    elif args[:1] != ["report"] and any(a in ("-h", "--help") for a in args):
+        print(helptext.main_help(), end="")
+    else:
+        return False
+    return True
+
+
+def _completion(args: list[str]) -> None:
+    """Hydra's shell completion, without schemas and shared files among the candidates."""
+    import contextlib
+    import io
+
+    from prunelab.help import filter_completion
+
+    sys.argv = [sys.argv[0], *args]
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            _task()
+    finally:
+        print(filter_completion(buffer.getvalue().rstrip("\n")))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if _help_or_list(args):
+        return None
     if args and args[0] == "report":
         from prunelab.analysis.report import main as report_main
 
@@ -193,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
         return reproduce_main(args[1:])
     if "--wait" in args:
         args = [a for a in args if a != "--wait"] + ["wait=true"]
+    args = ["--help" if a == "--hydra-help" else a for a in args]
+    if any(a in ("-sc", "--shell-completion") for a in args) and any(a.startswith("query=") for a in args):
+        return _completion(args)
     check_group_options(args)
     check_compose(args)
     sys.argv = [sys.argv[0], *args]
