@@ -1,8 +1,9 @@
 """Reproduction tables in ``docs/reproductions.md`` are written by ``prunelab reproduce <paper> --doc``, never by
 hand. Each paper's section sits between ``<!-- reproduce:<paper> begin -->`` and ``<!-- reproduce:<paper> end -->``
-and carries a stamp: the commit, the command, and a hash of the code and configs that produce it (``CODE`` plus
-the paper's experiment configs). ``tests/test_reproduce_doc.py`` fails when a section's hash differs from the
-current code's, unless the section is marked ``<!-- reproduce:<paper> stale -->`` (with the reason shown).
+and carries a stamp: the commit, the command, and a hash of the code and configs that produce it (``CODE``, the
+paper's own modules and its experiment configs). ``tests/test_reproduce_doc.py`` fails when a section's hash
+differs from the current code's, unless the section is marked ``<!-- reproduce:<paper> stale -->`` (with the
+reason shown).
 
 Each table also states its data file's provenance: official or not (``../shared/data/README.md``), and its md5.
 """
@@ -19,7 +20,10 @@ from pathlib import Path
 from prunelab.config import conf_dir
 
 SRC = Path(__file__).resolve().parent
-CODE = ["reproduce.py", "reproduce_doc.py", "analysis/claims.py", "analysis/hooker.py", "analysis/runs.py"]
+# shared by every paper; each paper adds its claims (analysis/papers/<paper>.py), its sweeps and table
+# (analysis/tables/<paper>.py), the files in PAPER_CODE and its experiment configs
+CODE = ["reproduce.py", "reproduce_doc.py", "analysis/claims.py", "analysis/runs.py", "analysis/tables/common.py"]
+PAPER_CODE = {"hooker": ["analysis/hooker.py"]}
 # md5 of the official files (torchvision 0.29.1 for Fashion-MNIST, medmnist 3.0.2 info.py for MedMNIST)
 FASHION = {
     f"FashionMNIST/raw/{name}-ubyte.gz": md5
@@ -52,7 +56,8 @@ NOTES = {
 def code_hash(paper: str, configs: list[str]) -> str:
     """SHA-1 over the reproduction code, the paper's claim module and its experiment configs."""
     h = hashlib.sha1()
-    files = [SRC / f for f in CODE] + [SRC / "analysis" / "papers" / f"{paper}.py"]
+    own = [f"analysis/papers/{paper}.py", f"analysis/tables/{paper}.py", *PAPER_CODE.get(paper, [])]
+    files = [SRC / f for f in (*CODE, *own)]
     files += [conf_dir() / "experiment" / f"{c}.yaml" for c in configs]
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())

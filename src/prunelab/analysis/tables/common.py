@@ -1,0 +1,84 @@
+"""Helpers shared by the reproduction tables (:mod:`prunelab.analysis.tables`): means with spreads, per-seed
+pairing, per-population curves, and the claims section. A change here changes every paper's code hash
+(:mod:`prunelab.reproduce_doc`); a change to one paper's table module changes only that paper's."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+
+from prunelab.analysis import claims
+from prunelab.analysis.runs import Run, group_labels
+
+DENSE = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: first}"
+EVERY = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: all}"  # lottery tickets: every round from init
+
+
+def mean(values: list[float]) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def std(values: list[float]) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def pm(values: list[float]) -> str:
+    return f"{mean(values):.3f} ± {std(values):.3f}"
+
+
+def claims_section(declared: list, results: list) -> list[str]:
+    return ["", "## Claims (rules stated in code before the runs: prunelab/analysis/papers/)", "",
+            *claims.markdown(results), "", "<details><summary>The declared rules</summary>", "",
+            *claims.declared(declared), "", "</details>"]  # fmt: skip
+
+
+def seeds_text(runs: list[Run]) -> str:
+    seeds = sorted(int(r.seed) for r in runs if r.seed is not None)
+    return f"{seeds[0]}-{seeds[-1]}" if seeds else "?"
+
+
+def by_population(runs: list[Run]) -> dict[str, dict[int, list[dict]]]:
+    labels = group_labels(runs)
+    out: dict[str, dict[int, list[dict]]] = {}
+    for run in runs:
+        if run.status == "complete":
+            for row in run.rows:
+                out.setdefault(labels[run.path], {}).setdefault(row["round"], []).append({**row, "seed": run.seed})
+    return out
+
+
+def curve_table(pops: dict[str, dict[int, list[dict]]], title: str, first: str) -> list[str]:
+    lines = [title, "", f"| population | round | n | {first} | FLOPs (share of dense) | accuracy | change vs dense | "
+             "worst-class recall | worst class |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for pop, rounds in sorted(pops.items()):
+        dense = mean([x["test/acc"] for x in rounds[0]])
+        for r, rows in sorted(rounds.items()):
+            share = mean([x.get("filters_removed_share", x["sparsity"]) for x in rows])
+            worst = max({x["worst_class"] for x in rows}, key=[x["worst_class"] for x in rows].count)
+            acc = [x["test/acc"] for x in rows]
+            lines.append(f"| {pop} | {r} | {len(rows)} | {share:.3f} | {pm([x['flops_ratio'] for x in rows])} | "
+                         f"{pm(acc)} | {mean(acc) - dense:+.4f} | {pm([x['test/recall_worst'] for x in rows])} | "
+                         f"{worst} |")  # fmt: skip
+    return lines
+
+
+def per_seed(rounds: dict[int, list[dict]], r: int, key: str) -> dict[int, float]:
+    return {int(x["seed"]): float(x[key]) for x in rounds.get(r, [])}
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    seeds = sorted(set(a) & set(b))
+    return np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
+
+
+def dense_line(pops: dict[str, dict[int, list[dict]]]) -> str:
+    dense = [x for rounds in pops.values() for x in rounds.get(0, [])]
+    if not dense or "converged" not in dense[0]:
+        return "Dense round: a fixed number of epochs (not trained to convergence)."
+    stopped, epochs = sum(bool(x["converged"]) for x in dense), [x["epochs"] for x in dense]
+    return (f"Dense round: trained until validation accuracy stopped improving; {stopped} of {len(dense)} dense "
+            f"models stopped by patience (epochs {min(epochs)}-{max(epochs)}).")  # fmt: skip
