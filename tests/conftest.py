@@ -53,7 +53,7 @@ def cli(
     env.update(env_extra or {})
     if data is not None:
         env["PRUNELAB_DATA_DIR"] = str(data)
-    quiet = [] if args[:1] == ["report"] else ["trainer.enable_progress_bar=false"]
+    quiet = [] if args[:1] in (["report"], ["export"], ["list"]) else ["trainer.enable_progress_bar=false"]
     cmd = [sys.executable, "-m", "prunelab", *args, *quiet]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=out, **popen)
 

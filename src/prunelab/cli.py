@@ -229,6 +229,10 @@ def main(argv: list[str] | None = None) -> None:
         from prunelab.analysis.report import main as report_main
 
         return report_main(args[1:])
+    if args and args[0] == "export":
+        from prunelab.export_cmd import main as export_main
+
+        return export_main(args[1:])
     if args and args[0] == "reproduce":
         from prunelab.reproduce import main as reproduce_main
 

@@ -98,6 +98,8 @@ usage:
   prunelab report <folder> [...]                per-class report of runs and sweeps (prunelab report --help)
   prunelab reproduce <paper> [...]              a paper's CPU-scale reproduction: {papers}
                                                 (prunelab reproduce --help: what each runs and how long)
+  prunelab export <run> --format onnx|torchscript|pt2 [--round N]
+                                                a round's model (compacted if structured), outputs checked
   prunelab --cfg job [overrides]                the composed config of a command, without running it
   prunelab --version                            prunelab's version
   prunelab --hydra-help                         Hydra's own options (launchers, sweepers, logging)

@@ -1,0 +1,149 @@
+"""Use a run in your own code: ``prunelab.load_model`` and ``prunelab.load_run``.
+
+    import prunelab
+    model = prunelab.load_model("outputs/runs/default/1efe7b9747")            # last round, masks folded in
+    small = prunelab.load_model(run_dir, round=1, compact=True)             # structured runs: physically smaller
+    run = prunelab.load_run(run_dir)
+    run.metrics                 # one row per round (pandas DataFrame): sparsity, test/acc, test/recall/<class>, ...
+    probs, labels = run.predictions(round=1)
+
+Neither loads the dataset: the architecture comes from the run's recorded config and ``data.json`` (input shape
+and classes), the weights from ``rounds/rNN/model.pt`` read with ``torch.load(weights_only=True)`` after the
+round's files are checked against the checksums its ``metrics.json`` recorded. A changed, truncated or missing
+file is refused with one line naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from prunelab import results
+from prunelab.errors import PrunelabError
+
+KEY = "run_dir"
+
+
+def _config(run_dir: Path) -> DictConfig:
+    for path in (run_dir / "run_config.yaml", run_dir / ".hydra" / "config.yaml"):
+        if path.exists():
+            try:
+                cfg = OmegaConf.load(path)
+            except Exception as exc:
+                raise PrunelabError(KEY, f"{path} is unreadable ({type(exc).__name__})",
+                                    "rerun the run: its recorded config is damaged") from exc  # fmt: skip
+            if isinstance(cfg, DictConfig) and "model" in cfg:
+                return cfg
+    raise PrunelabError(KEY, f"{run_dir} is not a prunelab run folder (no run_config.yaml)",
+                        "give a folder printed as 'run folder:' by a run")  # fmt: skip
+
+
+def _data_record(run_dir: Path) -> dict[str, Any]:
+    record = results.read_json_or_none(run_dir / "data.json") if (run_dir / "data.json").exists() else None
+    if not isinstance(record, dict) or "input_shape" not in record or "classes" not in record:
+        raise PrunelabError(KEY, f"{run_dir / 'data.json'} is missing or unreadable",
+                            "rerun the run: the data record gives the model's input shape and classes")  # fmt: skip
+    return record
+
+
+def _rounds(run_dir: Path) -> list[dict]:
+    rows: list[dict] = []
+    while True:
+        row, problem = results.verify_round(run_dir, len(rows))
+        if problem:
+            raise PrunelabError(KEY, f"{run_dir}: {problem}", "rerun the same command: prunelab redoes that round")
+        if row is None:
+            return rows
+        rows.append(row)
+
+
+def _round(run_dir: Path, round: int) -> tuple[int, list[dict]]:
+    rows = _rounds(run_dir)
+    if not rows:
+        raise PrunelabError(KEY, f"{run_dir} has no finished round", "let the run finish (or resume it) first")
+    r = len(rows) + round if round < 0 else round
+    if not 0 <= r < len(rows):
+        raise PrunelabError("round", f"round {round} is not among the finished rounds 0..{len(rows) - 1}",
+                            f"use a round in 0..{len(rows) - 1} (or -1 for the last)")  # fmt: skip
+    return r, rows
+
+
+def load_model(run_dir: str | Path, round: int = -1, compact: bool = False) -> nn.Module:
+    """The model of ``round`` (default: the last finished one) as a plain ``nn.Module`` in eval mode: masks folded
+    into the weights (pruned entries are exact zeros), or with ``compact=True`` (structured runs) the physically
+    compacted model whose outputs equal the masked model's."""
+    from prunelab.export import dense_state, load_compact
+    from prunelab.runner.build import make
+
+    run_dir = Path(run_dir)
+    cfg = _config(run_dir)
+    r, _ = _round(run_dir, round)
+    rdir = results.round_dir(run_dir, r)
+    if compact:
+        if not (rdir / "kept.json").exists():
+            raise PrunelabError("compact", f"{run_dir} pruned single weights (no kept.json): nothing to compact",
+                                "use compact=False, or a structured criterion (e.g. l1_filter)")  # fmt: skip
+        return load_compact(run_dir, r)
+    record = _data_record(run_dir)
+    if "pretrained" in cfg.model:  # the weights come from model.pt: never download ImageNet weights here
+        cfg.model.pretrained = False
+    model = make(cfg, "model", input_shape=tuple(record["input_shape"]), num_classes=len(record["classes"]),
+                 _convert_="all")  # fmt: skip
+    state = dense_state(torch.load(rdir / "model.pt", map_location="cpu", weights_only=True))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise PrunelabError(KEY, f"{rdir / 'model.pt'} does not fit the run's model config ({str(exc)[:100]})",
+                            "the run folder was changed after the run: rerun it") from exc  # fmt: skip
+    return model.eval()
+
+
+@dataclass
+class RunRecord:
+    """A finished (or partly finished) run as data: its config, classes and per-round records."""
+
+    path: Path
+    config: dict[str, Any]
+    classes: list[str]
+    rounds: list[dict] = field(default_factory=list)
+    status: str = "unknown"
+
+    @property
+    def metrics(self) -> Any:
+        """One row per finished round (a pandas DataFrame; a list of dicts when pandas is not installed)."""
+        flat = [results.strip_record({k: v for k, v in r.items() if not isinstance(v, (dict, list))})
+                for r in self.rounds]  # fmt: skip
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - pandas comes with the dev extras and most research setups
+            return flat
+        return pd.DataFrame(flat).set_index("round")
+
+    def confusion_matrix(self, round: int = -1) -> np.ndarray:
+        """Test confusion matrix of ``round``: rows are true classes, columns predictions."""
+        return np.asarray(self.rounds[round]["confusion_matrix"])
+
+    def predictions(self, round: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """Test-set class probabilities ``(n, classes)`` and true labels ``(n,)`` of ``round``."""
+        r = self.rounds[round]["round"]
+        with np.load(results.round_dir(self.path, r) / "predictions.npz") as f:
+            return f["probs"], f["labels"]
+
+
+def load_run(run_dir: str | Path) -> RunRecord:
+    """The run's config, classes, status and every finished round's record (checked against its checksums)."""
+    run_dir = Path(run_dir)
+    cfg = _config(run_dir)
+    record = _data_record(run_dir)
+    summary = results.read_json_or_none(run_dir / "summary.json") if (run_dir / "summary.json").exists() else None
+    status = summary.get("status", "unknown") if isinstance(summary, dict) else "unknown"
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    config = json.loads(json.dumps(tree, default=str)) if isinstance(tree, dict) else {}
+    return RunRecord(run_dir, config, [str(c) for c in record["classes"]], _rounds(run_dir), status)
