@@ -72,12 +72,55 @@ def test_wandb_offline_run_holds_per_class_keys(two_round_run):
     for c in range(10):
         assert f"test/recall/{c}" in keys and f"val/auroc/{c}" in keys and f"test/fn/{c}" in keys
     assert {"prune/round", "prune/sparsity", "prune/flops", "test/auroc_macro"} <= keys
-    rounds = [row for row in history if "prune/sparsity" in row]
+    rounds = [row for row in history if "round/test/acc" in row]  # one summary row per round
     assert [r["prune/round"] for r in rounds] == [0, 1]
     assert rounds[1]["prune/sparsity"] == pytest.approx(0.5, abs=1e-4)
+    assert sum("test/acc" in row for row in history) == 2  # the test figures once per round, not twice
     with open(run_dir / "csv" / "metrics.csv") as f:
         header = next(csv.reader(f))
     assert "test/recall/7" in header and "prune/round" in header
+
+
+def test_wandb_run_is_named_typed_and_plots_over_rounds(two_round_run):
+    """Issue 15: a round-aware x-axis (prune/step keeps counting; round summaries over prune/sparsity), a name with
+    criterion and seed, job type "run", one W&B run id per run folder, and per-round tables."""
+    from prunelab.analysis.wandb_offline import read_run_info
+    from prunelab.loggers import wandb_id
+
+    _, run_dir, _ = two_round_run
+    (wandb_file,) = run_files(run_dir)
+    info = read_run_info(wandb_file)
+    assert info["job_type"] == "run" and info["id"] == wandb_id(run_dir)
+    assert info["name"].startswith("default-magnitude-s0-")
+    axes = info["step_metrics"]
+    assert axes["round/test/acc"] == "prune/sparsity" and axes["val/acc"] == "prune/step"
+    history = read_history(wandb_file)
+    steps = [row["prune/step"] for row in history if "val/acc" in row]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)  # no restart between rounds
+    epochs = [row["trainer/global_step"] for row in history if "val/acc" in row]
+    assert epochs != sorted(epochs)  # Lightning's own step does restart (what prune/step fixes)
+    tables = [row for row in history if row.get("round/per_class/_type") == "table-file"]  # nested keys, joined
+    assert len(tables) == 2 and all(t["round/per_class/nrows"] == 10 for t in tables)
+    matrices = [row for row in history if row.get("round/confusion_matrix_table/_type") == "table-file"]
+    assert len(matrices) == 2 and matrices[0]["round/confusion_matrix_table/nrows"] == 100  # 10 x 10 cells
+
+
+def test_a_resumed_run_continues_its_wandb_run_and_its_csv(tmp_path):
+    import shutil
+
+    from prunelab.analysis.wandb_offline import read_run_info
+
+    proc = cli(FAST, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    shutil.rmtree(run_dir / "rounds" / "r01")  # as if the run had stopped after round 0
+    again = cli(FAST, tmp_path)
+    assert again.returncode == 0 and "resuming after round 0" in again.stdout, again.stderr[-2000:]
+    files = run_files(run_dir)
+    assert len(files) == 2 and len({read_run_info(f)["id"] for f in files}) == 1  # one W&B run, two attempts
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        rounds = [float(r["prune/round"]) for r in csv.DictReader(f) if r.get("prune/round")]
+    assert rounds.count(0.0) >= 2 and 1.0 in rounds  # round 0's rows from the first attempt are kept
 
 
 def test_rerun_skips_a_complete_run(two_round_run):

@@ -120,14 +120,16 @@ def test_notebooks_execute_on_a_tiny_sweep(tmp_path, monkeypatch):
 
 
 def test_report_logs_tables_and_plots_to_offline_wandb(tmp_path):
-    from prunelab.analysis.wandb_offline import read_history, run_files
+    from prunelab.analysis.wandb_offline import read_history, read_run_info, run_files
 
-    sweep = ["-m", "seed=0,1", "schedule.rounds=1", "trainer.max_epochs=1", "logger=none",
+    sweep = ["-m", "seed=0,1", "schedule.rounds=1", "trainer.max_epochs=1",
              "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
     assert cli(sweep, tmp_path).returncode == 0
     rep = cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep"), "--wandb"], tmp_path)
     assert rep.returncode == 0, rep.stderr[-2000:]
     (file,) = run_files(tmp_path / "rep")
+    job = read_run_info(run_files(tmp_path / "sweep")[0])
+    assert job["job_type"] == "sweep" and read_run_info(file)["group"] == job["group"] == "default@sweep"
     logged = {k: v for row in read_history(file) for k, v in row.items()}
     # nested values come back flattened: <key>/_type
     assert logged["report/summary/_type"] == "table-file" and logged["report/class_deltas/_type"] == "table-file"
@@ -142,7 +144,7 @@ def test_reproduce_jordao_osaku_and_lth_write_their_tables(tmp_path):
             "converge.patience=1"]  # fmt: skip
     cases = (
         ("jordao", ["schedule.rounds=2"], "Compared at round 2", "| L1-norm, layer scope | 2 |"),
-        ("lth", ["schedule.rounds=3"], "of weights -> round", "| reinit chain (fresh init, own masks) | 3 |"),
+        ("lth", ["schedule.rounds=3"], "of weights -> round", "| reinit control (ticket's masks, fresh init) | 3 |"),
         (
             "osaku",
             ["criterion.num_samples=100", "model=cnn_small_bn"],

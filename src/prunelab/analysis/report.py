@@ -289,7 +289,9 @@ def report(root: Path, out: Path | None = None, x_axis: str = "sparsity") -> dic
     (out / "report.md").write_text(markdown(summary, runs))
     files = plots(summary, deltas, out, x_axis) if summary else []
     files += hooker_section(runs, out)
-    return {"out": out, "runs": len(runs), "complete": sum(r.status == "complete" for r in runs), "plots": files}
+    groups = {str(r.config.get("logger", {}).get("wandb", {}).get("group") or "") for r in runs} - {""}
+    return {"out": out, "runs": len(runs), "complete": sum(r.status == "complete" for r in runs), "plots": files,
+            "wandb_group": groups.pop() if len(groups) == 1 else None}  # fmt: skip
 
 
 def log_to_wandb(result: dict, tables: dict[str, list[dict]], project: str = "prunelab", group: str = "report") -> Path:
@@ -326,7 +328,8 @@ def main(argv: list[str]) -> None:
     print(f"{result['runs']} runs ({result['complete']} complete) -> {result['out']}/report.md")
     if args.wandb:
         tables = {n: _read_csv(result["out"] / f"{n}.csv") for n in ("summary", "class_deltas", "runs", "hooker")}
-        print(f"W&B (offline): {log_to_wandb(result, tables)}")
+        group = result["wandb_group"] or "report"  # the sweep's own W&B group when the runs share one
+        print(f"W&B (offline, group {group}): {log_to_wandb(result, tables, group=group)}")
 
 
 def _read_csv(path: Path) -> list[dict]:

@@ -61,16 +61,21 @@ def read_history(path: Path) -> list[dict]:
 
 
 def read_run_info(path: Path) -> dict:
-    """The run's group, name, tags and whether it was closed (its exit record and exit code)."""
+    """The run's id, group, name, job type, tags, the x-axis each metric was defined against (``define_metric``)
+    and whether it was closed (its exit record and exit code)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    info: dict = {"group": None, "name": None, "tags": [], "exited": False, "exit_code": None}
+    info: dict = {"group": None, "name": None, "tags": [], "exited": False, "exit_code": None, "id": None,
+                  "job_type": None, "step_metrics": {}}  # fmt: skip
     for chunk in _chunks(Path(path).read_bytes()):
         record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class
         record.ParseFromString(chunk)
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            info.update(group=record.run.run_group, name=record.run.display_name, tags=list(record.run.tags))
+            info.update(group=record.run.run_group, name=record.run.display_name, tags=list(record.run.tags),
+                        id=record.run.run_id, job_type=record.run.job_type)  # fmt: skip
+        elif kind == "metric" and record.metric.step_metric:  # define_metric(name or glob, step_metric=...)
+            info["step_metrics"][record.metric.name or record.metric.glob_name] = record.metric.step_metric
         elif kind == "exit":
             info.update(exited=True, exit_code=record.exit.exit_code)
     return info

@@ -179,10 +179,21 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
     record = {**row, "confusion_matrix": confusion(probs, labels, ctx.dm), "sparsity_per_tensor": per_tensor,
               "files": files}  # fmt: skip
     results.atomic_write_json(rdir / "metrics.json", record)
-    numeric = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for lg in ctx.loggers:
-        lg.log_metrics({f"round/{k}" if "/" not in k else k: v for k, v in numeric.items()}, step=step)
+    log_round(ctx, row, probs, labels, step)
     return record
+
+
+def log_round(ctx: RunContext, row: dict, probs: torch.Tensor, labels: torch.Tensor, step: int) -> None:
+    """The round's summary, once per round, as ``round/<key>`` (the module logs the per-epoch ``val/`` and the
+    ``test/`` figures itself), with ``prune/sparsity`` as its x-axis; W&B also gets the per-class table and the
+    confusion matrix (:mod:`prunelab.loggers`)."""
+    numeric = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    summary = {k if k.startswith("prune/") else f"round/{k}": v for k, v in numeric.items()}
+    summary.update({"prune/sparsity": float(row["sparsity"]), "prune/round": float(row["round"])})
+    for lg in ctx.loggers:
+        lg.log_metrics(summary, step=step)
+        if hasattr(lg, "log_round_media"):
+            lg.log_round_media(row, list(ctx.dm.class_names), labels.tolist(), probs.argmax(1).tolist(), step)
 
 
 def export_round(ctx: RunContext, rdir: Path) -> dict[str, Any]:
