@@ -90,7 +90,7 @@ class WandbLogger(_LightningWandbLogger):
         """The round's per-class table and confusion matrix (W&B media: they show after ``wandb sync``)."""
         import wandb
 
-        columns = ["class", "recall", "precision", "fn", "fp", "auroc", "support"]
+        columns: list[str | int] = ["class", "recall", "precision", "fn", "fp", "auroc", "support"]
         data = [[c, *(row.get(f"test/{m}/{c}") for m in ("recall", "precision", "fn", "fp", "auroc", "support"))]
                 for c in classes]  # fmt: skip
         media = {
