@@ -23,7 +23,8 @@ def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
     assert rep.returncode == 0, rep.stderr[-2000:]
     out = tmp_path / "rep"
     for name in ("report.md", "summary.csv", "rounds.csv", "class_deltas.csv", "runs.csv",
-                 "metrics_vs_sparsity.png", "flops_vs_accuracy.png", "class_delta_0.png"):  # fmt: skip
+                 "metrics_vs_density.png", "flops_vs_accuracy.png", "class_delta_schedule.rate_0.5.png",
+                 "report.html", "figures.json"):  # fmt: skip
         assert (out / name).exists() and (out / name).stat().st_size > 0, name
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
@@ -53,6 +54,11 @@ def test_report_runs_the_hooker_protocol_on_a_population_sweep(tmp_path):
     assert rows["sparsity 0"]["pie_count"] == "0"  # a population never disagrees with itself
     assert "impacted_classes" in rows["sparsity 0.8"] and rows["sparsity 0.8"]["impacted_classes"] != ""
     assert (tmp_path / "rep" / "pie_gallery_sparsity_0.8.png").exists() or rows["sparsity 0.8"]["pie_count"] == "0"
+    assert not (tmp_path / "rep" / "pie_gallery.png").exists()  # no unlabelled duplicate of a level's gallery
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "Impacted classes" in text and "- sparsity 0.8: " in text  # named, not only counted
+    if rows["sparsity 0.8"]["pie_count"] != "0":
+        assert "![PIEs of sparsity 0.8](pie_gallery_sparsity_0.8.png)" in text
     # gradual runs have one round: their per-class deltas are against the matched dense run (same seed)
     with open(tmp_path / "rep" / "class_deltas.csv") as f:
         deltas = [d for d in csv.DictReader(f) if d["round"] == "0.8"]
@@ -133,7 +139,7 @@ def test_report_logs_tables_and_plots_to_offline_wandb(tmp_path):
     logged = {k: v for row in read_history(file) for k, v in row.items()}
     # nested values come back flattened: <key>/_type
     assert logged["report/summary/_type"] == "table-file" and logged["report/class_deltas/_type"] == "table-file"
-    assert logged["report/summary/nrows"] == 2 and logged["report/plot/metrics_vs_sparsity/_type"] == "image-file"
+    assert logged["report/summary/nrows"] == 2 and logged["report/plot/metrics_vs_density/_type"] == "image-file"
 
 
 PAPER_CLAIMS = {"jordao": ["J1", "J2"], "osaku": ["O1"], "lth": ["L1", "L2", "L3", "L4"]}
@@ -159,3 +165,34 @@ def test_reproduce_jordao_osaku_and_lth_write_their_tables(tmp_path):
         text = (out / "paper.md").read_text()
         assert needle in text and column in text and "0 not complete" in text and "Dense round: trained until" in text
         assert text.count("| **undecided (underpowered)** |") == len(PAPER_CLAIMS[paper])  # 2 seeds < 3
+
+
+def test_report_figures_share_one_colour_scale_and_are_labelled(tmp_path):
+    """Issue 15: every class heatmap of a report uses the same symmetric scale; axes are labelled; the default
+    x-axis is weights remaining (log); report.md embeds the figures and names the most impacted classes; report.html
+    holds the same content."""
+    sweep = ["-m", "criterion=magnitude,random", "schedule.rounds=2", "trainer.max_epochs=2", "logger=none",
+             "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
+    assert cli(sweep, tmp_path).returncode == 0
+    rep = cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep")], tmp_path)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    out = tmp_path / "rep"
+    manifest = json.loads((out / "figures.json").read_text())
+    heat = [f for f in manifest if f["kind"] == "class_delta"]
+    assert len(heat) == 2 and {f["file"] for f in heat} == {"class_delta_criterion_magnitude.png",
+                                                              "class_delta_criterion_random.png"}  # fmt: skip
+    assert len({(f["vmin"], f["vmax"]) for f in heat}) == 1 and heat[0]["vmin"] == -heat[0]["vmax"]
+    with open(out / "class_deltas.csv") as f:
+        biggest = max(abs(float(d["recall_delta_mean"])) for d in csv.DictReader(f))
+    assert heat[0]["vmax"] == pytest.approx(max(biggest, 0.01))
+    assert all(f["xlabel"] and f["ylabel"] for f in heat)
+    (panels,) = [f for f in manifest if f["kind"] == "metrics"]
+    assert panels["file"] == "metrics_vs_density.png" and "log" in panels["xlabel"]
+    assert "test accuracy" in panels["panels"] and not any("/" in p for p in panels["panels"])
+    for f in manifest:
+        assert (out / f["file"]).stat().st_size > 5000
+    text = (out / "report.md").read_text()
+    assert "![metrics_vs_density](metrics_vs_density.png)" in text and "most impacted classes" in text
+    assert "| criterion=random | " in text.split("most impacted classes")[1]
+    page = (out / "report.html").read_text()
+    assert page.count("<img ") == len(manifest) and "<table>" in page and "most impacted classes" in page

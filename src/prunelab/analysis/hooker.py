@@ -130,7 +130,9 @@ def hooker_table(runs, alpha: float = 0.05) -> tuple[list[dict], dict[str, np.nd
         row = {"population": name, "models": len(preds), "top1_mean": float(acc.mean()),
                "top1_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0}  # fmt: skip
         if name != "sparsity 0" and len(preds) >= 2 and len(dense) >= 2:
-            row["impacted_classes"] = class_impact(dense, preds, labels, num_classes, alpha).count
+            impact = class_impact(dense, preds, labels, num_classes, alpha)
+            row["impacted_classes"] = impact.count
+            row["impacted_ids"] = " ".join(str(int(i)) for i in np.nonzero(impact.impacted)[0])
         pie = pies(dense, preds, num_classes)
         masks[name] = pie
         row.update(pie_accuracy(preds, labels, pie))
@@ -140,17 +142,35 @@ def hooker_table(runs, alpha: float = 0.05) -> tuple[list[dict], dict[str, np.nd
     return rows, masks
 
 
-def pie_gallery(images: np.ndarray, labels: np.ndarray | None, indices: np.ndarray, path, columns: int = 10) -> None:
-    """A grid of PIE images (first ``columns * 4``), each scaled to [0, 1]."""
-    import torch
-    from torchvision.utils import save_image
+def pie_gallery(images: np.ndarray, labels: np.ndarray | None, indices: np.ndarray, path, columns: int = 10,
+                class_names: list[str] | None = None, title: str = "") -> None:  # fmt: skip
+    """A labelled grid of PIE images (the first ``columns * 4``), each scaled to [0, 1] and titled with its true
+    class; ``title`` names the population."""
+    import matplotlib
 
-    chosen = indices[: columns * 4]
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = np.asarray(indices)[: columns * 4]
     if len(chosen) == 0:
         return
-    x = torch.as_tensor(images[chosen]).float()
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    lo = x.amin((1, 2, 3), keepdim=True)
-    hi = x.amax((1, 2, 3), keepdim=True)
-    save_image((x - lo) / (hi - lo).clamp(min=1e-12), path, nrow=columns, padding=2, pad_value=1.0)
+    x = np.asarray(images[chosen], dtype=float)
+    if x.ndim == 4:  # (n, c, h, w) -> (n, h, w[, c])
+        x = x[:, 0] if x.shape[1] == 1 else np.moveaxis(x, 1, -1)
+    lo = x.reshape(len(x), -1).min(1).reshape(-1, *[1] * (x.ndim - 1))
+    hi = x.reshape(len(x), -1).max(1).reshape(-1, *[1] * (x.ndim - 1))
+    x = (x - lo) / np.maximum(hi - lo, 1e-12)
+    rows = -(-len(chosen) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.15 * columns, 1.35 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, i in zip(axes.flat, x, chosen):
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        if labels is not None:
+            name = class_names[int(labels[i])] if class_names else str(int(labels[i]))
+            ax.set_title(name[:12], fontsize=8)
+    fig.suptitle(f"{title}: {len(indices)} PIEs (first {len(chosen)}, titled with their true class)"
+                 if title else f"{len(indices)} PIEs", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

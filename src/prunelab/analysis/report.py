@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from prunelab import results
 from prunelab.analysis.runs import Run, find_runs, group_labels
 from prunelab.config import IDENTITY_KEYS
 
 METRICS = ["test/acc", "test/auroc_macro", "test/recall_worst", "test/fnr", "test/fpr", "flops_ratio"]
-X_AXES = {"sparsity": ("sparsity", "sparsity"), "density": ("sparsity", "weights remaining"),
+X_AXES = {"density": ("sparsity", "weights remaining"), "sparsity": ("sparsity", "sparsity"),
           "flops": ("flops_ratio", "FLOPs (share of dense)")}  # fmt: skip
 
 
@@ -114,10 +115,11 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _fmt(mean: float | None, std: float | None) -> str:
+def _fmt(mean: float | None, std: float | None, n: int = 1) -> str:
+    """``mean ± std`` whenever there are several runs (a zero spread is shown, so n > 1 never reads as n = 1)."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
-    return f"{mean:.4f} ± {std:.4f}" if std else f"{mean:.4f}"
+    return f"{mean:.4f} ± {std or 0.0:.4f}" if n > 1 else f"{mean:.4f}"
 
 
 def markdown(summary: list[dict], runs: list[Run]) -> str:
@@ -125,7 +127,7 @@ def markdown(summary: list[dict], runs: list[Run]) -> str:
     lines = ["# prunelab report", "", "| population | round | n | " + " | ".join(cols) + " |",
              "|" + "---|" * (3 + len(cols))]  # fmt: skip
     for r in summary:
-        cells = [_fmt(r.get(f"{c}_mean"), r.get(f"{c}_std")) for c in cols]
+        cells = [_fmt(r.get(f"{c}_mean"), r.get(f"{c}_std"), int(r["n"])) for c in cols]
         lines.append(f"| {r['population']} | {r['round']} | {r['n']} | " + " | ".join(cells) + " |")
     bad = [r for r in runs if r.status != "complete"]
     lines += ["", f"## Runs not averaged in ({len(bad)})", ""]
@@ -148,71 +150,37 @@ def markdown(summary: list[dict], runs: list[Run]) -> str:
 
 
 def plots(summary: list[dict], deltas: list[dict], out: Path, x_axis: str) -> list[Path]:
-    import matplotlib
+    """The report's figures (:mod:`prunelab.analysis.figures`); every class heatmap shares one colour scale."""
+    from prunelab.analysis import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    key, xlabel = X_AXES[x_axis]
-    pops = sorted({r["population"] for r in summary})
-    metrics = [m for m in METRICS if any(f"{m}_mean" in r for r in summary) and m != "flops_ratio"]
-    files = []
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for pop in pops:
-            rows = [r for r in summary if r["population"] == pop and f"{metric}_mean" in r]
-            xs = [(1 - r[f"{key}_mean"]) if x_axis == "density" else r[f"{key}_mean"] for r in rows]
-            ax.errorbar(xs, [r[f"{metric}_mean"] for r in rows], yerr=[r[f"{metric}_std"] for r in rows],
-                        marker="o", capsize=3, label=pop)  # fmt: skip
-        ax.set_xlabel(xlabel)
-        ax.set_title(metric)
-        if x_axis == "density":
-            ax.set_xscale("log")
-            ax.invert_xaxis()
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", fontsize=7, ncol=2)
-    fig.tight_layout(rect=(0, 0.05 + 0.03 * len(pops), 1, 1))
-    files.append(out / f"metrics_vs_{x_axis}.png")
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for pop in pops:
-        rows = [r for r in summary if r["population"] == pop and "flops_ratio_mean" in r]
-        ax.errorbar([r["flops_ratio_mean"] for r in rows], [r["test/acc_mean"] for r in rows],
-                    yerr=[r["test/acc_std"] for r in rows], marker="o", capsize=3, label=pop)  # fmt: skip
-    ax.set_xlabel("FLOPs (share of dense, masked weights removed)")
-    ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    files.append(out / "flops_vs_accuracy.png")
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
-    for i, pop in enumerate(sorted({d["population"] for d in deltas})):
-        files.append(_heatmap([d for d in deltas if d["population"] == pop], pop, out / f"class_delta_{i}.png", plt))
+    figures.MANIFEST.clear()
+    files = [figures.metric_panels(summary, out, x_axis)]
+    if any("flops_ratio_mean" in r for r in summary):
+        files.append(figures.flops_accuracy(summary, out))
+    lim = figures.shared_limit(deltas)
+    for pop in sorted({d["population"] for d in deltas}):
+        files.append(figures.class_heatmap([d for d in deltas if d["population"] == pop], pop, out, lim))
+    (out / "figures.json").write_text(json.dumps(figures.MANIFEST, indent=1))  # what each PNG shows
     return files
 
 
-def _heatmap(rows: list[dict], title: str, path: Path, plt) -> Path:
-    import numpy as np
+def figures_section(files: list[Path], deltas: list[dict]) -> str:
+    """Markdown: the figures, and per population the classes whose recall fell most."""
+    from prunelab.analysis import figures
 
-    classes = list(dict.fromkeys(r["class"] for r in rows))
-    rounds = sorted({r["round"] for r in rows})
-    grid = np.full((len(classes), len(rounds)), np.nan)
-    spars = {}
-    for r in rows:
-        grid[classes.index(r["class"]), rounds.index(r["round"])] = r["recall_delta_mean"]
-        spars[r["round"]] = r["sparsity"]
-    lim = max(1e-3, float(np.nanmax(np.abs(grid))))
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(rounds), 1.0 + 0.35 * len(classes)))
-    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(len(rounds)), [f"{spars[r]:.2f}" for r in rounds], fontsize=7)
-    ax.set_yticks(range(len(classes)), classes, fontsize=7)
-    ax.set_xlabel("sparsity")
-    ax.set_title(f"recall change vs dense\n{title}", fontsize=8)
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    lines = ["", "## Figures", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png" and not p.stem.startswith("class_delta")]
+    if deltas:
+        lines += ["", "## Per class: which classes pay", "",
+                  f"Recall change against the dense baseline ({deltas[0]['baseline']}); every heatmap uses the same "
+                  f"colour scale (±{figures.shared_limit(deltas):.2f}).", "",
+                  "| population | most impacted classes at its sparsest level (recall change) | weights remaining |",
+                  "|---|---|---|"]  # fmt: skip
+        for pop, worst in figures.most_impacted(deltas).items():
+            names = ", ".join(f"{c} ({d:+.3f})" for c, d, _ in worst)
+            lines.append(f"| {pop} | {names} | {worst[0][2]:.3g} |" if worst else f"| {pop} | - | - |")
+        lines += [""] + [f"![{p.stem}]({p.name})" for p in files if p.stem.startswith("class_delta")]
+    return "\n".join(lines) + "\n"
 
 
 def hooker_section(runs: list[Run], out: Path) -> list[Path]:
@@ -236,41 +204,56 @@ def hooker_section(runs: list[Run], out: Path) -> list[Path]:
         lines.append("| " + " | ".join(cells) + " |")
     with open(out / "report.md", "a") as f:
         f.write("\n".join(lines) + "\n")
-    worst = max((n for n in masks if n.startswith("sparsity")), key=lambda n: float(n.split()[1]))
     import numpy as np
 
-    idx = np.nonzero(masks[worst])[0]
     write_csv(
         out / "pies.csv", [{"population": n, "example": int(i)} for n, m in masks.items() for i in np.nonzero(m)[0]]
     )
     files = [out / "hooker.csv", out / "pies.csv"]
-    images = _test_images(runs)
-    if images is not None and len(idx):
-        pie_gallery(images, None, idx, out / "pie_gallery.png")  # the sparsest level
-        files.append(out / "pie_gallery.png")
+    names = _class_names(runs)
+    lines = ["", "Impacted classes (Welch test of mean-shifted per-class recall against the dense population, "
+             "p <= 0.05):", ""]  # fmt: skip
+    for r in rows:
+        if r.get("impacted_ids") is not None:
+            ids = [int(i) for i in str(r["impacted_ids"]).split()]
+            lines.append(f"- {r['population']}: " + (", ".join(names[i] if i < len(names) else str(i) for i in ids)
+                                                       or "none"))  # fmt: skip
+    test = _test_images(runs)
     for name, mask in masks.items():  # one gallery per compressed population (sparsity levels and quantized)
         found = np.nonzero(mask)[0]
-        if images is not None and len(found):
-            slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
-            pie_gallery(images, None, found, out / f"pie_gallery_{slug}.png")
-            files.append(out / f"pie_gallery_{slug}.png")
+        if test is not None and len(found) and name != "sparsity 0":
+            path = out / f"pie_gallery_{re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('_')}.png"
+            pie_gallery(test[0], test[1], found, path, class_names=names, title=name)
+            files.append(path)
+            lines += ["", f"![PIEs of {name}]({path.name})"]
+    with open(out / "report.md", "a") as f:
+        f.write("\n".join(lines) + "\n")
     return files
 
 
+def _class_names(runs: list[Run]) -> list[str]:
+    for run in runs:
+        record = results.read_json_or_none(run.path / "data.json") if (run.path / "data.json").exists() else None
+        if isinstance(record, dict) and record.get("classes"):
+            return [str(c) for c in record["classes"]]
+    return []
+
+
 def _test_images(runs: list[Run]):
-    """The test images of the runs' dataset, rebuilt from a run's config (None if the data cannot be loaded)."""
+    """The test images and labels of the runs' dataset, rebuilt from a run's config (None if it cannot be
+    loaded)."""
     from hydra.utils import instantiate
 
     try:
         run = next(r for r in runs if r.status == "complete")
         dm = instantiate(run.config["data"], _convert_="all")
         dm.setup()
-        return dm.x_test.numpy()
+        return dm.x_test.numpy(), dm.y_test.numpy()
     except Exception:
         return None
 
 
-def report(root: Path, out: Path | None = None, x_axis: str = "sparsity") -> dict:
+def report(root: Path, out: Path | None = None, x_axis: str = "density") -> dict:
     root = Path(root)
     runs = find_runs(root)
     if not runs:
@@ -286,9 +269,14 @@ def report(root: Path, out: Path | None = None, x_axis: str = "sparsity") -> dic
     write_csv(out / "class_deltas.csv", deltas)
     write_csv(out / "runs.csv", [{"run": r.path.name, "population": labels[r.path], "status": r.status,
                                   "error": r.error or ""} for r in runs])  # fmt: skip
-    (out / "report.md").write_text(markdown(summary, runs))
+    for stale in out.glob("*.png"):  # figures of an earlier report of this folder (other names) must not linger
+        stale.unlink()
     files = plots(summary, deltas, out, x_axis) if summary else []
+    (out / "report.md").write_text(markdown(summary, runs) + figures_section(files, deltas))
     files += hooker_section(runs, out)
+    from prunelab.analysis.html import write_html
+
+    files.append(write_html(out / "report.md", out / "report.html"))
     groups = {str(r.config.get("logger", {}).get("wandb", {}).get("group") or "") for r in runs} - {""}
     return {"out": out, "runs": len(runs), "complete": sum(r.status == "complete" for r in runs), "plots": files,
             "wandb_group": groups.pop() if len(groups) == 1 else None}  # fmt: skip
@@ -317,7 +305,8 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="prunelab report", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a run folder, a multirun folder or an outputs folder")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: <folder>/report)")
-    parser.add_argument("--x", choices=sorted(X_AXES), default="sparsity", help="x axis of the metric plots")
+    parser.add_argument("--x", choices=sorted(X_AXES), default="density",
+                        help="x axis of the metric plots (default: weights remaining, log scale)")  # fmt: skip
     parser.add_argument("--wandb", action="store_true", help="also log the tables and plots to an offline W&B run")
     args = parser.parse_args(argv)
     try:
