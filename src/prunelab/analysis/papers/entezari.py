@@ -18,7 +18,7 @@ import numpy as np
 
 from prunelab.analysis.claims import Claim, Result, judge, mean_interval
 
-SRC = "Fig. 4 caption / §IV, PAPERS.md §1"
+SRC = "Fig. 4 caption / §IV, methods §1"
 PAIRED = "paired t over seeds (mean over pruned levels per seed)"
 CLAIMS = [
     Claim("E1", "black beats red in AUROC at pruned levels", SRC, "AUROC black - red", PAIRED, 0.0, "greater", 3),
@@ -30,9 +30,9 @@ CLAIMS = [
     Claim("E6", "pruning raises FN less with strong class weighting (green) than with plain LT (red)",
           "\"35% improvement\" (green vs red), §IV", "FNR rise from own dense: red - green", PAIRED, 0.0,
           "greater", 3),
-    Claim("E7", "green has the lowest FNR", "Fig. 4c, PAPERS.md §1", "FNR green - min(red, blue, black)", PAIRED,
+    Claim("E7", "green has the lowest FNR", "Fig. 4c, methods §1", "FNR green - min(red, blue, black)", PAIRED,
           0.0, "less", 3),
-    Claim("E8", "green has the highest FPR", "Fig. 4d, PAPERS.md §1", "FPR green - max(red, blue, black)", PAIRED,
+    Claim("E8", "green has the highest FPR", "Fig. 4d, methods §1", "FPR green - max(red, blue, black)", PAIRED,
           0.0, "greater", 3),
 ]  # fmt: skip
 SCENARIOS = ("red", "blue", "black", "green")

@@ -30,7 +30,7 @@ from prunelab.analysis.claims import Claim, Interval, Result, judge, null_interv
 from prunelab.analysis.hooker import class_impact, pies, top1
 
 MAX_SPLITS = 300
-SRC = "Hooker et al. 2019, PAPERS.md §3"
+SRC = "Hooker et al. 2019, methods §3"
 NULL = "against dense-vs-dense splits"
 CLAIMS = [
     Claim("H1", "top-1 barely moves at moderate sparsity (<= 70%; 1-point margin)", f"Table 1, {SRC}",

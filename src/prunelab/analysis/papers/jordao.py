@@ -15,11 +15,11 @@ from prunelab.analysis.claims import Claim, Interval, Result, judge, mean_interv
 
 FLOPS_TOL = 0.01
 CLAIMS = [
-    Claim("J1", "PLS+VIP removes FLOPs \"without penalizing accuracy\" (1-point margin)", "abstract, PAPERS.md §2",
+    Claim("J1", "PLS+VIP removes FLOPs \"without penalizing accuracy\" (1-point margin)", "abstract, methods §2",
           "accuracy of PLS+VIP (global ranking) after the last round - converged dense", "paired t over seeds", -0.01,
           "greater", 3),
     Claim("J2", "PLS+VIP is more accurate than L1-norm filter pruning at equal FLOPs and fine-tuning budget",
-          "§5 comparison with other criteria, PAPERS.md §2",
+          "§5 comparison with other criteria, methods §2",
           "accuracy PLS+VIP - L1 (layer scope: same filters per layer, FLOPs; same round)",
           "paired t over seeds", 0.0, "greater", 3),
 ]  # fmt: skip

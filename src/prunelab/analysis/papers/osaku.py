@@ -13,7 +13,7 @@ from prunelab.analysis.claims import Claim, Result, judge, mean_interval
 
 CLAIMS = [
     Claim("O1", "progressive retraining gives better results than retraining the whole model after each layer",
-          "abstract, PAPERS.md §4", "accuracy progressive - whole-model (last round)", "paired t over seeds", 0.0,
+          "abstract, methods §4", "accuracy progressive - whole-model (last round)", "paired t over seeds", 0.0,
           "greater", 3),
 ]  # fmt: skip
 
