@@ -184,6 +184,12 @@ def compute_seconds(rows: Sequence[dict]) -> float:
     return round(sum(float(row.get("round_seconds") or 0.0) for row in rows), 2)
 
 
+def load_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A round's test-set class probabilities and labels (``predictions.npz``)."""
+    with np.load(path) as f:
+        return f["probs"], f["labels"]
+
+
 def save_predictions(path: Path, probs, labels) -> None:
     if not is_writer():
         return

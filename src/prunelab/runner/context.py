@@ -30,6 +30,7 @@ class RunContext:
     extra_callbacks: list[Any] = field(default_factory=list)  # e.g. a test's probe
     warnings: list[str] = field(default_factory=list)  # degenerate but allowed settings, recorded in the summary
     wall_seconds: float = 0.0  # population members: this member's share of the attempt
+    round0_from: dict[str, Any] | None = None  # round 0 copied from the shared folder (prunelab.runner.share)
 
     @property
     def num_rounds(self) -> int:

@@ -83,6 +83,13 @@ def check_config(cfg: DictConfig) -> None:
     if cfg_get(cfg, "data.eval_batch_size") is not None:
         _int_at_least(cfg, "data.eval_batch_size", 1, "e.g. data.eval_batch_size=1000")
     _int_at_least(cfg, "progress_bar_refresh", 1, "e.g. progress_bar_refresh=25")
+    every = cfg_get(cfg, "progress_log_seconds")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0):
+        raise PrunelabError("progress_log_seconds", f"{every!r} is not a number of seconds >= 0",
+                            "e.g. progress_log_seconds=30")  # fmt: skip
+    if not isinstance(cfg.get("share_round0", True), bool):
+        raise PrunelabError("share_round0", f"{cfg.get('share_round0')!r} is not true or false",
+                            "use share_round0=true (reuse an identical run's round 0) or false")  # fmt: skip
     _check_monitor(cfg)
     _check_converge(cfg)
     _check_objective(cfg)

@@ -19,11 +19,11 @@ from prunelab import results
 from prunelab.console import round_line
 from prunelab.errors import describe
 from prunelab.pruning import source
-from prunelab.runner import build, preflight, status
+from prunelab.runner import build, preflight, share, status
 from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 from prunelab.runner.population import run_population
-from prunelab.runner.round import load_kept_model, run_round
+from prunelab.runner.round import load_kept_model, log_round, run_round
 
 log = logging.getLogger("prunelab")
 
@@ -83,8 +83,14 @@ def attempt(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict
         if error is exc:
             raise
         raise error from exc
-    folder.attempt("resumed" if resumed else "completed", summary["wall_seconds"],
-                   saved_seconds=results.compute_seconds(done), rounds_skipped=len(done))  # fmt: skip
+    shared = ctx.round0_from or {}  # round 0 copied from an identical run's: its compute is saved too
+    folder.attempt(
+        "resumed" if resumed else "completed",
+        summary["wall_seconds"],
+        saved_seconds=round(results.compute_seconds(done) + shared.get("saved_seconds", 0.0), 2),
+        rounds_skipped=len(done),
+        **({"shared_round0": shared["shared_round0"]} if shared else {}),
+    )
     build.finish_loggers(ctx.loggers, "success")
     if results.is_writer():
         print(f"run folder: {ctx.run_dir}")
@@ -109,13 +115,24 @@ def end_failed(ctx: RunContext, folder: status.RunFolder, exc: BaseException, wa
     return exc
 
 
+def first_round(ctx: RunContext) -> dict:
+    """Round 0: copied from an identical run's (``prunelab.runner.share``) or trained (and then shared)."""
+    with share.round0(ctx) as row:
+        if row is None:
+            return run_round(ctx, 0)
+    load_kept_model(ctx, 0)  # the next round starts from the copied round's kept model
+    probs, labels = results.load_predictions(results.round_dir(ctx.run_dir, 0) / "predictions.npz")
+    log_round(ctx, row, probs, labels, 0)
+    return row
+
+
 def loop(ctx: RunContext, done: list[dict]) -> list[dict]:
     rows = list(done)
     if done and len(done) < ctx.num_rounds:
         load_kept_model(ctx, len(done) - 1)  # the next round starts from this one's kept model
     for r in range(len(done), ctx.num_rounds):
         log.debug("round %d/%d: target sparsity %.4f", r, ctx.num_rounds - 1, ctx.schedule.sparsity_at(r))
-        rows.append(run_round(ctx, r))
+        rows.append(run_round(ctx, r) if r > 0 else first_round(ctx))
         results.write_results(ctx.run_dir, rows)
         if results.is_writer():
             print(round_line(rows[-1], ctx.num_rounds - 1), flush=True)
