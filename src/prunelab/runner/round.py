@@ -183,7 +183,7 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
     return record
 
 
-def log_round(ctx: RunContext, row: dict, probs: torch.Tensor, labels: torch.Tensor, step: int) -> None:
+def log_round(ctx: RunContext, row: dict, probs: Any, labels: Any, step: int) -> None:
     """The round's summary, once per round, as ``round/<key>`` (the module logs the per-epoch ``val/`` and the
     ``test/`` figures itself), with ``prune/sparsity`` as its x-axis; W&B also gets the per-class table and the
     confusion matrix (:mod:`prunelab.loggers`)."""
