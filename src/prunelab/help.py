@@ -22,7 +22,7 @@ PAPER_TIMES = {
     "hooker": "about 13 min (55 runs, trained as populations)",
     "jordao": "about 40-45 min (9 runs)",
     "osaku": "about 23 min (6 runs)",
-    "lth": "about 40 min idle (6 runs: 3 tickets, then 3 reinit controls on their masks)",
+    "lth": "about 30-60 min (6 runs: 3 tickets, then 3 reinit controls on their masks; 5 min per run alone)",
 }
 
 
