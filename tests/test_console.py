@@ -63,9 +63,9 @@ def fit(progress: Progress, steps: int = 30):
 def test_the_terminal_bar_moves_on_short_epochs_and_shows_the_loss(capsys):
     fit(Progress(refresh=25, tty=True, label="round 1 ", mininterval=0))  # 30 steps < refresh: still >= 10 draws
     out = capsys.readouterr().out
-    counts = {int(m) for m in re.findall(r"\| *(\d+)/30 \[", out)}
-    assert len(counts) >= 10, out[-2000:]
-    assert "round 1 epoch 1/2" in out and "loss " in out and "val/acc 0.5000" in out
+    counts = {int(m) for m in re.findall(r"\| *(\d+)/60 \[", out)}  # one bar over the round: 2 epochs x 30
+    assert len(counts) >= 20 and max(counts) == 60, out[-2000:]
+    assert "round 1:" in out and "epoch 1/2" in out and "loss " in out and "val/acc 0.5000" in out
     assert "Validation" not in out and "Sanity" not in out
 
 

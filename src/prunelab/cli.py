@@ -239,7 +239,6 @@ def main(argv: list[str] | None = None) -> None:
         return reproduce_main(args[1:])
     if "--wait" in args:
         args = [a for a in args if a != "--wait"] + ["wait=true"]
-    args = ["--help" if a == "--hydra-help" else a for a in args]
     if any(a in ("-sc", "--shell-completion") for a in args) and any(a.startswith("query=") for a in args):
         return _completion(args)
     check_group_options(args)

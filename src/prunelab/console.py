@@ -1,10 +1,11 @@
 """What a run prints: a progress display during fits and one line per finished round.
 
-On a terminal, a single tqdm bar per training epoch, redrawn at least ten times per epoch however short, with the
-running loss and accuracy of the epoch and the last validation figure; validation and test passes draw nothing.
-Off a terminal (a log file, a SLURM ``.out``) there are no bars: a plain line at most every
-``progress_log_seconds`` during long fits, and the round lines. The round line (:func:`round_line`) is the same in
-both: round, sparsity, accuracy, AUROC, the worst class and its recall, FNR/FPR for a binary task, wall time.
+On a terminal, one tqdm bar per round over all its training steps (so short epochs still move it), updated at
+least ten times per epoch, with the epoch, its running loss and accuracy, and the last validation accuracy;
+validation and test passes draw nothing. Off a terminal (a log file, a SLURM ``.out``) there are no bars: a plain
+line at most every ``progress_log_seconds`` during long fits, and the round lines. The round line
+(:func:`round_line`) is the same in both: round, sparsity, accuracy, AUROC, the worst class and its recall,
+FNR/FPR for a binary task, wall time.
 """
 
 from __future__ import annotations
@@ -80,36 +81,36 @@ class Progress(ProgressBar):
         last = getattr(trainer, "max_epochs", None)
         return f"{trainer.current_epoch}/{last}" if isinstance(last, int) and last > 0 else str(trainer.current_epoch)
 
+    def _steps(self) -> int | None:
+        batches = self.total_train_batches
+        return int(batches) if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0 else None
+
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        if not (self._enabled and self.tty):
+        """On a terminal one bar per round, over all its training steps (short epochs still move it)."""
+        if not (self._enabled and self.tty) or self._bar is not None:
             return
         from tqdm.auto import tqdm
 
-        batches = self.total_train_batches
-        total = int(batches) if isinstance(batches, (int, float)) and math.isfinite(batches) else None
-        desc = f"{self.label}epoch {self._epoch(trainer)}"
-        self._bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stdout,
-                         mininterval=self.mininterval)  # fmt: skip
+        steps, epochs = self._steps(), getattr(trainer, "max_epochs", None)
+        total = steps * epochs if steps and isinstance(epochs, int) and epochs > 0 else None
+        done = trainer.current_epoch * (steps or 0)  # a resumed round starts part-way
+        self._bar = tqdm(total=total, initial=done, desc=self.label.strip() or "training", leave=False,
+                         dynamic_ncols=True, file=sys.stdout, mininterval=self.mininterval)  # fmt: skip
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._enabled:
             return
         n = batch_idx + 1
+        extra = " ".join(x for x in (self._running(pl_module), self._val) if x)
         if self._bar is not None:
-            if n % self._every(trainer) == 0 or n == self._bar.total:  # tqdm draws at most every 0.1 s
-                self._bar.set_postfix_str(" ".join(x for x in (self._running(pl_module), self._val) if x), False)
-                self._bar.update(n - self._bar.n)
+            last = n == self._steps()
+            if n % self._every(trainer) == 0 or last:  # tqdm draws at most every mininterval (0.1 s)
+                self._bar.set_postfix_str(f"epoch {self._epoch(trainer)} {extra}".rstrip(), refresh=False)
+                self._bar.update(trainer.current_epoch * (self._steps() or 0) + n - self._bar.n)
         elif not self.tty and time.monotonic() - self._last_print >= self.every_s:
             self._last_print = time.monotonic()
-            total = self.total_train_batches
-            of = f"/{int(total)}" if isinstance(total, (int, float)) and math.isfinite(total) else ""
-            extra = " ".join(x for x in (self._running(pl_module), self._val) if x)
+            of = f"/{self._steps()}" if self._steps() else ""
             print(f"  {self.label}epoch {self._epoch(trainer)} step {n}{of}  {extra}".rstrip(), flush=True)
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         metric = trainer.callback_metrics.get("val/acc")

@@ -3,7 +3,7 @@
 Hydra's own help lists every node of the config repository, including the typed schemas prunelab stores as
 ``<group>/schema_<option>`` and shared files such as ``data/_base_.yaml``: neither is an option a user can pick.
 Here only the real options are listed, each with the first sentence of its YAML header (its one-line description).
-Hydra's help stays available as ``prunelab --hydra-help``.
+Hydra's own flags are listed by ``prunelab --hydra-help``.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ usage:
                                                 a round's model (compacted if structured), outputs checked
   prunelab --cfg job [overrides]                the composed config of a command, without running it
   prunelab --version                            prunelab's version
-  prunelab --hydra-help                         Hydra's own options (launchers, sweepers, logging)
+  prunelab --hydra-help                         Hydra's own flags (--multirun, --cfg, --info, completion, ...)
 
 config groups (group=option; `prunelab list <group>` describes each option):
 {chr(10).join(group_lines)}
