@@ -196,3 +196,14 @@ def test_report_figures_share_one_colour_scale_and_are_labelled(tmp_path):
     assert "| criterion=random | " in text.split("most impacted classes")[1]
     page = (out / "report.html").read_text()
     assert page.count("<img ") == len(manifest) and "<table>" in page and "most impacted classes" in page
+
+
+def test_error_bars_of_rates_stay_inside_0_1_and_levels_join_one_curve():
+    from prunelab.analysis.figures import _curves, _errors
+
+    rows = [{"test/fnr_mean": 0.05, "test/fnr_std": 0.2}, {"test/fnr_mean": 0.9, "test/fnr_std": 0.3}]
+    low, high = _errors(rows, "test/fnr")
+    assert list(low) == pytest.approx([0.05, 0.3]) and list(high) == pytest.approx([0.2, 0.1])
+    summary = [{"population": f"criterion=magnitude, schedule.final_sparsity={s}", "sparsity_mean": s,
+                "test/acc_mean": 0.9} for s in (0.0, 0.5, 0.9)]  # fmt: skip
+    assert list(_curves(summary, "test/acc", "sparsity")) == ["criterion=magnitude"]
