@@ -94,6 +94,7 @@ def test_wandb_run_is_named_typed_and_plots_over_rounds(two_round_run):
     assert info["name"].startswith("default-magnitude-s0-")
     axes = info["step_metrics"]
     assert axes["round/test/acc"] == "prune/sparsity" and axes["val/acc"] == "prune/step"
+    assert axes["*"] == "prune/step" and axes["round/*"] == "prune/sparsity"  # the globs agree with the names
     history = read_history(wandb_file)
     steps = [row["prune/step"] for row in history if "val/acc" in row]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)  # no restart between rounds

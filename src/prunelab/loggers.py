@@ -58,6 +58,8 @@ class WandbLogger(_LightningWandbLogger):
         if "prune/step" not in self._defined and callable(getattr(exp, "define_metric", None)):
             exp.define_metric("prune/step")
             exp.define_metric("prune/sparsity")
+            exp.define_metric("*", step_metric="prune/step", step_sync=True)  # replaces Lightning's restarting step
+            exp.define_metric("round/*", step_metric="prune/sparsity", step_sync=True)
             self._defined |= {"prune/step", "prune/sparsity"}
         return exp
 
