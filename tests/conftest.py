@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import json
+import locale
 import os
+import select
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +62,89 @@ def cli(
         env["PRUNELAB_DATA_DIR"] = str(data)
     quiet = [] if args[:1] in (["report"], ["export"], ["list"]) else ["trainer.enable_progress_bar=false"]
     cmd = [sys.executable, "-m", "prunelab", *args, *quiet]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=out, **popen)
+    startup = {k for k in env_extra or {} if k.startswith(("PYTHON", "OMP_", "MKL_"))}  # read at interpreter start
+    server = None if popen or startup else ForkServer.get()
+    if server is None:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=out, **popen)
+    return server.run(cmd, env=env, cwd=out, timeout=timeout)
+
+
+class ForkServer:
+    """``tests/_forkserver.py``: ``python -m prunelab`` runs forked from a process that imported prunelab once.
+
+    Same argv, cwd, environment, stdin (/dev/null), captured stdout/stderr, exit status and timeout as
+    ``subprocess.run``, without ~5 s of imports a run. ``PRUNELAB_TEST_FORKSERVER=0`` turns it off (every run a
+    real subprocess); runs that need start-up state (``PYTHONPATH``, thread counts, ``preexec_fn``) always are.
+    """
+
+    _instance: ForkServer | None = None
+    _failed = False
+
+    def __init__(self) -> None:
+        script = Path(__file__).with_name("_forkserver.py")
+        self.proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     cwd=REPO, text=True, bufsize=1)  # fmt: skip
+        self._buf = b""
+        hello = self._line(120)
+        if hello is None or "ready" not in json.loads(hello):
+            self.proc.kill()
+            raise RuntimeError("forkserver did not start")
+
+    @classmethod
+    def get(cls) -> ForkServer | None:
+        if cls._failed or os.environ.get("PRUNELAB_TEST_FORKSERVER", "1") == "0":
+            return None
+        if cls._instance is None or cls._instance.proc.poll() is not None:
+            try:
+                cls._instance = ForkServer()
+                atexit.register(cls._instance.close)
+            except (RuntimeError, OSError, ValueError):
+                cls._failed = True  # fall back to plain subprocesses for the rest of the session
+                return None
+        return cls._instance
+
+    def _line(self, timeout: float | None) -> str | None:
+        """One reply line from the server's stdout (raw fd + select: a timeout that works), None on timeout."""
+        fd = self.proc.stdout.fileno()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RuntimeError("forkserver exited")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode()
+
+    def run(self, cmd: list[str], env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryDirectory(prefix="prunelab-fork-") as tmp:
+            out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+            req = {"argv": cmd[3:], "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err)}
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+            pid = json.loads(self._line(60))["pid"]
+            reply = self._line(timeout)
+            if reply is None:
+                os.kill(pid, signal.SIGKILL)
+                self._line(60)
+                raise subprocess.TimeoutExpired(cmd, timeout, output=_read(out), stderr=_read(err))
+            code = json.loads(reply)["status"]
+            return subprocess.CompletedProcess(cmd, code, _read(out), _read(err))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _read(path: Path) -> str:
+    """A captured stream as ``subprocess.run(text=True)`` decodes it (locale encoding, universal newlines)."""
+    return path.read_text(encoding=locale.getpreferredencoding(False), errors="replace") if path.exists() else ""
 
 
 def run_dirs(out: Path) -> list[Path]:

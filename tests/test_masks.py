@@ -196,3 +196,42 @@ def test_lean_property_matches_parametrize_and_yields_to_it():
     assert any(n.op == "call_module" and n.target == "parametrizations.weight" for n in graph.nodes)  # fx's view
     x = torch.randn(5, lin.in_features)
     assert torch.equal(torch.fx.symbolic_trace(lin)(x), lin(x))
+
+
+def test_dense_mask_skips_the_multiply_and_every_mask_change_is_seen():
+    """An all-ones mask reads ``original`` without the multiply (issue 16): same value and gradient bit for bit, and
+    every way a mask changes (set_masks, in-place write, a view's write, ``.data =``, load_state_dict, a new buffer)
+    is seen at the next access: a pruned entry is never read back as its stored value."""
+    model = make_model()
+    name = masking.prunable_names(model)[-1]
+    lin = model.get_submodule(name.rpartition(".")[0])
+    chain = lin.parametrizations.weight
+    orig, mod = chain.original, chain[0]
+    dense = lin.weight
+    assert dense.grad_fn is not None and type(dense.grad_fn).__name__ != "MulBackward0"  # no multiply node
+    assert torch.equal(dense, orig * mod.mask) and not isinstance(dense, nn.Parameter)
+    dense.pow(2).sum().backward()
+    assert torch.equal(orig.grad, 2 * orig.detach())
+    orig.grad = None
+
+    def zero_at_00() -> bool:
+        return lin.weight[0, 0].item() == 0.0 and orig[0, 0].item() != 0.0
+
+    with torch.no_grad():
+        orig[0, 0] = 0.5  # a stored value that must not show through a pruned entry
+    changes = {
+        "set_masks": lambda m: masking.set_masks(model, {name: m}, zero_weights=False),
+        "in place": lambda m: mod.mask.copy_(m),
+        "through a view": lambda m: mod.mask.view(-1).__setitem__(0, 0.0),
+        ".data =": lambda m: setattr(mod.mask, "data", m.clone()),
+        "load_state_dict": lambda m: lin.load_state_dict({**lin.state_dict(), "parametrizations.weight.0.mask": m}),
+        "new buffer": lambda m: mod.register_buffer("mask", m.clone()),
+    }
+    pruned = torch.ones_like(mod.mask)
+    pruned[0, 0] = 0
+    for how, change in changes.items():
+        assert lin.weight[0, 0].item() == 0.5, how  # dense again before each change (cache is warm)
+        change(pruned)
+        assert zero_at_00(), how
+        assert type(lin.weight.grad_fn).__name__ == "MulBackward0", how
+        mod.mask.fill_(1.0)

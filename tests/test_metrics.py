@@ -68,3 +68,33 @@ def test_absent_class_has_undefined_auroc_and_is_not_the_worst():
     assert np.isnan(m["test/auroc/c"]) and m["test/support/c"] == 0
     name, recall = worst_class(m, ["a", "b", "c"])
     assert name in ("a", "b") and recall == min(m["test/recall/a"], m["test/recall/b"])
+
+
+@pytest.mark.parametrize("decimals", [1, 2])
+def test_auroc_with_tied_scores_matches_sklearn_exactly(decimals):
+    """Rounded scores make long runs of ties: each run is one threshold, as in scikit-learn's ROC curve."""
+    probs, labels = random_predictions(500, 4, 11)
+    probs = np.round(probs, decimals)
+    m = classification_metrics(torch.tensor(probs), torch.tensor(labels), list("abcd"), "val")
+    for i, k in enumerate("abcd"):
+        assert m[f"val/auroc/{k}"] == pytest.approx(skm.roc_auc_score(labels == i, probs[:, i]), abs=1e-12)
+
+
+def test_fast_metrics_equal_torchmetrics_on_the_same_predictions():
+    """The bincount confusion matrix and the one-sort AUROC give torchmetrics' figures (which they replaced)."""
+    from torchmetrics.functional.classification import multiclass_auroc, multiclass_confusion_matrix
+
+    from prunelab.metrics import auroc_ovr, confusion_matrix
+
+    probs, labels = random_predictions(1000, 7, 5)
+    p, y = torch.tensor(probs), torch.tensor(labels)
+    assert torch.equal(confusion_matrix(p.argmax(1), y, 7), multiclass_confusion_matrix(p, y, num_classes=7))
+    theirs = multiclass_auroc(p, y, num_classes=7, average=None, thresholds=None).double()
+    assert torch.allclose(auroc_ovr(p, y), theirs, atol=1e-6)
+
+
+def test_one_class_present_leaves_every_auroc_undefined():
+    probs, _ = random_predictions(50, 3, 4)
+    m = classification_metrics(torch.tensor(probs), torch.zeros(50, dtype=torch.long), ["a", "b", "c"], "test")
+    assert all(np.isnan(m[f"test/auroc/{k}"]) for k in "abc") and np.isnan(m["test/auroc_macro"])
+    assert m["test/support/a"] == 50 and m["test/acc"] == pytest.approx((probs.argmax(1) == 0).mean())

@@ -27,8 +27,6 @@ from prunelab.errors import PrunelabError, describe
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 
 register_resolvers()
-os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("WANDB_CONSOLE", "off")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -222,6 +220,8 @@ def _completion(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")
     args = list(sys.argv[1:] if argv is None else argv)
     if _help_or_list(args):
         return None

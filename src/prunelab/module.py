@@ -3,6 +3,10 @@
 Validation and test gather the epoch's class probabilities and labels, then compute per-class metrics once at the
 epoch's end (``prunelab.metrics``) and log them as flat scalars. The test stage keeps its probabilities so the
 run can save per-example predictions.
+
+The ~120 scalars of an epoch go to the loggers in one call (Lightning's logger connector: the same step and
+``epoch`` column as ``self.log``); only the few that callbacks read (accuracy, loss, ``monitor.metric``) pass through
+``self.log``, whose per-key bookkeeping cost ~1 ms a key (0.3 s an epoch; docs/performance.md, P1).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class ClassifierModule(pl.LightningModule):
         self._train_correct: Tensor | None = None
         self._train_seen = 0
         self.last_metrics: dict[str, dict[str, float]] = {}
+        self.callback_keys: set[str] = set()  # epoch metrics callbacks read (monitor.metric), besides acc and loss
         self.test_outputs: tuple[Tensor, Tensor] | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -153,13 +158,23 @@ class ClassifierModule(pl.LightningModule):
         finally:
             self.model.train(was)
 
+    def _publish(self, metrics: dict[str, float]) -> None:
+        """Every metric to the loggers at once; the ones callbacks read also to ``trainer.callback_metrics``."""
+        read = {k: v for k, v in metrics.items() if k in self.callback_keys or k.endswith(("/acc", "/loss"))}
+        connector = getattr(self.trainer, "_logger_connector", None)
+        if connector is None or not callable(getattr(connector, "log_metrics", None)):
+            self.log_dict(metrics)  # a Lightning without the connector: the slow, public path
+            return
+        self.log_dict(read, logger=False)
+        connector.log_metrics(dict(metrics))
+
     def on_validation_epoch_end(self) -> None:
         if self._gathered["val"]:
-            self.log_dict(self._finish("val"))
+            self._publish(self._finish("val"))
 
     def on_test_epoch_end(self) -> None:
         if self._gathered["test"]:
-            self.log_dict(self._finish("test"))
+            self._publish(self._finish("test"))
 
     # -- optimisation -----------------------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -111,6 +111,26 @@ def stored_key(key: str, own_keys: Iterable[str]) -> str:
     return alt if alt in own else key
 
 
+def _all_kept(mask_mod: Mask, mask: Tensor) -> bool:
+    """Whether ``mask`` is all ones, cached on the Mask module until the buffer is replaced or written in place.
+
+    The key is the buffer object, its version counter and its storage address: ``copy_``/``mul_``/``fill_``
+    (``set_masks``, ``load_state_dict``) bump the version, ``.to()``, ``_apply`` and assigning a new buffer change
+    the object, ``mask.data = ...`` changes the storage.
+    With every entry kept, ``original * mask`` equals ``original`` bit for bit (x * 1.0 == x, also for -0.0, inf
+    and NaN) and so does its gradient, so a dense round skips the multiply and its backward node (P2 in
+    docs/performance.md); a pruned tensor always pays it.
+    """
+    cached = mask_mod.__dict__.get("_all_kept")
+    version = (mask._version, mask.data_ptr())
+    if cached is not None and cached[0] is mask and cached[1] == version:
+        return cast(bool, cached[2])
+    with torch.no_grad():
+        dense = bool(mask.all()) if mask.dtype == torch.bool else bool((mask == 1).all())
+    mask_mod.__dict__["_all_kept"] = (mask, version, dense)
+    return dense
+
+
 def _lean_property(cls: type, attr: str) -> None:
     """Replace parametrize's property for ``attr`` on a parametrized class by a lean one with the same value.
 
@@ -130,10 +150,11 @@ def _lean_property(cls: type, attr: str) -> None:
         if len(mods) != 1 or parametrize._cache_enabled or is_fx_symbolic_tracing() or torch.jit.is_tracing():
             return slow.fget(self)
         orig = chain._parameters.get("original")
-        mask = mods["0"]._buffers.get("mask") if type(mods["0"]) is Mask else None
+        mask_mod = mods["0"]
+        mask = mask_mod._buffers.get("mask") if type(mask_mod) is Mask else None
         if orig is None or mask is None:
             return slow.fget(self)
-        return orig * mask
+        return orig.view_as(orig) if _all_kept(mask_mod, mask) else orig * mask
 
     setattr(get, "_prunelab_lean", True)  # noqa: B010 (a marker on a function object)
     setattr(cls, attr, property(get, slow.fset))

@@ -205,6 +205,8 @@ def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:
     scheduler = make(cfg, "scheduler") if cfg.get("scheduler") else None
     module = ClassifierModule(model, loss, optimizer, dm.class_names, scheduler=scheduler,
                               positive_class=dm.positive_class, seed=cfg.seed)  # fmt: skip
+    if cfg.monitor.get("metric"):
+        module.callback_keys.add(str(cfg.monitor.metric))
     ctx = RunContext(cfg, Path(run_dir), dm, module, schedule, rewind, criterion, groups)
     if rewind.masks_from:
         preflight.check_masks_source(ctx)

@@ -1,0 +1,80 @@
+"""A fork server for the tests' ``python -m prunelab`` runs: import once, fork per run.
+
+Starting ``python -m prunelab`` costs ~5 s of imports (torch, Lightning, Hydra) before the first line of prunelab
+runs; ~110 CLI runs in the suite paid it each time. This helper process imports the CLI's modules once (no torch
+operation, no Python thread; torch's idle native helper threads are there, as when a DataLoader forks its
+workers) and serves each run in a forked child that sets its own argv, cwd,
+environment, stdin/stdout/stderr, then runs ``prunelab`` as ``python -m prunelab`` would (``runpy``, ``__main__``)
+and leaves the interpreter the normal way (exit code, traceback, atexit handlers, thread shutdown).
+
+Protocol on stdin/stdout, one JSON object a line. Request: ``{"argv", "cwd", "env", "stdout", "stderr"}`` (the
+last two: file paths). Replies: ``{"pid": ...}`` once forked, then ``{"status": ...}`` (``subprocess`` style:
+-N when killed by signal N). EOF on stdin: the server kills a child still running and exits.
+
+Only what a fresh interpreter would read at start-up differs from a real ``python -m``: the environment variables
+read by libraries at import (``PYTHONPATH``, ``OMP_NUM_THREADS``, ...). ``tests/conftest.py`` runs such calls
+as real subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+
+
+def _warm() -> None:
+    import prunelab.cli  # Hydra, OmegaConf, the config schema
+    import prunelab.runner.run  # noqa: F401  (torch, Lightning, the module, the callbacks)
+
+    if threading.active_count() != 1:  # a thread would not survive fork: serve nothing rather than hang a child
+        raise SystemExit(f"forkserver: {threading.active_count()} threads after imports; cannot fork safely")
+
+
+def _serve() -> dict:
+    """Answer requests until EOF; return (in a forked child only) the request that child must run."""
+    reply = sys.stdout
+    for line in sys.stdin:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            return req
+        reply.write(json.dumps({"pid": pid}) + "\n")
+        reply.flush()
+        _, status = os.waitpid(pid, 0)
+        reply.write(json.dumps({"status": os.waitstatus_to_exitcode(status)}) + "\n")
+        reply.flush()
+    raise SystemExit(0)
+
+
+def _become(req: dict) -> None:
+    """Turn this forked child into ``python -m prunelab <argv>`` run in ``cwd`` with ``env``."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+    for stream, path in ((sys.stdout, req["stdout"]), (sys.stderr, req["stderr"])):
+        stream.flush()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, stream.fileno())
+        os.close(fd)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 (fd 0 lives as long as the process)
+    sys.argv = ["prunelab", *req["argv"]]
+    sys.path[0] = os.getcwd()  # as ``python -m`` puts the working directory first
+
+
+if __name__ == "__main__":
+    _warm()
+    sys.stdout.write(json.dumps({"ready": os.getpid()}) + "\n")
+    sys.stdout.flush()
+    request = _serve()
+    _become(request)
+    import runpy
+
+    runpy.run_module("prunelab", run_name="__main__", alter_sys=True)
