@@ -7,6 +7,8 @@ TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 # Real offline data for tests and reproductions (override with PRUNELAB_DATA_DIR=...).
 SHARED_DATA := $(abspath ../shared/data)
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (one thread each, tests/conftest.py); PYTEST_WORKERS=0 runs in one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup run test lint bench clean
 
@@ -24,7 +26,7 @@ run: setup
 
 test: setup
 	@export PRUNELAB_DATA_DIR="$${PRUNELAB_DATA_DIR:-$(SHARED_DATA)}"; \
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; rc=0; fi; \
 	exit $$rc
 

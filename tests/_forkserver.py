@@ -9,7 +9,7 @@ and leaves the interpreter the normal way (exit code, traceback, atexit handlers
 
 Protocol on stdin/stdout, one JSON object a line. Request: ``{"argv", "cwd", "env", "stdout", "stderr"}`` (the
 last two: file paths). Replies: ``{"pid": ...}`` once forked, then ``{"status": ...}`` (``subprocess`` style:
--N when killed by signal N). EOF on stdin: the server kills a child still running and exits.
+-N when killed by signal N). EOF on stdin (pytest has gone): the server exits once the run in hand ends.
 
 Only what a fresh interpreter would read at start-up differs from a real ``python -m``: the environment variables
 read by libraries at import (``PYTHONPATH``, ``OMP_NUM_THREADS``, ...). ``tests/conftest.py`` runs such calls

@@ -23,6 +23,15 @@ from prunelab.config import conf_dir, register_resolvers
 REPO = Path(__file__).resolve().parents[1]
 register_resolvers()
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two xdist workers on two cores: one thread each (and in the runs they start), or their
+    # OpenMP threads spin against each other and both slow down several times over
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 def shared_data_dir() -> Path | None:
     env = os.environ.get("PRUNELAB_DATA_DIR")
