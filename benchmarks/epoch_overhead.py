@@ -16,11 +16,14 @@ model being ~100x costlier per step) with Adam on the same in-memory MNIST tenso
 - Lightning floor: the smallest LightningModule (training_step returns the loss; automatic optimization, and a
   manual-optimization variant) on the unmasked model, Trainer with no logger, checkpoint, progress bar or
   validation. What any Lightning-based loop costs on this machine, before prunelab adds anything.
-Reported: median seconds over ``--reps`` interleaved repetitions and the throughput ratio baseline / variant, the
-baseline being bare+val for the variant with validation and the bare loop for the others. Targets (issue 16):
-prunelab rows >= 0.85 of their baseline on LeNet-300-100, >= 0.90 on Conv-4.
+Reported: ms per step (median over runs) and the throughput ratio baseline / variant, the baseline being bare+val
+for the variant with validation and the bare loop for the others. Each run of a variant follows a run of its
+baseline, and the ratio is the median (range alongside) of these back-to-back pairs: this CPU's speed drifts by
+~30% over seconds (same process CPU time, no steal), which ratios of separately taken medians do not cancel.
+Targets (issue 16): prunelab rows >= 0.85 of their baseline on LeNet-300-100, >= 0.90 on Conv-4.
 
-    python -m benchmarks.epoch_overhead [--reps 3] [--batch-size 128] [--models lenet300 conv4] [--conv-steps 6]
+    python -m benchmarks.epoch_overhead [--reps 5] [--batch-size 128] [--models lenet300 conv4] [--conv-steps 6]
+    python -m benchmarks.epoch_overhead --profile   # where a step's time goes: prunelab round vs Lightning floor
 """
 
 from __future__ import annotations
@@ -204,16 +207,80 @@ def prunelab_epoch(
         return run_round(ctx, 0)["fit_seconds"]
 
 
+# where a training step's time goes, by the cumulative time of these functions in a cProfile of Trainer.fit
+PROFILE_PARTS = {
+    "forward + loss (training_step)": "module.py:*(training_step)",
+    "backward": "_tensor.py:*(backward)",
+    "Adam update (its math)": "adam.py:*(_single_tensor_adam)",
+    "torch: accelerator check in optimizer.step": "optimizer.py:*(_accelerator_graph_capture_health_check)",
+    "batch fetch (index gather)": "fetchers.py:*(__next__)",
+    "callback hooks (checkpoint, pruning, ...)": "call.py:*(_call_callback_hooks)",
+    "zero_grad": "optimizer.py:*(zero_grad)",
+}
+
+
+def profile_fit(dm: MNISTDataModule, floor: bool) -> dict[str, float]:
+    """Seconds per part (PROFILE_PARTS, disjoint) of one LeNet-300-100 epoch's ``Trainer.fit`` under cProfile, for
+    the prunelab round (no validation) or the Lightning floor; "rest" is Lightning's loop itself."""
+    import cProfile
+    import fnmatch
+    import pstats
+
+    import lightning.pytorch as pl
+
+    run = partial(lightning_epoch, dm, False) if floor else partial(prunelab_epoch, dm, False)
+    run()  # warm-up
+    prof, fit = cProfile.Profile(), pl.Trainer.fit
+
+    def profiled(self, *a, **k):
+        prof.enable()
+        try:
+            return fit(self, *a, **k)
+        finally:
+            prof.disable()
+
+    pl.Trainer.fit = profiled  # type: ignore[method-assign]
+    try:
+        run()
+    finally:
+        pl.Trainer.fit = fit  # type: ignore[method-assign]
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    total = max(v[3] for v in stats.values())
+    out = {}
+    for part, pattern in PROFILE_PARTS.items():
+        out[part] = sum(v[3] for k, v in stats.items() if fnmatch.fnmatch(f"{Path(k[0]).name}:{k[1]}({k[2]})", pattern))
+    out["rest: Lightning's loop (closure, hook dispatch, progress tracking)"] = total - sum(out.values())
+    out["total"] = total
+    return out
+
+
+def print_profile(dm: MNISTDataModule) -> None:
+    n = len(dm.train_dataloader())
+    floor, ours = profile_fit(dm, True), profile_fit(dm, False)
+    rows = [[part, 1000 * floor[part] / n, 1000 * ours[part] / n, 1000 * (ours[part] - floor[part]) / n]
+            for part in floor]  # fmt: skip
+    print_table(
+        f"P1 profile: ms per step of one LeNet-300-100 epoch's Trainer.fit under cProfile ({n} steps; the profiler "
+        "inflates Python-heavy parts, compare the columns, not with the timings above)",
+        ["part", "Lightning floor", "prunelab round", "prunelab - floor"],
+        rows,
+    )
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--models", nargs="+", default=["lenet300", "conv4"], choices=["lenet300", "conv4"])
     parser.add_argument("--conv-steps", type=int, default=6)
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="skip the progress-bar variants")
+    parser.add_argument("--profile", action="store_true", help="only the profile of a round against the floor")
     args = parser.parse_args(argv)
     dm = MNISTDataModule(root=data_dir(), batch_size=args.batch_size)
     dm.setup()
+    if args.profile:
+        print_profile(dm)
+        return []
     rows, results = [], []
     for model_name in args.models:
         steps = None if model_name == "lenet300" else args.conv_steps
@@ -239,26 +306,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 prunelab_epoch, dm, False, model_name, steps, 25
             )
         variants["bare PyTorch loop"]()  # warm-up (allocator, kernels)
+        base_of = {k: VAL_BASE if "+ validation" in k else "bare PyTorch loop" for k in variants}
         runs: dict[str, list[float]] = {k: [] for k in variants}
+        ratios: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(args.reps):
             for k, fn in variants.items():
+                if k in (base_of[k], VAL_BASE):
+                    continue
+                base = variants[base_of[k]]()  # its baseline right before it: the CPU's speed drifts over seconds
+                runs[base_of[k]].append(base)
                 runs[k].append(fn())
-        med = {k: statistics.median(v) for k, v in runs.items()}
+                ratios[k].append(base / runs[k][-1])
         n = steps or len(dm.train_dataloader())
         goal = 0.85 if model_name == "lenet300" else 0.90
-        for k, v in med.items():
-            base_name = VAL_BASE if "+ validation" in k else "bare PyTorch loop"
-            ratio = med[base_name] / v
+        for k, v in runs.items():
+            ratio = statistics.median(ratios[k]) if ratios[k] else 1.0
+            spread = f"{min(ratios[k]):.3f}-{max(ratios[k]):.3f}" if ratios[k] else ""
             target = verdict(ratio, goal) if k.startswith("prunelab") else ""
-            baseline = "" if k in ("bare PyTorch loop", VAL_BASE) else ("bare+val" if base_name == VAL_BASE else "bare")
-            rows.append([model_name, n, k, 1000 * v / n, baseline, ratio, target])
-            results.append({"model": model_name, "variant": k, "ms_per_step": 1000 * v / n, "throughput": ratio,
-                            "baseline": base_name})  # fmt: skip
+            baseline = "" if not ratios[k] else ("bare+val" if base_of[k] == VAL_BASE else "bare")
+            ms = 1000 * statistics.median(v) / n
+            rows.append([model_name, n, k, ms, baseline, ratio, spread, target])
+            results.append({"model": model_name, "variant": k, "ms_per_step": ms, "throughput": ratio,
+                            "baseline": base_of[k], "ratios": ratios[k]})  # fmt: skip
     print_table(
-        f"P1 framework overhead: MNIST, batch {args.batch_size}, Adam, {torch.get_num_threads()} threads, median of "
-        f"{args.reps} interleaved repetitions (targets: prunelab >= 0.85 of its baseline on lenet300, >= 0.90 on "
-        "conv4)",
-        ["model", "steps", "variant", "ms/step", "baseline", "throughput vs baseline", "target"],
+        f"P1 framework overhead: MNIST, batch {args.batch_size}, Adam, {torch.get_num_threads()} threads; each "
+        f"variant right after its baseline, {args.reps} repetitions: median (and range) of the paired ratios "
+        "(targets: prunelab >= 0.85 of its baseline on lenet300, >= 0.90 on conv4)",
+        ["model", "steps", "variant", "ms/step", "baseline", "throughput vs baseline", "range", "target"],
         rows,
     )
     return results

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from prunelab.analysis.runs import find_runs
 from prunelab.analysis.tables import entezari, hooker, jordao, lth, osaku
@@ -49,6 +49,51 @@ def _commands(spec: dict, n: int, out: Path, overrides: list[str], sequential: b
     return cmds
 
 
+def run_sweep(cmd: list[str]) -> int:
+    """``prunelab <cmd>`` in its own process; its exit status (-N: killed by signal N).
+
+    Where the OS can fork, the process is a fork of this one after the imports every job needs (torch,
+    Lightning, Hydra; no torch operation has run here, no thread started), so a sweep does not pay ~5 s of start-up
+    (a paper command launches up to 10). Otherwise, or with ``PRUNELAB_REPRODUCE_FORK=0``, a fresh interpreter."""
+    if not hasattr(os, "fork") or os.environ.get("PRUNELAB_REPRODUCE_FORK", "1") == "0":
+        return subprocess.run([sys.executable, "-m", "prunelab", *cmd]).returncode
+    import prunelab.runner.run  # noqa: F401  (imported once, before the fork)
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: ``prunelab <cmd>``, then leave without returning into this loop
+        _child(cmd)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _child(cmd: list[str]) -> NoReturn:
+    import atexit
+    import traceback
+
+    from prunelab.cli import main as cli_main
+
+    code = 1
+    try:
+        sys.argv = ["prunelab", *cmd]
+        cli_main(cmd)
+        code = 0
+    except SystemExit as exc:  # as the interpreter turns it into an exit status
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # whatever it is: reported like an uncaught exception, exit status 1
+        traceback.print_exc()
+    finally:
+        try:
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="prunelab reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("paper", choices=sorted(PAPERS))
@@ -72,9 +117,9 @@ def main(argv: list[str]) -> None:
     n = args.seeds or spec["seeds"]
     start = time.perf_counter()
     for _, cmd in _commands(spec, n, out, args.overrides, args.sequential):
-        proc = subprocess.run([sys.executable, "-m", "prunelab", *cmd])
-        if proc.returncode not in (0, 3):  # 3: the sweep ran but some jobs failed; the table lists them
-            raise SystemExit(proc.returncode)
+        code = run_sweep(cmd)
+        if code not in (0, 3):  # 3: the sweep ran but some jobs failed; the table lists them
+            raise SystemExit(128 - code if code < 0 else code)
     from prunelab.analysis.report import report
 
     report(out / "runs", out / "report")

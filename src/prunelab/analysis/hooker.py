@@ -145,7 +145,10 @@ def hooker_table(runs, alpha: float = 0.05) -> tuple[list[dict], dict[str, np.nd
 def pie_gallery(images: np.ndarray, labels: np.ndarray | None, indices: np.ndarray, path, columns: int = 10,
                 class_names: list[str] | None = None, title: str = "") -> None:  # fmt: skip
     """A labelled grid of PIE images (the first ``columns * 4``), each scaled to [0, 1] and titled with its true
-    class; ``title`` names the population."""
+    class; ``title`` names the population.
+
+    The grid is one image (tiles on a transparent background) in one axes, with the class names as text: a
+    subplot per tile and ``tight_layout`` took ~1.8 s a gallery, most of a Hooker report's time."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,17 +163,28 @@ def pie_gallery(images: np.ndarray, labels: np.ndarray | None, indices: np.ndarr
     lo = x.reshape(len(x), -1).min(1).reshape(-1, *[1] * (x.ndim - 1))
     hi = x.reshape(len(x), -1).max(1).reshape(-1, *[1] * (x.ndim - 1))
     x = (x - lo) / np.maximum(hi - lo, 1e-12)
-    rows = -(-len(chosen) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.15 * columns, 1.35 * rows + 0.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img, i in zip(axes.flat, x, chosen):
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
-        if labels is not None:
+    if x.ndim == 3:  # grey -> RGB, as the gray colour map shows it
+        x = np.repeat(x[..., None], 3, axis=-1)
+    n, h, w = x.shape[:3]
+    rows = -(-n // columns)
+    gap, band = max(2, w // 8), max(4, h * 2 // 5)  # between tiles; above each tile, for its class name
+    cell_h, cell_w = band + h, gap + w
+    mosaic = np.zeros((rows * cell_h, columns * cell_w - gap, 4))  # RGBA; alpha 0 outside the tiles
+    for k, img in enumerate(x):
+        top, left = (k // columns) * cell_h + band, (k % columns) * cell_w
+        mosaic[top : top + h, left : left + w, :3] = img[..., :3]
+        mosaic[top : top + h, left : left + w, 3] = 1.0
+    fig_h = 1.35 * rows + 0.5
+    fig = plt.figure(figsize=(1.15 * columns, fig_h))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.5 / fig_h - 0.01))
+    ax.imshow(mosaic, interpolation="nearest", aspect="equal")
+    ax.axis("off")
+    if labels is not None:
+        for k, i in enumerate(chosen):
             name = class_names[int(labels[i])] if class_names else str(int(labels[i]))
-            ax.set_title(name[:12], fontsize=8)
+            ax.text((k % columns) * cell_w + w / 2, (k // columns) * cell_h + band - 1, name[:12], fontsize=8,
+                    ha="center", va="bottom")  # fmt: skip
     fig.suptitle(f"{title}: {len(indices)} PIEs (first {len(chosen)}, titled with their true class)"
-                 if title else f"{len(indices)} PIEs", fontsize=10)  # fmt: skip
-    fig.tight_layout()
+                 if title else f"{len(indices)} PIEs", fontsize=10, y=1 - 0.1 / fig_h, va="top")  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)
