@@ -69,14 +69,13 @@ def run_sweep(cmd: list[str]) -> int:
 
 def _child(cmd: list[str]) -> NoReturn:
     import atexit
+    import runpy
     import traceback
-
-    from prunelab.cli import main as cli_main
 
     code = 1
     try:
         sys.argv = ["prunelab", *cmd]
-        cli_main(cmd)
+        runpy.run_module("prunelab", run_name="__main__", alter_sys=True)  # as ``python -m prunelab`` runs it
         code = 0
     except SystemExit as exc:  # as the interpreter turns it into an exit status
         if exc.code is None or isinstance(exc.code, int):
