@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ratios: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(args.reps):
             for k, fn in variants.items():
-                if k in (base_of[k], VAL_BASE):
+                if k == base_of[k]:  # a baseline itself (bare loop, bare loop + validation)
                     continue
                 base = variants[base_of[k]]()  # its baseline right before it: the CPU's speed drifts over seconds
                 runs[base_of[k]].append(base)

@@ -69,7 +69,7 @@ def auroc_ovr(probs: Tensor, targets: Tensor) -> Tensor:
     return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, float("nan")))
 
 
-def per_class(probs: Tensor, targets: Tensor, num_classes: int, auroc: bool = True) -> dict[str, Tensor]:
+def per_class(probs: Tensor, targets: Tensor, num_classes: int) -> dict[str, Tensor]:
     """Per-class tensors (length C) and the confusion matrix, from probabilities (N, C) and labels (N,)."""
     probs, targets = probs.float(), targets.long()
     cm = confusion_matrix(probs.argmax(1), targets, num_classes).double()  # rows: true, cols: pred
@@ -77,7 +77,7 @@ def per_class(probs: Tensor, targets: Tensor, num_classes: int, auroc: bool = Tr
     fn = cm.sum(1) - tp
     fp = cm.sum(0) - tp
     tn = cm.sum() - tp - fn - fp
-    auc = auroc_ovr(probs, targets) if auroc else torch.full((num_classes,), float("nan"), dtype=torch.float64)
+    auc = auroc_ovr(probs, targets)
     recall, precision = _div(tp, tp + fn), _div(tp, tp + fp)
     return {
         "recall": recall,
