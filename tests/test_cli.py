@@ -62,6 +62,7 @@ def test_two_round_run_writes_the_run_folder(two_round_run):
     )
     metrics = json.loads((r1 / "metrics.json").read_text())
     assert np.array(metrics["confusion_matrix"]).sum() == len(pred["labels"])
+    assert metrics["training_loop"] == "lean"  # the default, and nothing made it fall back to Lightning's loop
 
 
 def test_wandb_offline_run_holds_per_class_keys(two_round_run):

@@ -100,6 +100,10 @@ def test_run_naming_is_pinned():
     assert run_id(compose_cfg(["trainer.enable_progress_bar=true", "data.eval_batch_size=7"])) == base
     assert run_id(compose_cfg(["seed=1"])) != base
     assert run_id(compose_cfg(["schedule.rate=0.2"])) != base
+    # the lean loop (the default) is bit-identical to Lightning's (tests/test_lean_loop.py); a run that asks for
+    # Lightning's own loop still gets a folder of its own rather than the lean loop's results
+    assert run_id(compose_cfg(["training_loop=lean"])) == base
+    assert run_id(compose_cfg(["training_loop=lightning"])) != base
 
 
 def test_progress_bar_redraws_every_n_steps_not_every_step(tmp_path):

@@ -323,6 +323,7 @@ BAD = [
     (["init_weights=CKPT"], "init_weights: ", _nan_weights),  # 13: named, not blamed on optimizer.lr
     (["trainer.limit_train_batches=0"], "trainer.limit_train_batches", None),  # 13
     (["name=../../../x"], "name", None),  # 14
+    (["training_loop=fast"], "training_loop", None),
 ]
 
 

@@ -94,6 +94,8 @@ def identity(cfg: DictConfig | ListConfig | dict) -> dict[str, Any]:
     if cfg.get("converge"):  # absent or null: the run id of every earlier run is unchanged
         value = cfg["converge"]
         ident["converge"] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    if cfg.get("training_loop", "lean") != "lean":  # Lightning's own loop: its own folder, never the lean loop's runs
+        ident["training_loop"] = str(cfg["training_loop"])
     if int(cfg.get("population") or 1) > 1:  # a population job's folder; its members (population=1) keep their ids
         ident["population"] = int(cfg["population"])
     _drop_legacy_defaults(ident)

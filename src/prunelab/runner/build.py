@@ -26,6 +26,7 @@ from prunelab.pruning import masks as masking
 from prunelab.pruning.groups import KINDS, FilterGroup, check_kinds, filter_groups
 from prunelab.runner import preflight
 from prunelab.runner.context import RunContext
+from prunelab.runner.lean_loop import LeanEpochLoop
 
 log = logging.getLogger("prunelab")
 
@@ -177,8 +178,11 @@ def make_trainer(cfg: DictConfig, rdir: Path, callbacks: list, loggers: list, **
         every = float(cfg.get("progress_log_seconds", 30))
         label = f"round {int(rdir.name[1:])} " if rdir.name[1:].isdigit() else ""
         callbacks = [*callbacks, Progress(refresh, every, label=label)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir),
-                       **overrides)  # fmt: skip
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir),
+                          **overrides)  # fmt: skip
+    if cfg.get("training_loop", "lean") == "lean":
+        LeanEpochLoop.install(trainer)
+    return trainer
 
 
 def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:

@@ -90,6 +90,9 @@ def check_config(cfg: DictConfig) -> None:
     if not isinstance(cfg.get("share_round0", True), bool):
         raise PrunelabError("share_round0", f"{cfg.get('share_round0')!r} is not true or false",
                             "use share_round0=true (reuse an identical run's round 0) or false")  # fmt: skip
+    if cfg.get("training_loop", "lean") not in ("lean", "lightning"):
+        raise PrunelabError("training_loop", f"{cfg.get('training_loop')!r} is not a training loop",
+                            "use training_loop=lean (the default) or training_loop=lightning")  # fmt: skip
     _check_monitor(cfg)
     _check_converge(cfg)
     _check_objective(cfg)

@@ -33,6 +33,7 @@ from prunelab.quantize import predict, quantize, serialized_bytes
 from prunelab.runner import preflight
 from prunelab.runner.build import load_into, load_state_file, make_trainer, seed_all
 from prunelab.runner.context import RunContext
+from prunelab.runner.lean_loop import LeanEpochLoop
 
 log = logging.getLogger("prunelab")
 
@@ -90,8 +91,8 @@ def run_round(ctx: RunContext, r: int) -> dict:
     else:  # max_epochs=0: evaluate the (pruned) weights as they are, e.g. SNIP without training
         best = rdir / "untrained"
     val = evaluate(ctx, trainer)
-    return record_round(ctx, r, trainer, best.name, fit_s, val, start,
-                        stopped=stop[0].stopped_epoch if stop else None)  # fmt: skip
+    return record_round(ctx, r, trainer, best.name, fit_s, val, start, stopped=stop[0].stopped_epoch if stop else None,
+                        loop=LeanEpochLoop.used(trainer))  # fmt: skip
 
 
 def rewind_budget(ctx: RunContext, r: int) -> dict[str, Any]:
@@ -149,9 +150,11 @@ def round_row(ctx: RunContext, r: int, kept: str, fit_s: float, val: dict, epoch
 
 
 def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s: float, val: dict, start: float,
-                 epochs: int | None = None, step: int | None = None, stopped: int | None = None) -> dict:  # fmt: skip
+                 epochs: int | None = None, step: int | None = None, stopped: int | None = None,
+                 loop: str | None = None) -> dict:  # fmt: skip
     """Save the round's files and record (``epochs``/``step`` when the fit ran outside ``trainer``: populations;
-    ``stopped``: the epoch early stopping ended a ``converge`` round at, 0 if it ran to ``max_epochs``)."""
+    ``stopped``: the epoch early stopping ended a ``converge`` round at, 0 if it ran to ``max_epochs``; ``loop``: the
+    training loop that ran the fit, :meth:`LeanEpochLoop.used`)."""
     epochs = trainer.current_epoch if epochs is None else epochs
     step = trainer.global_step if step is None else step
     rdir = results.round_dir(ctx.run_dir, r)
@@ -178,6 +181,8 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
     files = results.record_files(ctx.run_dir, kept_files) if results.is_writer() else {}
     record = {**row, "confusion_matrix": confusion(probs, labels, ctx.dm), "sparsity_per_tensor": per_tensor,
               "files": files}  # fmt: skip
+    if loop is not None:
+        record["training_loop"] = loop
     results.atomic_write_json(rdir / "metrics.json", record)
     log_round(ctx, row, probs, labels, step)
     return record

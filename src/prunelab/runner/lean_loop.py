@@ -1,0 +1,216 @@
+"""The lean training-epoch loop: Lightning's training step without its per-step dispatch machinery.
+
+Lightning's ``_TrainingEpochLoop.advance`` and ``_AutomaticOptimization`` route every step through ~25 generic hook
+calls (each callback and the module, overridden or not, each inside a profiler context), a freshly built closure,
+the ``LightningOptimizer`` wrapper and a signature inspection of ``training_step``. On a model whose step costs a
+few milliseconds that is ~20% of the wall time (docs/performance.md, P1). :class:`LeanEpochLoop` runs the same
+step — the same hooks of the callbacks and module that override them, in Lightning's order, the same progress
+counters (``global_step``, checkpoints and resumption read them), the same loss normalisation, zero-grad, backward,
+clipping and optimizer update — with the dispatch decided once per epoch.
+
+It runs only where the step is plain: one optimizer, automatic optimization, no gradient accumulation, one device
+without a distributed strategy, 32-bit precision, no profiler, a module that does not override the hooks that take
+over the step itself (``optimizer_step``, ``backward``, ...), and not the first step after a mid-epoch restart.
+Anything else — and every Lightning version this file was not checked against — takes Lightning's own ``advance``
+(``LeanEpochLoop.reason`` says why). ``trainer.loop: lightning`` turns it off; ``tests/test_lean_loop.py`` checks
+that both loops give bit-identical weights, optimizer state, progress counters and logged metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loops.fetchers import _DataLoaderIterDataFetcher
+from lightning.pytorch.loops.optimization.automatic import ClosureResult
+from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.profilers import PassThroughProfiler
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
+
+# the Lightning releases whose loop this file mirrors (checked line by line against 2.6's training_epoch_loop.py,
+# automatic.py and precision.py); others use Lightning's loop
+CHECKED = ((2, 3), (2, 6))
+
+# hooks of the module that replace a part of the step: the lean loop does not run such a module
+TAKE_OVER = ("optimizer_step", "optimizer_zero_grad", "backward", "on_train_batch_start")
+BATCH_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+CALLBACK_HOOKS = ("on_train_batch_start", "on_before_zero_grad", "on_before_backward", "on_after_backward",
+                  "on_before_optimizer_step", "on_train_batch_end")  # fmt: skip
+MODULE_HOOKS = ("on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
+                "on_train_batch_end")  # fmt: skip
+
+
+log = logging.getLogger("prunelab")
+
+
+def _closure_free(optimizer: Any) -> bool:
+    """torch's own optimizers call ``step``'s closure once, first, when given one; LBFGS re-evaluates it and other
+    optimizers (SAM, ...) may do anything with it: those keep Lightning's closure-driven step."""
+    return type(optimizer).__module__.startswith("torch.optim.") and not isinstance(optimizer, torch.optim.LBFGS)
+
+
+def _version() -> tuple[int, int]:
+    major, minor = pl.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+class LeanEpochLoop(_TrainingEpochLoop):
+    """``_TrainingEpochLoop`` whose ``advance`` takes the lean path when :meth:`why_not` finds nothing against it."""
+
+    reason: str | None = "not started"
+    paths: set[str]  # what trained this trainer's epochs: "lean" and/or "lightning: <reason>"
+
+    @classmethod
+    def install(cls, trainer: pl.Trainer) -> None:
+        """Make ``trainer``'s epoch loop lean (its state is kept: the instance's class changes, nothing else)."""
+        loop = trainer.fit_loop.epoch_loop
+        if type(loop) is _TrainingEpochLoop:
+            loop.__class__ = cls
+            loop.paths = set()
+
+    @staticmethod
+    def used(trainer: pl.Trainer) -> str:
+        """Which loop trained ``trainer``'s epochs: ``lean``, ``lightning`` or ``lightning: <why not lean>``."""
+        loop = trainer.fit_loop.epoch_loop
+        paths = sorted(loop.paths) if isinstance(loop, LeanEpochLoop) else []
+        return "; ".join(paths) if paths else "lightning"
+
+    def why_not(self, data_fetcher: Any) -> str | None:
+        """Why this epoch cannot take the lean path, or None."""
+        trainer, module = self.trainer, self.trainer.lightning_module
+        if not CHECKED[0] <= _version() <= CHECKED[1]:
+            return f"Lightning {pl.__version__} is not one the lean loop was checked against"
+        checks = {
+            "manual optimization": not module.automatic_optimization,
+            "more than one optimizer": len(trainer.optimizers) != 1,
+            "gradient accumulation": trainer.accumulate_grad_batches != 1,
+            "a strategy other than one device": type(trainer.strategy) is not SingleDeviceStrategy,
+            "a precision other than 32-bit": type(trainer.precision_plugin) is not Precision,
+            "a profiler": type(trainer.profiler) is not PassThroughProfiler,
+            "a wrapped model": trainer.strategy.model is not module,
+            "a dataloader_iter training_step": isinstance(data_fetcher, _DataLoaderIterDataFetcher),
+            "skipped backward": trainer.fit_loop._skip_backward,
+            f"an optimizer ({type(trainer.optimizers[0]).__name__}) that may use the step closure": trainer.optimizers
+            and not _closure_free(trainer.optimizers[0]),
+        }
+        for what, present in checks.items():
+            if present:
+                return what
+        for hook in TAKE_OVER:
+            if is_overridden(hook, module, pl.LightningModule):
+                return f"the module overrides {hook}"
+        return None
+
+    def on_run_start(self, data_fetcher: Any) -> None:
+        super().on_run_start(data_fetcher)
+        self.reason = self.why_not(data_fetcher)
+        path = "lean" if self.reason is None else f"lightning: {self.reason}"
+        if path not in self.paths and self.reason is not None:
+            log.info("training with Lightning's own loop (the lean loop does not apply: %s)", self.reason)
+        self.paths.add(path)
+        if self.reason is not None:
+            return
+        trainer, module = self.trainer, self.trainer.lightning_module
+        self._callbacks = {h: [c for c in trainer.callbacks if is_overridden(h, c, Callback)] for h in CALLBACK_HOOKS}
+        self._module_hooks = {h: is_overridden(h, module, pl.LightningModule) for h in MODULE_HOOKS}
+        self._clip = bool(trainer.gradient_clip_val) or is_overridden(
+            "configure_gradient_clipping", module, pl.LightningModule
+        )
+        self._pass_idx = is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2)
+        # the batch hooks of the datamodule where it overrides them, else the module's (Lightning's hook selector);
+        # the defaults of on_before/after_batch_transfer return the batch unchanged and are skipped
+        selector = trainer._data_connector._datahook_selector
+        self._batch_hooks = []
+        for hook in BATCH_HOOKS:
+            owner = selector.get_instance(hook) if selector is not None else module
+            base = pl.LightningModule if isinstance(owner, pl.LightningModule) else pl.LightningDataModule
+            if hook == "transfer_batch_to_device" or is_overridden(hook, owner, base):
+                self._batch_hooks.append((hook, getattr(owner, hook), owner is module))
+
+    def _hook(self, name: str, *args: Any) -> None:
+        """The callbacks' and the module's ``name`` hook, where overridden, as Lightning calls them."""
+        trainer, module = self.trainer, self.trainer.lightning_module
+        callbacks, own = self._callbacks.get(name, ()), self._module_hooks.get(name, False)
+        if not callbacks and not own:
+            return
+        prev = module._current_fx_name
+        module._current_fx_name = name
+        for callback in callbacks:
+            getattr(callback, name)(trainer, module, *args)
+        if own:
+            getattr(module, name)(*args)
+        module._current_fx_name = prev
+
+    def advance(self, data_fetcher: Any) -> None:
+        if self.reason is not None or self.restarting:
+            return super().advance(data_fetcher)
+        self.val_loop.restarting = False
+        trainer, module = self.trainer, self.trainer.lightning_module
+        batch, _, __ = next(data_fetcher)
+        batch_idx = self.batch_idx + 1
+        self.batch_progress.is_last_batch = data_fetcher.done
+        for hook, fn, on_module in self._batch_hooks:
+            prev = module._current_fx_name
+            if on_module:
+                module._current_fx_name = hook
+            args = (trainer.strategy.root_device, 0) if hook == "transfer_batch_to_device" else (0,)
+            batch = fn(batch, *args)
+            module._current_fx_name = prev
+        self.batch_progress.increment_ready()
+        trainer._logger_connector.on_batch_start(batch)
+        if batch is None:  # as Lightning: warn, skip the step, keep the counters
+            self._warning_cache.warn("train_dataloader yielded None. If this was on purpose, ignore this warning...")
+            batch_output: Any = None
+        else:
+            self._hook("on_train_batch_start", batch, batch_idx)
+            self.batch_progress.increment_started()
+            batch_output = self._step(module, trainer.optimizers[0], batch, batch_idx)
+        self.batch_progress.increment_processed()
+        self.update_lr_schedulers("step", update_plateau_schedulers=False)
+        if self._num_ready_batches_reached():
+            self.update_lr_schedulers("epoch", update_plateau_schedulers=False)
+        self._hook("on_train_batch_end", batch_output, batch, batch_idx)
+        trainer._logger_connector.on_batch_end()
+        self.batch_progress.increment_completed()
+        trainer._logger_connector.update_train_step_metrics()
+
+    def _step(self, module: pl.LightningModule, optimizer: Any, batch: Any, batch_idx: int) -> dict[str, Any]:
+        """Lightning's automatic optimization of one batch, in its order: ``training_step``, zero-grad, backward,
+        ``on_before_optimizer_step``, clipping, the update (which Lightning runs as the optimizer's closure)."""
+        trainer, progress = self.trainer, self.automatic_optimization.optim_progress.optimizer
+        progress.step.increment_ready()
+        with torch.enable_grad():  # as Lightning's closure
+            prev = module._current_fx_name
+            module._current_fx_name = "training_step"
+            output = module.training_step(batch, batch_idx) if self._pass_idx else module.training_step(batch)
+            module._current_fx_name = prev
+            result = ClosureResult.from_training_step_output(output, 1)
+            if result.closure_loss is None:
+                self._warning_cache.warn(
+                    "`training_step` returned `None`. If this was on purpose, ignore this warning..."
+                )
+            progress.zero_grad.increment_ready()
+            self._hook("on_before_zero_grad", optimizer)
+            progress.zero_grad.increment_started()
+            optimizer.zero_grad()
+            progress.zero_grad.increment_completed()
+            if result.closure_loss is not None:
+                self._hook("on_before_backward", result.closure_loss)
+                result.closure_loss.backward()
+                self._hook("on_after_backward")
+        self._hook("on_before_optimizer_step", optimizer)
+        if self._clip:
+            prev = module._current_fx_name
+            module._current_fx_name = "configure_gradient_clipping"
+            module.configure_gradient_clipping(optimizer, gradient_clip_val=trainer.gradient_clip_val,
+                                               gradient_clip_algorithm=trainer.gradient_clip_algorithm)  # fmt: skip
+            module._current_fx_name = prev
+        optimizer.step()
+        progress.step.increment_completed()
+        return {} if result.loss is None else result.asdict()

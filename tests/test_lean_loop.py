@@ -1,0 +1,138 @@
+"""The lean training loop (prunelab.runner.lean_loop) against Lightning's own: the same fit, bit for bit.
+
+Each case fits the same ClassifierModule twice from the same seed — once with Lightning's training-epoch loop, once
+with the lean one — and compares everything a run keeps or a callback can see: weights, optimizer state, the loop's
+progress counters (global step, checkpoints and resumption read them), the order and arguments of every hook call,
+and the logged metrics. A probe callback overrides every per-step hook and logs from two of them.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
+
+from prunelab.data.digits import DigitsDataModule
+from prunelab.losses import CrossEntropy
+from prunelab.models.mlp import MLP
+from prunelab.module import ClassifierModule
+from prunelab.pruning import masks as masking
+from prunelab.runner import lean_loop
+from prunelab.runner.lean_loop import LeanEpochLoop
+
+STEP_HOOKS = ("on_train_batch_start", "on_before_zero_grad", "on_before_backward", "on_after_backward",
+              "on_before_optimizer_step", "on_train_batch_end")  # fmt: skip
+
+
+class Probe(Callback):
+    """Records every per-step hook (name, batch index, global step, a gradient's norm) and logs from two hooks."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def _grad(self, module) -> float | None:
+        grad = module.model.classifier.parametrizations.weight.original.grad
+        return None if grad is None else float(grad.norm())
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.calls.append(("on_train_batch_start", batch_idx, trainer.global_step, int(batch[1].sum())))
+
+    def on_before_zero_grad(self, trainer, module, optimizer):
+        self.calls.append(("on_before_zero_grad", trainer.global_step, self._grad(module)))
+
+    def on_before_backward(self, trainer, module, loss):
+        self.calls.append(("on_before_backward", trainer.global_step, float(loss)))
+
+    def on_after_backward(self, trainer, module):
+        self.calls.append(("on_after_backward", trainer.global_step, self._grad(module)))
+        module.log("probe/grad", self._grad(module), on_step=True, on_epoch=True)
+
+    def on_before_optimizer_step(self, trainer, module, optimizer):
+        self.calls.append(("on_before_optimizer_step", trainer.global_step, self._grad(module)))
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.calls.append(("on_train_batch_end", batch_idx, trainer.global_step, float(outputs["loss"])))
+        module.log("probe/step", float(trainer.global_step), on_step=True, on_epoch=False)
+
+
+class StepScheduled(ClassifierModule):
+    """The module with its LR schedule stepped every batch (prunelab's own steps it every epoch)."""
+
+    def configure_optimizers(self):
+        out = super().configure_optimizers()
+        if isinstance(out, dict):
+            out["lr_scheduler"]["interval"] = "step"
+        return out
+
+
+def fit(lean: bool, tmp_path, optimizer=None, scheduler=None, **trainer_kw):
+    torch.manual_seed(0)
+    dm = DigitsDataModule(batch_size=64, seed=0)
+    dm.setup()
+    model = MLP(dm.input_shape, dm.num_classes, (32,))
+    masking.attach_masks(model, masking.prunable_names(model))
+    module = StepScheduled(model, CrossEntropy(), optimizer or partial(torch.optim.Adam, lr=1e-3), dm.class_names,
+                           scheduler=scheduler)  # fmt: skip
+    probe = Probe()
+    kw = dict(max_epochs=2, logger=CSVLogger(str(tmp_path), name="csv", version=0), enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, accelerator="cpu", devices=1, deterministic=True, num_sanity_val_steps=0,
+              default_root_dir=str(tmp_path), log_every_n_steps=1)  # fmt: skip
+    trainer = pl.Trainer(**{**kw, **trainer_kw}, callbacks=[probe])
+    if lean:
+        LeanEpochLoop.install(trainer)
+    trainer.fit(module, datamodule=dm)
+    return trainer, module, probe
+
+
+def assert_same_fit(a, b) -> None:
+    (ta, ma, pa), (tb, mb, pb) = a, b
+    sa, sb = ma.model.state_dict(), mb.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), "weights differ"
+    oa, ob = ta.optimizers[0].state_dict(), tb.optimizers[0].state_dict()
+    assert oa["param_groups"] == ob["param_groups"]
+    for k in oa["state"]:
+        for name, value in oa["state"][k].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(ob["state"][k][name])), (k, name)
+    assert ta.global_step == tb.global_step > 0
+    assert ta.fit_loop.state_dict() == tb.fit_loop.state_dict()
+    assert pa.calls == pb.calls and len(pa.calls) == len(STEP_HOOKS) * ta.global_step
+    assert {k: float(v) for k, v in ta.callback_metrics.items()} == {k: float(v) for k, v in tb.callback_metrics.items()}
+    assert {k: float(v) for k, v in ta.logged_metrics.items()} == {k: float(v) for k, v in tb.logged_metrics.items()}
+    assert "probe/grad_epoch" in ta.logged_metrics and "val/acc" in ta.callback_metrics
+    csv_a, csv_b = (Path(t.logger.log_dir) / "metrics.csv" for t in (ta, tb))
+    assert csv_a.read_text() == csv_b.read_text() and "probe/step" in csv_a.read_text()
+    assert ta.optimizers[0].param_groups[0]["lr"] == tb.optimizers[0].param_groups[0]["lr"]
+
+
+CASES = {
+    "adam": {},
+    "sgd, clipping, step-interval scheduler": dict(
+        optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+        scheduler=partial(torch.optim.lr_scheduler.StepLR, step_size=3, gamma=0.5),  # stepped every batch
+        gradient_clip_val=0.05,
+        val_check_interval=0.5,  # validation inside the epoch, between steps
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_lean_loop_fits_bit_identically_to_lightnings(case, tmp_path):
+    lightning = fit(False, tmp_path / "a", **CASES[case])
+    lean = fit(True, tmp_path / "b", **CASES[case])
+    assert LeanEpochLoop.used(lean[0]) == "lean" and LeanEpochLoop.used(lightning[0]) == "lightning"
+    assert_same_fit(lightning, lean)
+
+
+def test_lean_loop_steps_aside_where_it_does_not_apply(tmp_path, monkeypatch):
+    trainer, _, _ = fit(True, tmp_path / "a", max_epochs=1, accumulate_grad_batches=2)
+    assert LeanEpochLoop.used(trainer) == "lightning: gradient accumulation"
+    trainer, _, _ = fit(True, tmp_path / "b", max_epochs=1, optimizer=partial(torch.optim.LBFGS, lr=0.1))
+    assert LeanEpochLoop.used(trainer) == "lightning: an optimizer (LBFGS) that may use the step closure"
+    monkeypatch.setattr(lean_loop.pl, "__version__", "2.99.0")
+    trainer, _, _ = fit(True, tmp_path / "c", max_epochs=1)
+    assert LeanEpochLoop.used(trainer) == "lightning: Lightning 2.99.0 is not one the lean loop was checked against"
