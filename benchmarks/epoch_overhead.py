@@ -8,8 +8,9 @@ model being ~100x costlier per step) with Adam on the same in-memory MNIST tenso
   fair baseline of a prunelab round, which validates every epoch.
 - bare+masks: the same loop on the masked model (isolates the parametrization's cost).
 - prunelab: ``Trainer.fit`` for one epoch of a round as ``prunelab.runner`` builds it (ClassifierModule,
-  PruningCallback, ModelCheckpoint, CSV logger), validation off so both sides do the same work; the Trainer's
-  construction and fit setup are inside the timing. Progress bar off, except in two variants that show what a
+  PruningCallback, ModelCheckpoint, CSV logger, the lean training loop of ``prunelab.runner.lean_loop``), validation
+  off so both sides do the same work; the fit setup is inside the timing. A variant runs the same round with
+  Lightning's own training loop (``training_loop=lightning``). Progress bar off, except in two variants that show what a
   redraw per step costs (Lightning's default) against prunelab's default, one redraw per 25 steps.
 - prunelab+val: the same with the per-epoch validation pass (10% of train) and its per-class metrics, compared with
   bare+val.
@@ -168,6 +169,7 @@ def prunelab_epoch(
     model_name: str = "lenet300",
     steps: int | None = None,
     progress: int | None = None,
+    loop: str = "lean",
 ) -> float:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
@@ -186,6 +188,7 @@ def prunelab_epoch(
                 "logger=csv",
                 "trainer.max_epochs=1",
                 f"data.batch_size={dm.batch_size}",
+                f"training_loop={loop}",
             ],
         )
         with open_dict(cfg):
@@ -220,16 +223,15 @@ PROFILE_PARTS = {
 }
 
 
-def profile_fit(dm: MNISTDataModule, floor: bool) -> dict[str, float]:
+def profile_fit(run) -> dict[str, float]:
     """Seconds per part (PROFILE_PARTS, disjoint) of one LeNet-300-100 epoch's ``Trainer.fit`` under cProfile, for
-    the prunelab round (no validation) or the Lightning floor; "rest" is Lightning's loop itself."""
+    ``run`` (one of the epoch functions above); "rest" is the training loop itself."""
     import cProfile
     import fnmatch
     import pstats
 
     import lightning.pytorch as pl
 
-    run = partial(lightning_epoch, dm, False) if floor else partial(prunelab_epoch, dm, False)
     run()  # warm-up
     prof, fit = cProfile.Profile(), pl.Trainer.fit
 
@@ -254,20 +256,24 @@ def profile_fit(dm: MNISTDataModule, floor: bool) -> dict[str, float]:
             for k, v in stats.items()
             if any(fnmatch.fnmatch(f"{Path(k[0]).name}:{k[1]}({k[2]})", p) for p in pattern.split("|"))
         )
-    out["rest: Lightning's loop (closure, hook dispatch, progress tracking)"] = total - sum(out.values())
+    out["rest: the training loop (hook dispatch, closure, progress tracking, logging)"] = total - sum(out.values())
     out["total"] = total
     return out
 
 
 def print_profile(dm: MNISTDataModule) -> None:
     n = len(dm.train_dataloader())
-    floor, ours = profile_fit(dm, True), profile_fit(dm, False)
-    rows = [[part, 1000 * floor[part] / n, 1000 * ours[part] / n, 1000 * (ours[part] - floor[part]) / n]
-            for part in floor]  # fmt: skip
+    runs = {
+        "Lightning floor": partial(lightning_epoch, dm, False),
+        "prunelab round, Lightning's loop": partial(prunelab_epoch, dm, False, loop="lightning"),
+        "prunelab round (lean loop)": partial(prunelab_epoch, dm, False),
+    }
+    parts = {name: profile_fit(run) for name, run in runs.items()}
+    rows = [[part, *(1000 * p[part] / n for p in parts.values())] for part in parts["Lightning floor"]]
     print_table(
         f"P1 profile: ms per step of one LeNet-300-100 epoch's Trainer.fit under cProfile ({n} steps; the profiler "
         "inflates Python-heavy parts, compare the columns, not with the timings above)",
-        ["part", "Lightning floor", "prunelab round", "prunelab - floor"],
+        ["part", *runs],
         rows,
     )
 
@@ -300,6 +306,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "Lightning floor: minimal module, automatic optimization": partial(lightning_epoch, dm, False, *common),
             "Lightning floor: minimal module, manual optimization": partial(lightning_epoch, dm, True, *common),
             "prunelab round, no validation": partial(prunelab_epoch, dm, False, model_name, steps),
+            "prunelab round, no validation, Lightning's loop (training_loop=lightning)": partial(
+                prunelab_epoch, dm, False, model_name, steps, loop="lightning"
+            ),
         }
         if model_name == "lenet300":  # a full epoch with its 10% validation split; for a 6-step slice not comparable
             variants["prunelab round + validation, per-class metrics"] = partial(prunelab_epoch, dm, True, model_name)
