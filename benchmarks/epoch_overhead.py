@@ -218,7 +218,7 @@ PROFILE_PARTS = {
     "Adam update (its math)": "adam.py:*(_single_tensor_adam)",
     "torch: accelerator check in optimizer.step": "optimizer.py:*(_accelerator_graph_capture_health_check)",
     "batch fetch (index gather)": "fetchers.py:*(__next__)",
-    "callback hooks (checkpoint, pruning, ...)": "call.py:*(_call_callback_hooks)",
+    "callback hooks (checkpoint, pruning, ...)": "call.py:*(_call_callback_hooks)|lean_loop.py:*(_hook)",
     "zero_grad": "optimizer.py:*(zero_grad)",
 }
 
