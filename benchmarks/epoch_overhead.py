@@ -23,7 +23,7 @@ baseline, and the ratio is the median (range alongside) of these back-to-back pa
 ~30% over seconds (same process CPU time, no steal), which ratios of separately taken medians do not cancel.
 Targets (issue 16): prunelab rows >= 0.85 of their baseline on LeNet-300-100, >= 0.90 on Conv-4.
 
-    python -m benchmarks.epoch_overhead [--reps 5] [--batch-size 128] [--models lenet300 conv4] [--conv-steps 6]
+    python -m benchmarks.epoch_overhead [--reps 9] [--batch-size 128] [--models lenet300 conv4] [--conv-steps 6]
     python -m benchmarks.epoch_overhead --profile   # where a step's time goes: prunelab round vs Lightning floor
 """
 
@@ -280,7 +280,7 @@ def print_profile(dm: MNISTDataModule) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--models", nargs="+", default=["lenet300", "conv4"], choices=["lenet300", "conv4"])
     parser.add_argument("--conv-steps", type=int, default=6)

@@ -79,9 +79,10 @@ def fit(lean: bool, tmp_path, optimizer=None, scheduler=None, **trainer_kw):
     module = StepScheduled(model, CrossEntropy(), optimizer or partial(torch.optim.Adam, lr=1e-3), dm.class_names,
                            scheduler=scheduler)  # fmt: skip
     probe = Probe()
-    kw = dict(max_epochs=2, logger=CSVLogger(str(tmp_path), name="csv", version=0), enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, accelerator="cpu", devices=1, deterministic=True, num_sanity_val_steps=0,
-              default_root_dir=str(tmp_path), log_every_n_steps=1)  # fmt: skip
+    kw = dict(max_epochs=2, logger=CSVLogger(str(tmp_path), name="csv", version=0), enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
+              deterministic=True, num_sanity_val_steps=0, default_root_dir=str(tmp_path),
+              log_every_n_steps=1)  # fmt: skip
     trainer = pl.Trainer(**{**kw, **trainer_kw}, callbacks=[probe])
     if lean:
         LeanEpochLoop.install(trainer)
@@ -101,8 +102,9 @@ def assert_same_fit(a, b) -> None:
     assert ta.global_step == tb.global_step > 0
     assert ta.fit_loop.state_dict() == tb.fit_loop.state_dict()
     assert pa.calls == pb.calls and len(pa.calls) == len(STEP_HOOKS) * ta.global_step
-    assert {k: float(v) for k, v in ta.callback_metrics.items()} == {k: float(v) for k, v in tb.callback_metrics.items()}
-    assert {k: float(v) for k, v in ta.logged_metrics.items()} == {k: float(v) for k, v in tb.logged_metrics.items()}
+    for seen in ("callback_metrics", "logged_metrics"):
+        ma_, mb_ = getattr(ta, seen), getattr(tb, seen)
+        assert {k: float(v) for k, v in ma_.items()} == {k: float(v) for k, v in mb_.items()}, seen
     assert "probe/grad_epoch" in ta.logged_metrics and "val/acc" in ta.callback_metrics
     csv_a, csv_b = (Path(t.logger.log_dir) / "metrics.csv" for t in (ta, tb))
     assert csv_a.read_text() == csv_b.read_text() and "probe/step" in csv_a.read_text()

@@ -8,18 +8,20 @@ step — the same hooks of the callbacks and module that override them, in Light
 counters (``global_step``, checkpoints and resumption read them), the same loss normalisation, zero-grad, backward,
 clipping and optimizer update — with the dispatch decided once per epoch.
 
-It runs only where the step is plain: one optimizer, automatic optimization, no gradient accumulation, one device
-without a distributed strategy, 32-bit precision, no profiler, a module that does not override the hooks that take
-over the step itself (``optimizer_step``, ``backward``, ...), and not the first step after a mid-epoch restart.
-Anything else — and every Lightning version this file was not checked against — takes Lightning's own ``advance``
-(``LeanEpochLoop.reason`` says why). ``trainer.loop: lightning`` turns it off; ``tests/test_lean_loop.py`` checks
-that both loops give bit-identical weights, optimizer state, progress counters and logged metrics.
+It runs only where the step is plain: one torch optimizer that does not re-evaluate the closure (not LBFGS),
+automatic optimization, no gradient accumulation, one device without a distributed strategy, 32-bit precision, no
+profiler, a module that does not override the hooks that take over the step itself (``optimizer_step``,
+``backward``, ...), and not the first step after a mid-epoch restart. Anything else — and every Lightning release
+this file was not checked against — takes Lightning's own ``advance`` (``LeanEpochLoop.used(trainer)`` says which
+loop trained a fit, and why; each round records it). ``training_loop=lightning`` turns it off;
+``tests/test_lean_loop.py`` checks that both loops give bit-identical weights, optimizer state, progress counters,
+hook calls and logged metrics.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -33,9 +35,9 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 
-# the Lightning releases whose loop this file mirrors (checked line by line against 2.6's training_epoch_loop.py,
-# automatic.py and precision.py); others use Lightning's loop
-CHECKED = ((2, 3), (2, 6))
+# the Lightning releases whose loop this file mirrors (read line by line against 2.6's training_epoch_loop.py,
+# optimization/automatic.py, plugins/precision/precision.py and trainer/call.py); others use Lightning's loop
+CHECKED = ((2, 6), (2, 6))
 
 # hooks of the module that replace a part of the step: the lean loop does not run such a module
 TAKE_OVER = ("optimizer_step", "optimizer_zero_grad", "backward", "on_train_batch_start")
@@ -72,7 +74,7 @@ class LeanEpochLoop(_TrainingEpochLoop):
         loop = trainer.fit_loop.epoch_loop
         if type(loop) is _TrainingEpochLoop:
             loop.__class__ = cls
-            loop.paths = set()
+            cast(LeanEpochLoop, loop).paths = set()
 
     @staticmethod
     def used(trainer: pl.Trainer) -> str:
@@ -83,7 +85,8 @@ class LeanEpochLoop(_TrainingEpochLoop):
 
     def why_not(self, data_fetcher: Any) -> str | None:
         """Why this epoch cannot take the lean path, or None."""
-        trainer, module = self.trainer, self.trainer.lightning_module
+        trainer: Any = self.trainer  # (Lightning's stubs miss some of the Trainer's attributes)
+        module = trainer.lightning_module
         if not CHECKED[0] <= _version() <= CHECKED[1]:
             return f"Lightning {pl.__version__} is not one the lean loop was checked against"
         checks = {
@@ -112,11 +115,12 @@ class LeanEpochLoop(_TrainingEpochLoop):
         self.reason = self.why_not(data_fetcher)
         path = "lean" if self.reason is None else f"lightning: {self.reason}"
         if path not in self.paths and self.reason is not None:
-            log.info("training with Lightning's own loop (the lean loop does not apply: %s)", self.reason)
+            log.debug("training with Lightning's own loop (the lean loop does not apply: %s)", self.reason)
         self.paths.add(path)
         if self.reason is not None:
             return
-        trainer, module = self.trainer, self.trainer.lightning_module
+        trainer: Any = self.trainer
+        module = trainer.lightning_module
         self._callbacks = {h: [c for c in trainer.callbacks if is_overridden(h, c, Callback)] for h in CALLBACK_HOOKS}
         self._module_hooks = {h: is_overridden(h, module, pl.LightningModule) for h in MODULE_HOOKS}
         self._clip = bool(trainer.gradient_clip_val) or is_overridden(
