@@ -135,6 +135,8 @@ def test_lean_loop_steps_aside_where_it_does_not_apply(tmp_path, monkeypatch):
     assert LeanEpochLoop.used(trainer) == "lightning: gradient accumulation"
     trainer, _, _ = fit(True, tmp_path / "b", max_epochs=1, optimizer=partial(torch.optim.LBFGS, lr=0.1))
     assert LeanEpochLoop.used(trainer) == "lightning: an optimizer (LBFGS) that may use the step closure"
+    trainer, _, _ = fit(True, tmp_path / "d", max_epochs=0)
+    assert LeanEpochLoop.used(trainer) == "none"  # nothing trained: the record must not name a loop
     monkeypatch.setattr(lean_loop.pl, "__version__", "2.99.0")
     trainer, _, _ = fit(True, tmp_path / "c", max_epochs=1)
     assert LeanEpochLoop.used(trainer) == "lightning: Lightning 2.99.0 is not one the lean loop was checked against"

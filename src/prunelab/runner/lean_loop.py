@@ -78,10 +78,13 @@ class LeanEpochLoop(_TrainingEpochLoop):
 
     @staticmethod
     def used(trainer: pl.Trainer) -> str:
-        """Which loop trained ``trainer``'s epochs: ``lean``, ``lightning`` or ``lightning: <why not lean>``."""
+        """Which loop ran the epochs of ``trainer``'s fit: ``lean``, ``lightning: <why not lean>`` (both, joined by
+        "; ", if epochs differed), ``lightning`` for a Trainer without the lean loop, ``none`` if no epoch ran
+        (``max_epochs=0``, or a resumed fit that had finished)."""
         loop = trainer.fit_loop.epoch_loop
-        paths = sorted(loop.paths) if isinstance(loop, LeanEpochLoop) else []
-        return "; ".join(paths) if paths else "lightning"
+        if not isinstance(loop, LeanEpochLoop):
+            return "lightning"
+        return "; ".join(sorted(loop.paths)) or "none"
 
     def why_not(self, data_fetcher: Any) -> str | None:
         """Why this epoch cannot take the lean path, or None."""

@@ -250,7 +250,7 @@ def finish_member(m: Member, step: int, fit_share: float, population: dict[str, 
         trainer = build.make_trainer(m.cfg, results.round_dir(ctx.run_dir, 0), [], loggers)
         val = evaluate(ctx, trainer)
         row = record_round(ctx, 0, trainer, kept, fit_share, val, member_start,
-                           epochs=int(m.cfg.trainer.max_epochs), step=step)  # fmt: skip
+                           epochs=int(m.cfg.trainer.max_epochs), step=step, loop="population")  # fmt: skip
     except BaseException:
         build.finish_loggers(loggers, "failed")
         raise

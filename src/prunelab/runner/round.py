@@ -154,7 +154,7 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
                  loop: str | None = None) -> dict:  # fmt: skip
     """Save the round's files and record (``epochs``/``step`` when the fit ran outside ``trainer``: populations;
     ``stopped``: the epoch early stopping ended a ``converge`` round at, 0 if it ran to ``max_epochs``; ``loop``: the
-    training loop that ran the fit, :meth:`LeanEpochLoop.used`)."""
+    training loop that ran the fit's epochs, :meth:`LeanEpochLoop.used`, or ``population``)."""
     epochs = trainer.current_epoch if epochs is None else epochs
     step = trainer.global_step if step is None else step
     rdir = results.round_dir(ctx.run_dir, r)
