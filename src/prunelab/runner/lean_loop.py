@@ -92,21 +92,23 @@ class LeanEpochLoop(_TrainingEpochLoop):
         module = trainer.lightning_module
         if not CHECKED[0] <= _version() <= CHECKED[1]:
             return f"Lightning {pl.__version__} is not one the lean loop was checked against"
+        optimizers = trainer.optimizers
         checks = {
-            "manual optimization": not module.automatic_optimization,
-            "more than one optimizer": len(trainer.optimizers) != 1,
-            "gradient accumulation": trainer.accumulate_grad_batches != 1,
-            "a strategy other than one device": type(trainer.strategy) is not SingleDeviceStrategy,
-            "a precision other than 32-bit": type(trainer.precision_plugin) is not Precision,
-            "a profiler": type(trainer.profiler) is not PassThroughProfiler,
-            "a wrapped model": trainer.strategy.model is not module,
-            "a dataloader_iter training_step": isinstance(data_fetcher, _DataLoaderIterDataFetcher),
-            "skipped backward": trainer.fit_loop._skip_backward,
-            f"an optimizer ({type(trainer.optimizers[0]).__name__}) that may use the step closure": trainer.optimizers
-            and not _closure_free(trainer.optimizers[0]),
+            "manual optimization": lambda: not module.automatic_optimization,
+            "more than one optimizer": lambda: len(optimizers) != 1,
+            "gradient accumulation": lambda: trainer.accumulate_grad_batches != 1,
+            "a strategy other than one device": lambda: type(trainer.strategy) is not SingleDeviceStrategy,
+            "a precision other than 32-bit": lambda: type(trainer.precision_plugin) is not Precision,
+            "a profiler": lambda: type(trainer.profiler) is not PassThroughProfiler,
+            "a wrapped model": lambda: trainer.strategy.model is not module,
+            "a dataloader_iter training_step": lambda: isinstance(data_fetcher, _DataLoaderIterDataFetcher),
+            "skipped backward": lambda: trainer.fit_loop._skip_backward,
+            "an optimizer that may use the step closure": lambda: not _closure_free(optimizers[0]),
         }
-        for what, present in checks.items():
-            if present:
+        for what, present in checks.items():  # in order: the closure check needs exactly one optimizer
+            if present():
+                if what == "an optimizer that may use the step closure":
+                    return f"an optimizer ({type(optimizers[0]).__name__}) that may use the step closure"
                 return what
         for hook in TAKE_OVER:
             if is_overridden(hook, module, pl.LightningModule):
@@ -140,19 +142,31 @@ class LeanEpochLoop(_TrainingEpochLoop):
             if hook == "transfer_batch_to_device" or is_overridden(hook, owner, base):
                 self._batch_hooks.append((hook, getattr(owner, hook), owner is module))
 
+    @staticmethod
+    def _as(module: pl.LightningModule, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` with ``module._current_fx_name`` set to ``name`` around it, as Lightning's
+        ``trainer/call.py`` does (``self.log`` checks where it is called from)."""
+        prev = module._current_fx_name
+        module._current_fx_name = name
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            module._current_fx_name = prev
+
     def _hook(self, name: str, *args: Any) -> None:
         """The callbacks' and the module's ``name`` hook, where overridden, as Lightning calls them."""
         trainer, module = self.trainer, self.trainer.lightning_module
         callbacks, own = self._callbacks.get(name, ()), self._module_hooks.get(name, False)
         if not callbacks and not own:
             return
-        prev = module._current_fx_name
-        module._current_fx_name = name
-        for callback in callbacks:
-            getattr(callback, name)(trainer, module, *args)
-        if own:
-            getattr(module, name)(*args)
-        module._current_fx_name = prev
+
+        def run() -> None:
+            for callback in callbacks:
+                getattr(callback, name)(trainer, module, *args)
+            if own:
+                getattr(module, name)(*args)
+
+        self._as(module, name, run)
 
     def advance(self, data_fetcher: Any) -> None:
         if self.reason is not None or self.restarting:
@@ -163,12 +177,8 @@ class LeanEpochLoop(_TrainingEpochLoop):
         batch_idx = self.batch_idx + 1
         self.batch_progress.is_last_batch = data_fetcher.done
         for hook, fn, on_module in self._batch_hooks:
-            prev = module._current_fx_name
-            if on_module:
-                module._current_fx_name = hook
             args = (trainer.strategy.root_device, 0) if hook == "transfer_batch_to_device" else (0,)
-            batch = fn(batch, *args)
-            module._current_fx_name = prev
+            batch = self._as(module, hook, fn, batch, *args) if on_module else fn(batch, *args)
         self.batch_progress.increment_ready()
         trainer._logger_connector.on_batch_start(batch)
         if batch is None:  # as Lightning: warn, skip the step, keep the counters
@@ -193,10 +203,8 @@ class LeanEpochLoop(_TrainingEpochLoop):
         trainer, progress = self.trainer, self.automatic_optimization.optim_progress.optimizer
         progress.step.increment_ready()
         with torch.enable_grad():  # as Lightning's closure
-            prev = module._current_fx_name
-            module._current_fx_name = "training_step"
-            output = module.training_step(batch, batch_idx) if self._pass_idx else module.training_step(batch)
-            module._current_fx_name = prev
+            args = (batch, batch_idx) if self._pass_idx else (batch,)
+            output = self._as(module, "training_step", module.training_step, *args)
             result = ClosureResult.from_training_step_output(output, 1)
             if result.closure_loss is None:
                 self._warning_cache.warn(
@@ -213,11 +221,9 @@ class LeanEpochLoop(_TrainingEpochLoop):
                 self._hook("on_after_backward")
         self._hook("on_before_optimizer_step", optimizer)
         if self._clip:
-            prev = module._current_fx_name
-            module._current_fx_name = "configure_gradient_clipping"
-            module.configure_gradient_clipping(optimizer, gradient_clip_val=trainer.gradient_clip_val,
-                                               gradient_clip_algorithm=trainer.gradient_clip_algorithm)  # fmt: skip
-            module._current_fx_name = prev
+            self._as(module, "configure_gradient_clipping", module.configure_gradient_clipping, optimizer,
+                     gradient_clip_val=trainer.gradient_clip_val,
+                     gradient_clip_algorithm=trainer.gradient_clip_algorithm)  # fmt: skip
         optimizer.step()
         progress.step.increment_completed()
         return {} if result.loss is None else result.asdict()
