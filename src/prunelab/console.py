@@ -65,11 +65,13 @@ class Progress(ProgressBar):
         return self._enabled
 
     def _running(self, pl_module: Any) -> str:
-        seen = getattr(pl_module, "_train_seen", 0)
-        loss, correct = getattr(pl_module, "_train_loss", None), getattr(pl_module, "_train_correct", None)
-        if not seen or loss is None or correct is None:
-            return ""
-        return f"loss {float(loss) / seen:.4f} acc {float(correct) / seen:.4f}"
+        """The epoch's running training loss and accuracy, from a module that keeps them (``train_totals``)."""
+        totals = getattr(pl_module, "train_totals", None)
+        running = totals() if callable(totals) else None
+        return "" if running is None else f"loss {running[0]:.4f} acc {running[1]:.4f}"
+
+    def _extra(self, pl_module: Any) -> str:
+        return " ".join(x for x in (self._running(pl_module), self._val) if x)
 
     def _every(self, trainer: Any) -> int:
         total = self.total_train_batches
@@ -101,16 +103,17 @@ class Progress(ProgressBar):
         if not self._enabled:
             return
         n = batch_idx + 1
-        extra = " ".join(x for x in (self._running(pl_module), self._val) if x)
         if self._bar is not None:
             last = n == self._steps()
             if n % self._every(trainer) == 0 or last:  # tqdm draws at most every mininterval (0.1 s)
+                extra = self._extra(pl_module)
                 self._bar.set_postfix_str(f"epoch {self._epoch(trainer)} {extra}".rstrip(), refresh=False)
                 self._bar.update(trainer.current_epoch * (self._steps() or 0) + n - self._bar.n)
         elif not self.tty and time.monotonic() - self._last_print >= self.every_s:
             self._last_print = time.monotonic()
             of = f"/{self._steps()}" if self._steps() else ""
-            print(f"  {self.label}epoch {self._epoch(trainer)} step {n}{of}  {extra}".rstrip(), flush=True)
+            print(f"  {self.label}epoch {self._epoch(trainer)} step {n}{of}  {self._extra(pl_module)}".rstrip(),
+                  flush=True)  # fmt: skip
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         metric = trainer.callback_metrics.get("val/acc")

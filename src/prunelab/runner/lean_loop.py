@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loops.fetchers import _DataLoaderIterDataFetcher
 from lightning.pytorch.loops.optimization.automatic import ClosureResult
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
@@ -57,6 +57,15 @@ def _closure_free(optimizer: Any) -> bool:
     return type(optimizer).__module__.startswith("torch.optim.") and not isinstance(optimizer, torch.optim.LBFGS)
 
 
+def _no_op(hook: str, callback: Callback) -> bool:
+    """Whether Lightning 2.6's ``callback.<hook>`` returns without doing anything in a lean epoch (automatic
+    optimization): ``ModelCheckpoint.on_train_batch_end`` without ``every_n_train_steps`` or
+    ``train_time_interval`` (a subclass may override it: exact type only)."""
+    if hook != "on_train_batch_end" or type(callback) is not ModelCheckpoint:
+        return False
+    return callback._every_n_train_steps < 1 and callback._train_time_interval is None
+
+
 def _version() -> tuple[int, int]:
     major, minor = pl.__version__.split(".")[:2]
     return int(major), int(minor)
@@ -67,6 +76,7 @@ class LeanEpochLoop(_TrainingEpochLoop):
 
     reason: str | None = "not started"
     paths: set[str]  # what trained this trainer's epochs: "lean" and/or "lightning: <reason>"
+    _val_enabled: bool | None = None  # Trainer.enable_validation, read once per lean epoch (None: outside one)
 
     @classmethod
     def install(cls, trainer: pl.Trainer) -> None:
@@ -126,7 +136,11 @@ class LeanEpochLoop(_TrainingEpochLoop):
             return
         trainer: Any = self.trainer
         module = trainer.lightning_module
-        self._callbacks = {h: [c for c in trainer.callbacks if is_overridden(h, c, Callback)] for h in CALLBACK_HOOKS}
+        self._val_enabled = trainer.enable_validation
+        self._callbacks = {
+            h: [c for c in trainer.callbacks if is_overridden(h, c, Callback) and not _no_op(h, c)]
+            for h in CALLBACK_HOOKS
+        }
         self._module_hooks = {h: is_overridden(h, module, pl.LightningModule) for h in MODULE_HOOKS}
         self._clip = bool(trainer.gradient_clip_val) or is_overridden(
             "configure_gradient_clipping", module, pl.LightningModule
@@ -141,6 +155,29 @@ class LeanEpochLoop(_TrainingEpochLoop):
             base = pl.LightningModule if isinstance(owner, pl.LightningModule) else pl.LightningDataModule
             if hook == "transfer_batch_to_device" or is_overridden(hook, owner, base):
                 self._batch_hooks.append((hook, getattr(owner, hook), owner is module))
+
+    def run(self, data_fetcher: Any) -> None:
+        try:
+            super().run(data_fetcher)
+        finally:
+            self._val_enabled = None
+
+    # Lightning calls these three on every step; within a lean epoch their answers are fixed (exactly so)
+    def _should_check_val_epoch(self) -> bool:
+        """Lightning's, with ``enable_validation`` (an ``is_overridden`` inspection) read once per lean epoch."""
+        if self._val_enabled is None:
+            return super()._should_check_val_epoch()
+        every = self.trainer.check_val_every_n_epoch
+        return self._val_enabled and (every is None or (self.trainer.current_epoch + 1) % every == 0)
+
+    def _should_accumulate(self) -> bool:
+        """False in a lean epoch: ``accumulate_grad_batches`` is 1 (why_not) and one device does not accumulate."""
+        return False if self._val_enabled is not None else super()._should_accumulate()
+
+    def update_lr_schedulers(self, interval: str, update_plateau_schedulers: bool) -> None:
+        """Lightning's, which does nothing without an LR scheduler (``_update_learning_rates`` returns first)."""
+        if self.trainer.lr_scheduler_configs:
+            super().update_lr_schedulers(interval, update_plateau_schedulers)
 
     @staticmethod
     def _as(module: pl.LightningModule, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -193,9 +230,14 @@ class LeanEpochLoop(_TrainingEpochLoop):
         if self._num_ready_batches_reached():
             self.update_lr_schedulers("epoch", update_plateau_schedulers=False)
         self._hook("on_train_batch_end", batch_output, batch, batch_idx)
-        trainer._logger_connector.on_batch_end()
-        self.batch_progress.increment_completed()
-        trainer._logger_connector.update_train_step_metrics()
+        results = trainer._results
+        if results is None or results:  # something was logged this epoch: Lightning's bookkeeping of step metrics
+            trainer._logger_connector.on_batch_end()
+            self.batch_progress.increment_completed()
+            trainer._logger_connector.update_train_step_metrics()
+        else:  # nothing logged: on_batch_end would merge three empty dicts, update_train_step_metrics log nothing
+            results.batch, results.batch_size = None, None
+            self.batch_progress.increment_completed()
 
     def _step(self, module: pl.LightningModule, optimizer: Any, batch: Any, batch_idx: int) -> dict[str, Any]:
         """Lightning's automatic optimization of one batch, in its order: ``training_step``, zero-grad, backward,
