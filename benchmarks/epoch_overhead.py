@@ -14,6 +14,12 @@ model being ~100x costlier per step) with Adam on the same in-memory MNIST tenso
   redraw per step costs (Lightning's default) against prunelab's default, one redraw per 25 steps.
 - prunelab+val: the same with the per-epoch validation pass (10% of train) and its per-class metrics, compared with
   bare+val.
+- interleaved (per step): the prunelab round (no validation) with a bare loop's step run between each two of its steps
+  (a callback's ``on_train_batch_end``: the bare loop's own batch, model and Adam), so both see the same CPU speed
+  at millisecond distance; the ratio is the bare steps' time over the prunelab loop's time between the callback's
+  calls (its whole step: fetch, hooks, step, bookkeeping). It excludes the per-fit and per-epoch costs (setup,
+  epoch-end checkpoints) that the epoch rows include, and is much less noisy than they are. Its control runs two bare
+  loops interleaved the same way (expected 1.0).
 - Lightning floor: the smallest LightningModule (training_step returns the loss; automatic optimization, and a
   manual-optimization variant) on the unmasked model, Trainer with no logger, checkpoint, progress bar or
   validation. What any Lightning-based loop costs on this machine, before prunelab adds anything.
@@ -46,6 +52,8 @@ from prunelab.models.mlp import MLP
 from prunelab.pruning import masks as masking
 
 VAL_BASE = "bare loop + validation, per-class metrics (plain tensor ops)"
+INTERLEAVED = "prunelab round, no validation: its steps interleaved with the bare loop's (per step)"
+INTERLEAVED_CONTROL = "control: bare loop interleaved with a second bare loop (expected 1.0)"
 
 
 def build(name: str, dm: MNISTDataModule) -> nn.Module:
@@ -170,6 +178,7 @@ def prunelab_epoch(
     steps: int | None = None,
     progress: int | None = None,
     loop: str = "lean",
+    callbacks: list | None = None,
 ) -> float:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
@@ -207,7 +216,63 @@ def prunelab_epoch(
         from prunelab.runner.build import build_loggers
 
         ctx.loggers = build_loggers(cfg)
+        ctx.extra_callbacks = list(callbacks or [])
         return run_round(ctx, 0)["fit_seconds"]
+
+
+class BareStepper:
+    """A bare loop advanced one step at a time: its own model, Adam and loader (the bare loop's batch order)."""
+
+    def __init__(self, dm: MNISTDataModule, model_name: str):
+        torch.manual_seed(0)
+        self.model = build(model_name, dm)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(0)
+        self.batches = iter(loader)
+        self.seconds: list[float] = []
+
+    def step(self) -> None:
+        start = time.perf_counter()
+        with torch.enable_grad():
+            x, y = next(self.batches)
+            self.opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(self.model(x), y).backward()
+            self.opt.step()
+        self.seconds.append(time.perf_counter() - start)
+
+
+def interleaved(dm: MNISTDataModule, model_name: str = "lenet300", steps: int | None = None) -> float:
+    """Per-step throughput of a prunelab round (no validation) against the bare loop, their steps interleaved:
+    a callback runs one bare step after each prunelab step. The ratio is the bare steps' time over the prunelab
+    loop's time from one callback call to the next (everything of its step), the first step of each left out."""
+    import lightning.pytorch as pl
+
+    bare = BareStepper(dm, model_name)
+
+    class Interleave(pl.Callback):
+        def __init__(self):
+            self.intervals: list[float] = []
+            self.left: float | None = None
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if self.left is not None:
+                self.intervals.append(time.perf_counter() - self.left)
+            bare.step()
+            self.left = time.perf_counter()
+
+    probe = Interleave()
+    prunelab_epoch(dm, False, model_name, steps, callbacks=[probe])
+    return sum(bare.seconds[1:]) / sum(probe.intervals)
+
+
+def interleaved_control(dm: MNISTDataModule, model_name: str = "lenet300", steps: int | None = None) -> float:
+    """The same estimator on two bare loops (the null: 1.0 up to cache effects of interleaving)."""
+    a, b = BareStepper(dm, model_name), BareStepper(dm, model_name)
+    for _ in range(steps or len(dm.train_dataloader())):
+        a.step()
+        b.step()
+    return sum(a.seconds[1:]) / sum(b.seconds[1:])
 
 
 # where a training step's time goes, by the cumulative time of these functions (| separates alternatives: the
@@ -310,6 +375,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 prunelab_epoch, dm, False, model_name, steps, loop="lightning"
             ),
         }
+        # ratio estimators that pair within one run (no separate baseline run): interleaved steps, and their control
+        paired = {
+            INTERLEAVED: partial(interleaved, dm, model_name, steps),
+            INTERLEAVED_CONTROL: partial(interleaved_control, dm, model_name, steps),
+        }
         if model_name == "lenet300":  # a full epoch with its 10% validation split; for a 6-step slice not comparable
             variants["prunelab round + validation, per-class metrics"] = partial(prunelab_epoch, dm, True, model_name)
         if model_name == "lenet300" and args.progress:
@@ -322,7 +392,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         variants["bare PyTorch loop"]()  # warm-up (allocator, kernels)
         base_of = {k: VAL_BASE if "+ validation" in k else "bare PyTorch loop" for k in variants}
         runs: dict[str, list[float]] = {k: [] for k in variants}
-        ratios: dict[str, list[float]] = {k: [] for k in variants}
+        ratios: dict[str, list[float]] = {k: [] for k in [*variants, *paired]}
         for _ in range(args.reps):
             for k, fn in variants.items():
                 if k == base_of[k]:  # a baseline itself (bare loop, bare loop + validation)
@@ -331,6 +401,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 runs[base_of[k]].append(base)
                 runs[k].append(fn())
                 ratios[k].append(base / runs[k][-1])
+            for k, fn in paired.items():
+                ratios[k].append(fn())
         n = steps or len(dm.train_dataloader())
         goal = 0.85 if model_name == "lenet300" else 0.90
         for k, v in runs.items():
@@ -342,6 +414,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append([model_name, n, k, ms, baseline, ratio, spread, target])
             results.append({"model": model_name, "variant": k, "ms_per_step": ms, "throughput": ratio,
                             "baseline": base_of[k], "ratios": ratios[k]})  # fmt: skip
+        for k, r in ((k, ratios[k]) for k in paired):
+            ratio = statistics.median(r)
+            target = verdict(ratio, goal) if k == INTERLEAVED else ""
+            rows.append([model_name, n, k, "", "bare, same run", ratio, f"{min(r):.3f}-{max(r):.3f}", target])
+            results.append({"model": model_name, "variant": k, "ms_per_step": None, "throughput": ratio,
+                            "baseline": "bare, interleaved", "ratios": r})  # fmt: skip
     print_table(
         f"P1 framework overhead: MNIST, batch {args.batch_size}, Adam, {torch.get_num_threads()} threads; each "
         f"variant right after its baseline, {args.reps} repetitions: median (and range) of the paired ratios "

@@ -102,7 +102,9 @@ def test_ray_launcher_on_a_local_cluster(basic_sweep, tmp_path):
     ray = Path(sys.executable).with_name("ray")
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **ONE_THREAD}  # Ray workers: one thread, as the others
+    # Ray workers: one thread, as the others; they take the environment of `ray start`, not the driver's: without
+    # PRUNELAB_OUTPUT_DIR they wrote (and reused a shared round 0) under the repository's outputs/
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PRUNELAB_OUTPUT_DIR": str(tmp_path), **ONE_THREAD}
     start = [str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
              "--disable-usage-stats", f"--temp-dir={temp}"]  # fmt: skip
     up = subprocess.run(start, env=env, capture_output=True, text=True, timeout=300)
@@ -113,6 +115,7 @@ def test_ray_launcher_on_a_local_cluster(basic_sweep, tmp_path):
         proc = cli(args, tmp_path, env_extra={"RAY_USAGE_STATS_ENABLED": "0"})
         assert proc.returncode == 0, proc.stderr[-3000:]
         _check_same_as_basic(tmp_path / "sweep", basic_sweep)
+        assert list((tmp_path / "shared" / "round0").iterdir())  # the workers' outputs went where they were told
     finally:
         subprocess.run([str(ray), "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)

@@ -60,8 +60,10 @@ def _closure_free(optimizer: Any) -> bool:
 def _no_op(hook: str, callback: Callback) -> bool:
     """Whether Lightning 2.6's ``callback.<hook>`` returns without doing anything in a lean epoch (automatic
     optimization): ``ModelCheckpoint.on_train_batch_end`` without ``every_n_train_steps`` or
-    ``train_time_interval`` (a subclass may override it: exact type only)."""
-    if hook != "on_train_batch_end" or type(callback) is not ModelCheckpoint:
+    ``train_time_interval`` (or a subclass that does not override it)."""
+    if hook != "on_train_batch_end" or not isinstance(callback, ModelCheckpoint):
+        return False
+    if type(callback).on_train_batch_end is not ModelCheckpoint.on_train_batch_end:
         return False
     return callback._every_n_train_steps < 1 and callback._train_time_interval is None
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 
 from prunelab import results
 from prunelab.errors import PrunelabError
@@ -32,6 +32,7 @@ from prunelab.pruning.cost import count_flops, export_report
 from prunelab.quantize import predict, quantize, serialized_bytes
 from prunelab.runner import preflight
 from prunelab.runner.build import load_into, load_state_file, make_trainer, seed_all
+from prunelab.runner.checkpoint import RoundCheckpoint
 from prunelab.runner.context import RunContext
 from prunelab.runner.lean_loop import LeanEpochLoop
 
@@ -69,7 +70,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
     seed_all(epoch_seed(cfg.seed, r, 0))
     module.set_round(r)
     # an in-fit (gradual) schedule keeps the last epoch: an earlier "best" one would not have the final masks
-    ckpt = ModelCheckpoint(dirpath=str(rdir / "checkpoints"), filename="best-epoch{epoch:03d}",
+    ckpt = RoundCheckpoint(dirpath=str(rdir / "checkpoints"), filename="best-epoch{epoch:03d}",
                            monitor=None if ctx.schedule.in_fit else cfg.monitor.metric, mode=cfg.monitor.mode,
                            save_last=True, save_top_k=1, auto_insert_metric_name=False)  # fmt: skip
     pruner = PruningCallback(ctx.criterion, ctx.schedule, ctx.rewind, r, ctx.run_dir / "rewind", cfg.seed,

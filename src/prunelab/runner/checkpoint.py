@@ -1,0 +1,73 @@
+"""The round's checkpoint callback: Lightning's ModelCheckpoint, writing an epoch's state to disk once.
+
+A round keeps its best epoch (``best-epochNNN.ckpt``, top-1 by ``monitor.metric``, or every epoch without a monitor)
+and its last one (``last.ckpt``, which resumption reads). On an epoch that is both, Lightning serialises and writes
+the same state twice; on this machine's disk each write of a LeNet-300-100 round (~4.5 MB: weights, masks, Adam
+state) took ~50-70 ms, ~5% of a training epoch (docs/performance.md, P1). :class:`RoundCheckpoint` makes the second
+file a hard link to the first when the two would hold the same bytes: saved at the same global step and epoch, by
+this callback, with ``last_model_path`` (part of the saved state) already pointing at the last file when the first
+was written. Every file (linked or written) is made under a temporary name and moved into place, so a crash leaves
+the old file or the new one, never a partial one, and a later write of ``last.ckpt`` replaces the name instead of
+writing into the file the best checkpoint shares. The first save of a fit, and a file system without hard links,
+get a normal write; more than one process gets Lightning's own save.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from weakref import proxy
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class RoundCheckpoint(ModelCheckpoint):
+    _written: tuple[int, int, str, str] | None = None  # global step, epoch, last_model_path in the state, file
+
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's key: checkpoints written with it (and by earlier prunelab releases) resume."""
+        key = super().state_key
+        name = type(self).__qualname__
+        return "ModelCheckpoint" + key[len(name) :] if key.startswith(name) else key
+
+    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        if trainer.world_size != 1:
+            return super()._save_checkpoint(trainer, filepath)
+        step, epoch = trainer.global_step, trainer.current_epoch
+        written = self._written
+        same = written is not None and written[:3] == (step, epoch, self.last_model_path) and written[3] != filepath
+        if not (same and written is not None and _link(written[3], filepath)):
+            _write(trainer, filepath, self.save_weights_only)
+            self._written = (step, epoch, self.last_model_path, filepath)
+        # Lightning's bookkeeping after a save
+        self._last_global_step_saved, self._last_checkpoint_saved = step, filepath
+        for logger in trainer.loggers:
+            logger.after_save_checkpoint(proxy(self))
+
+
+def _write(trainer: Any, filepath: str, weights_only: bool) -> None:
+    """``trainer.save_checkpoint`` to a new file moved over ``filepath``: never into an existing file (fsspec's own
+    move copies into it when its temporary file is on another file system; that would write through a link)."""
+    tmp = f"{filepath}.tmp-{os.getpid()}"
+    try:
+        trainer.save_checkpoint(tmp, weights_only)
+        os.replace(tmp, filepath)
+    finally:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+
+
+def _link(source: str, target: str) -> bool:
+    """``target`` as a hard link to ``source``, moved into place; False where the file system has no hard links."""
+    tmp = f"{target}.link-{os.getpid()}"
+    try:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        os.link(source, tmp)
+        os.replace(tmp, target)
+        return True
+    except OSError:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        return False
