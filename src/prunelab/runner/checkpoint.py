@@ -2,14 +2,17 @@
 
 A round keeps its best epoch (``best-epochNNN.ckpt``, top-1 by ``monitor.metric``, or every epoch without a monitor)
 and its last one (``last.ckpt``, which resumption reads). On an epoch that is both, Lightning serialises and writes
-the same state twice; on this machine's disk each write of a LeNet-300-100 round (~4.5 MB: weights, masks, Adam
-state) took ~50-70 ms, ~5% of a training epoch (docs/performance.md, P1). :class:`RoundCheckpoint` makes the second
-file a hard link to the first when the two would hold the same bytes: saved at the same global step and epoch, by
-this callback, with ``last_model_path`` (part of the saved state) already pointing at the last file when the first
-was written. Every file (linked or written) is made under a temporary name and moved into place, so a crash leaves
-the old file or the new one, never a partial one, and a later write of ``last.ckpt`` replaces the name instead of
-writing into the file the best checkpoint shares. The first save of a fit, and a file system without hard links,
-get a normal write; more than one process gets Lightning's own save.
+the same state twice; on this machine's disk a write of a LeNet-300-100 round's checkpoint (~4.5 MB: weights,
+masks, Adam state) took ~50-70 ms, ~5% of a training epoch (docs/performance.md, P1). :class:`RoundCheckpoint`
+makes the second file a hard link to the first when the two would hold the same bytes: saved at the same global
+step and epoch, by this callback, with ``last_model_path`` (part of the saved state) already naming the last file
+when the first was written (from a fit's first save on: ``_save_topk_checkpoint``). Every file, linked or written,
+is made under a temporary name and moved into place, so a crash leaves the old file or the new one, never a
+partial one, and a later write of ``last.ckpt`` replaces the name instead of writing into the file the best
+checkpoint shares. A file system without hard links gets a normal write; more than one process gets Lightning's
+own save. The files and their content are Lightning's, except that a best file written at a fit's first save
+names ``last.ckpt`` in its ``last_model_path`` where Lightning's has "" (prunelab reads only the weights of best
+files).
 """
 
 from __future__ import annotations
@@ -30,6 +33,16 @@ class RoundCheckpoint(ModelCheckpoint):
         key = super().state_key
         name = type(self).__qualname__
         return "ModelCheckpoint" + key[len(name) :] if key.startswith(name) else key
+
+    def _save_topk_checkpoint(self, trainer: Any, monitor_candidates: dict[str, Any]) -> None:
+        """Lightning's, with ``last_model_path`` naming ``last.ckpt`` already at a fit's first save (Lightning sets it
+        just before it writes ``last.ckpt``, as part of that file's state): the first best file then holds the same
+        bytes as the ``last.ckpt`` written with it, and can be linked too."""
+        if self.save_last is True and not self.last_model_path and trainer.world_size == 1:
+            last = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+            if not self.file_exists(last, trainer):  # the name Lightning's version counter will pick
+                self.last_model_path = last
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
 
     def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
         if trainer.world_size != 1:
