@@ -14,12 +14,13 @@ model being ~100x costlier per step) with Adam on the same in-memory MNIST tenso
   redraw per step costs (Lightning's default) against prunelab's default, one redraw per 25 steps.
 - prunelab+val: the same with the per-epoch validation pass (10% of train) and its per-class metrics, compared with
   bare+val.
-- interleaved (per step): the prunelab round (no validation) with a bare loop's step run between each two of its steps
-  (a callback's ``on_train_batch_end``: the bare loop's own batch, model and Adam), so both see the same CPU speed
-  at millisecond distance; the ratio is the bare steps' time over the prunelab loop's time between the callback's
-  calls (its whole step: fetch, hooks, step, bookkeeping). It excludes the per-fit and per-epoch costs (setup,
-  epoch-end checkpoints) that the epoch rows include, and is much less noisy than they are. Its control runs two bare
-  loops interleaved the same way (expected 1.0).
+- interleaved: the prunelab round with a bare loop's step run after each of its steps (a callback's
+  ``on_train_batch_end``: the bare loop's own batch, model and Adam; with validation, the bare validation pass and
+  its per-class figures after the last step), so both see the same CPU speed at millisecond distance. "Whole fit":
+  the bare loop's time over the rest of ``Trainer.fit``'s time (setup, steps, validation, checkpoints, teardown);
+  "the steps alone": the bare steps' time over the prunelab loop's time between the callback's calls (fetch, hooks,
+  step, bookkeeping). Far less noisy than the back-to-back epochs; its control runs two bare loops interleaved the
+  same way (expected 1.0).
 - Lightning floor: the smallest LightningModule (training_step returns the loss; automatic optimization, and a
   manual-optimization variant) on the unmasked model, Trainer with no logger, checkpoint, progress bar or
   validation. What any Lightning-based loop costs on this machine, before prunelab adds anything.
@@ -31,6 +32,7 @@ Targets (issue 16): prunelab rows >= 0.85 of their baseline on LeNet-300-100, >=
 
     python -m benchmarks.epoch_overhead [--reps 9] [--batch-size 128] [--models lenet300 conv4] [--conv-steps 6]
     python -m benchmarks.epoch_overhead --profile   # where a step's time goes: prunelab round vs Lightning floor
+    python -m benchmarks.epoch_overhead --checkpoints   # an epoch's checkpoint writes: RoundCheckpoint vs Lightning's
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -52,7 +55,9 @@ from prunelab.models.mlp import MLP
 from prunelab.pruning import masks as masking
 
 VAL_BASE = "bare loop + validation, per-class metrics (plain tensor ops)"
-INTERLEAVED = "prunelab round, no validation: its steps interleaved with the bare loop's (per step)"
+INTERLEAVED = "prunelab round, no validation, interleaved with the bare loop step by step (whole fit)"
+INTERLEAVED_VAL = "prunelab round + validation, interleaved with the bare loop + validation (whole fit)"
+PER_STEP = ": the steps alone"
 INTERLEAVED_CONTROL = "control: bare loop interleaved with a second bare loop (expected 1.0)"
 
 
@@ -179,6 +184,7 @@ def prunelab_epoch(
     progress: int | None = None,
     loop: str = "lean",
     callbacks: list | None = None,
+    epochs: int = 1,
 ) -> float:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
@@ -195,7 +201,7 @@ def prunelab_epoch(
                 "data=mnist",
                 f"model={model_name}",
                 "logger=csv",
-                "trainer.max_epochs=1",
+                f"trainer.max_epochs={epochs}",
                 f"data.batch_size={dm.batch_size}",
                 f"training_loop={loop}",
             ],
@@ -242,13 +248,18 @@ class BareStepper:
         self.seconds.append(time.perf_counter() - start)
 
 
-def interleaved(dm: MNISTDataModule, model_name: str = "lenet300", steps: int | None = None) -> float:
-    """Per-step throughput of a prunelab round (no validation) against the bare loop, their steps interleaved:
-    a callback runs one bare step after each prunelab step. The ratio is the bare steps' time over the prunelab
-    loop's time from one callback call to the next (everything of its step), the first step of each left out."""
+def interleaved(dm: MNISTDataModule, model_name: str = "lenet300", steps: int | None = None,
+                validate: bool = False) -> tuple[float, float]:  # fmt: skip
+    """A prunelab round's throughput against the bare loop's, their steps interleaved: a callback runs one bare step
+    after each prunelab step (and, with ``validate``, the bare validation pass and per-class figures after the last
+    one, before the round's own validation). Returns (whole fit, per step): the bare loop's time over the time of
+    everything else in ``Trainer.fit`` (setup, steps, validation, checkpoints, teardown), and the bare steps' time
+    over the prunelab loop's time from one callback call to the next (the first step of each left out)."""
     import lightning.pytorch as pl
 
     bare = BareStepper(dm, model_name)
+    last = (steps or len(dm.train_dataloader())) - 1
+    extra: list[float] = []
 
     class Interleave(pl.Callback):
         def __init__(self):
@@ -259,11 +270,16 @@ def interleaved(dm: MNISTDataModule, model_name: str = "lenet300", steps: int | 
             if self.left is not None:
                 self.intervals.append(time.perf_counter() - self.left)
             bare.step()
+            if validate and batch_idx == last:
+                start = time.perf_counter()
+                bare_validation(bare.model, dm)
+                extra.append(time.perf_counter() - start)
             self.left = time.perf_counter()
 
     probe = Interleave()
-    prunelab_epoch(dm, False, model_name, steps, callbacks=[probe])
-    return sum(bare.seconds[1:]) / sum(probe.intervals)
+    fit = prunelab_epoch(dm, validate, model_name, steps, callbacks=[probe])
+    bare_total = sum(bare.seconds) + sum(extra)
+    return bare_total / (fit - bare_total), sum(bare.seconds[1:]) / sum(probe.intervals)
 
 
 def interleaved_control(dm: MNISTDataModule, model_name: str = "lenet300", steps: int | None = None) -> float:
@@ -343,6 +359,51 @@ def print_profile(dm: MNISTDataModule) -> None:
     )
 
 
+def checkpoint_tail(dm: MNISTDataModule, lightnings: bool, epochs: int) -> float:
+    """Seconds from the last epoch's ``on_train_epoch_end`` to ``on_fit_end`` of a LeNet-300-100 round of ``epochs``
+    20-step epochs (no validation: best and last saved every epoch): the checkpoint writes, with prunelab's
+    RoundCheckpoint or (``lightnings``) Lightning's ModelCheckpoint in its place."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from prunelab.runner import round as round_module
+    from prunelab.runner.checkpoint import RoundCheckpoint
+
+    class Marks(pl.Callback):
+        start = end = 0.0
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.start = time.perf_counter()
+
+        def on_fit_end(self, trainer, pl_module):
+            self.end = time.perf_counter()
+
+    marks = Marks()
+    setattr(round_module, "RoundCheckpoint", ModelCheckpoint if lightnings else RoundCheckpoint)  # noqa: B010
+    try:
+        prunelab_epoch(dm, False, "lenet300", 20, callbacks=[marks], epochs=epochs)
+    finally:
+        setattr(round_module, "RoundCheckpoint", RoundCheckpoint)  # noqa: B010
+    return marks.end - marks.start
+
+
+def print_checkpoints(dm: MNISTDataModule, reps: int) -> None:
+    rows: list[list[object]] = []
+    for epochs in (1, 2):
+        checkpoint_tail(dm, False, epochs)  # warm-up
+        ours, theirs = [], []
+        for _ in range(reps):
+            theirs.append(checkpoint_tail(dm, True, epochs))
+            ours.append(checkpoint_tail(dm, False, epochs))
+        for name, v in (("Lightning's ModelCheckpoint", theirs), ("prunelab's RoundCheckpoint", ours)):
+            rows.append([epochs, name, 1000 * statistics.median(v), f"{1000 * min(v):.1f}-{1000 * max(v):.1f}"])
+    print_table(
+        f"P1 checkpoint writes at an epoch's end (best and last), LeNet-300-100 round, {reps} alternating repetitions",
+        ["epochs in the fit", "callback", "ms, last epoch's end to fit end (median)", "range"],
+        rows,
+    )
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=9)
@@ -351,11 +412,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--conv-steps", type=int, default=6)
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="skip the progress-bar variants")
     parser.add_argument("--profile", action="store_true", help="only the profile of a round against the floor")
+    parser.add_argument("--checkpoints", action="store_true", help="only the epoch-end checkpoint writes")
     args = parser.parse_args(argv)
     dm = MNISTDataModule(root=data_dir(), batch_size=args.batch_size)
     dm.setup()
     if args.profile:
         print_profile(dm)
+        return []
+    if args.checkpoints:
+        print_checkpoints(dm, args.reps)
         return []
     rows, results = [], []
     for model_name in args.models:
@@ -376,10 +441,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ),
         }
         # ratio estimators that pair within one run (no separate baseline run): interleaved steps, and their control
-        paired = {
+        paired: dict[str, Callable[[], object]] = {
             INTERLEAVED: partial(interleaved, dm, model_name, steps),
+            INTERLEAVED_VAL: partial(interleaved, dm, model_name, None, True),
             INTERLEAVED_CONTROL: partial(interleaved_control, dm, model_name, steps),
         }
+        if model_name != "lenet300":  # a full epoch with its validation split only
+            del paired[INTERLEAVED_VAL]
         if model_name == "lenet300":  # a full epoch with its 10% validation split; for a 6-step slice not comparable
             variants["prunelab round + validation, per-class metrics"] = partial(prunelab_epoch, dm, True, model_name)
         if model_name == "lenet300" and args.progress:
@@ -401,8 +469,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 runs[base_of[k]].append(base)
                 runs[k].append(fn())
                 ratios[k].append(base / runs[k][-1])
-            for k, fn in paired.items():
-                ratios[k].append(fn())
+            for k, measure in paired.items():
+                out = measure()
+                if isinstance(out, tuple):  # (whole fit, per step)
+                    ratios[k].append(out[0])
+                    ratios.setdefault(k + PER_STEP, []).append(out[1])
+                else:
+                    ratios[k].append(out)
         n = steps or len(dm.train_dataloader())
         goal = 0.85 if model_name == "lenet300" else 0.90
         for k, v in runs.items():
@@ -414,9 +487,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append([model_name, n, k, ms, baseline, ratio, spread, target])
             results.append({"model": model_name, "variant": k, "ms_per_step": ms, "throughput": ratio,
                             "baseline": base_of[k], "ratios": ratios[k]})  # fmt: skip
-        for k, r in ((k, ratios[k]) for k in paired):
+        names = [k for key in paired for k in (key, key + PER_STEP) if k in ratios]
+        for k, r in ((k, ratios[k]) for k in names):
             ratio = statistics.median(r)
-            target = verdict(ratio, goal) if k == INTERLEAVED else ""
+            target = verdict(ratio, goal) if k in (INTERLEAVED, INTERLEAVED_VAL) else ""
             rows.append([model_name, n, k, "", "bare, same run", ratio, f"{min(r):.3f}-{max(r):.3f}", target])
             results.append({"model": model_name, "variant": k, "ms_per_step": None, "throughput": ratio,
                             "baseline": "bare, interleaved", "ratios": r})  # fmt: skip
