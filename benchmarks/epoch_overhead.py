@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     ratios[k].append(out[0])
                     ratios.setdefault(k + PER_STEP, []).append(out[1])
                 else:
-                    ratios[k].append(out)
+                    ratios[k].append(float(out))  # type: ignore[arg-type]
         n = steps or len(dm.train_dataloader())
         goal = 0.85 if model_name == "lenet300" else 0.90
         for k, v in runs.items():
