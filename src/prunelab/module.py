@@ -111,13 +111,16 @@ class ClassifierModule(pl.LightningModule):
         total = math.fsum(weighted) if finite else math.nan
         return total / seen, correct / seen, seen
 
+    def _reset_train_totals(self) -> None:
+        self._train_steps, self._train_sums = [], ([], 0, 0)
+
     def on_train_epoch_start(self) -> None:
         torch.manual_seed(epoch_seed(self.seed, self.round, self.current_epoch))  # dropout etc. resume exactly
-        self._train_steps, self._train_sums = [], ([], 0, 0)
+        self._reset_train_totals()
 
     def on_train_epoch_end(self) -> None:
         totals = self.train_totals()
-        self._train_steps, self._train_sums = [], ([], 0, 0)
+        self._reset_train_totals()  # frees the epoch's per-step tensors
         if totals is None:
             return
         loss, acc, _ = totals
