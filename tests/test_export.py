@@ -37,8 +37,7 @@ def fake_run(tmp_path, name: str):
     prune_half(model, groups)
     rdir = tmp_path / "rounds" / "r01"
     rdir.mkdir(parents=True)
-    (tmp_path / ".hydra").mkdir()
-    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    OmegaConf.save(cfg, tmp_path / "run_config.yaml", resolve=True)  # as a run records it
     torch.save(model.state_dict(), rdir / "model.pt")
     (rdir / "kept.json").write_text(json.dumps(kept_record(model, groups, SHAPES[name], 10)))
     return model.eval(), groups

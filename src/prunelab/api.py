@@ -21,28 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 
-from prunelab import results
+from prunelab import results, trust
 from prunelab.errors import PrunelabError
 
 KEY = "run_dir"
-
-
-def _config(run_dir: Path) -> DictConfig:
-    for path in (run_dir / "run_config.yaml", run_dir / ".hydra" / "config.yaml"):
-        if path.exists():
-            try:
-                cfg = OmegaConf.load(path)
-            except Exception as exc:
-                raise PrunelabError(KEY, f"{path} is unreadable ({type(exc).__name__})",
-                                    "rerun the run: its recorded config is damaged") from exc  # fmt: skip
-            if isinstance(cfg, DictConfig) and "model" in cfg:
-                return cfg
-    raise PrunelabError(KEY, f"{run_dir} is not a prunelab run folder (no run_config.yaml)",
-                        "give a folder printed as 'run folder:' by a run")  # fmt: skip
 
 
 def _data_record(run_dir: Path) -> dict[str, Any]:
@@ -80,10 +65,9 @@ def load_model(run_dir: str | Path, round: int = -1, compact: bool = False) -> n
     into the weights (pruned entries are exact zeros), or with ``compact=True`` (structured runs) the physically
     compacted model whose outputs equal the masked model's."""
     from prunelab.export import dense_state, load_compact
-    from prunelab.runner.build import make
 
     run_dir = Path(run_dir)
-    cfg = _config(run_dir)
+    cfg = trust.recorded_config(run_dir)
     r, _ = _round(run_dir, round)
     rdir = results.round_dir(run_dir, r)
     if compact:
@@ -92,11 +76,8 @@ def load_model(run_dir: str | Path, round: int = -1, compact: bool = False) -> n
                                 "use compact=False, or a structured criterion (e.g. l1_filter)")  # fmt: skip
         return load_compact(run_dir, r)
     record = _data_record(run_dir)
-    if "pretrained" in cfg.model:  # the weights come from model.pt: never download ImageNet weights here
-        cfg.model.pretrained = False
-    model = make(cfg, "model", input_shape=tuple(record["input_shape"]), num_classes=len(record["classes"]),
-                 _convert_="all")  # fmt: skip
-    state = dense_state(torch.load(rdir / "model.pt", map_location="cpu", weights_only=True))
+    model = trust.build_recorded_model(cfg, record["input_shape"], len(record["classes"]))
+    state = dense_state(trust.state_dict(rdir / "model.pt"))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -140,7 +121,7 @@ class RunRecord:
 def load_run(run_dir: str | Path) -> RunRecord:
     """The run's config, classes, status and every finished round's record (checked against its checksums)."""
     run_dir = Path(run_dir)
-    cfg = _config(run_dir)
+    cfg = trust.recorded_config(run_dir)
     record = _data_record(run_dir)
     summary = results.read_json_or_none(run_dir / "summary.json") if (run_dir / "summary.json").exists() else None
     status = summary.get("status", "unknown") if isinstance(summary, dict) else "unknown"

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from prunelab import results
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
 
@@ -78,22 +79,40 @@ def _read(path: Path, what: str) -> Any:
     if not path.exists():
         raise PrunelabError("load_compact", f"{path} does not exist",
                             f"give a structured run folder and one of its finished rounds ({what})")  # fmt: skip
+    if path.suffix != ".json":
+        return results.load_tensors(path, "load_compact", "rerun the round")
     try:
-        if path.suffix == ".json":
-            return json.loads(path.read_text())
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return json.loads(path.read_text())
     except Exception as exc:
         raise PrunelabError("load_compact", f"cannot read {path} ({type(exc).__name__})",
-                            "rerun the round: the file is truncated or not prunelab's") from exc  # fmt: skip
+                            "rerun the round: the file is truncated or not prunelab's") from None  # fmt: skip
+
+
+def _kept_indices(spec: Any, units: int, where: Path) -> list[int]:
+    """A group's ``kept`` list: distinct integers in 0..units-1 (anything else is a changed file, refused)."""
+    kept = spec.get("kept") if isinstance(spec, dict) else None
+    ok = isinstance(kept, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in kept)
+    if not ok or not kept or len(set(kept)) != len(kept) or min(kept) < 0 or max(kept) >= units:
+        raise PrunelabError("load_compact", f"{where} keeps {str(kept)[:60]} in a group of {units} units: not "
+                            f"distinct integers in 0..{units - 1}",
+                            "the round's files were changed after the run: rerun the round")  # fmt: skip
+    return kept
+
+
+def _checked_groups(record: dict[str, Any], where: Path) -> list:
+    try:
+        groups = _groups(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PrunelabError("load_compact", f"{where} has a malformed group ({type(exc).__name__}: {exc})",
+                            "the round's files were changed after the run: rerun the round") from None  # fmt: skip
+    return groups
 
 
 def load_compact(run_dir: str | Path, round: int) -> nn.Module:
     """The compacted model of ``round`` of a structured run, rebuilt without unpickling (see the module doc)."""
-    from omegaconf import DictConfig, OmegaConf
-
+    from prunelab import trust
     from prunelab.pruning.filters import compact
     from prunelab.results import round_dir
-    from prunelab.runner.build import make
 
     run_dir = Path(run_dir)
     rdir = round_dir(run_dir, round)
@@ -101,26 +120,40 @@ def load_compact(run_dir: str | Path, round: int) -> nn.Module:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise PrunelabError("load_compact", f"{rdir / 'kept.json'} is not a {FORMAT} record",
                             "rerun the round with this prunelab")  # fmt: skip
-    state = dense_state(_read(rdir / "model.pt", "model.pt"))
-    if not (run_dir / ".hydra" / "config.yaml").exists():
-        raise PrunelabError("load_compact", f"{run_dir} has no .hydra/config.yaml", "give a prunelab run folder")
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    if not isinstance(cfg, DictConfig) or "model" not in cfg:
-        raise PrunelabError("load_compact", f"{run_dir / '.hydra' / 'config.yaml'} holds no model config",
-                            "give a prunelab run folder")  # fmt: skip
-    model = make(cfg, "model", input_shape=tuple(record["input_shape"]), num_classes=record["num_classes"],
-                 _convert_="all")  # fmt: skip
+    cfg = trust.recorded_config(run_dir)
+    state = dense_state(trust.state_dict(rdir / "model.pt"))
+    groups = _checked_groups(record, rdir / "kept.json")
+    try:
+        shape, classes = [int(x) for x in record["input_shape"]], int(record["num_classes"])
+    except (KeyError, TypeError, ValueError):
+        raise PrunelabError("load_compact", f"{rdir / 'kept.json'} has no valid input_shape/num_classes",
+                            "the round's files were changed after the run: rerun the round") from None  # fmt: skip
+    model = trust.build_recorded_model(cfg, shape, classes)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise PrunelabError("load_compact", f"model.pt does not fit the run's model config ({str(exc)[:120]})",
                             "the run folder was changed after the run: rerun it") from exc  # fmt: skip
-    groups = _groups(record)
     kept = {}
     for g, spec in zip(groups, record["groups"], strict=True):
         alive = torch.zeros(g.out_channels, dtype=torch.bool)
-        alive[torch.tensor(spec["kept"], dtype=torch.long)] = True
-        weight = model.get_submodule(g.conv).weight.detach().flatten(1)
+        alive[torch.tensor(_kept_indices(spec, g.out_channels, rdir / "kept.json"), dtype=torch.long)] = True
+        try:
+            param = model.get_submodule(g.conv).weight
+            assert isinstance(param, Tensor)
+            weight = param.detach().flatten(1)
+        except (AttributeError, AssertionError):
+            raise PrunelabError(
+                "load_compact",
+                f"{rdir / 'kept.json'} names {g.conv!r}, not a layer of the model",
+                "the round's files were changed after the run: rerun the round",
+            ) from None
+        if weight.shape[0] != g.out_channels:
+            raise PrunelabError(
+                "load_compact",
+                f"{rdir / 'kept.json'} gives {g.conv} {g.out_channels} units; the model has {weight.shape[0]}",
+                "the round's files were changed: rerun the round",
+            )
         if bool(weight[~alive].any()):  # a unit the record drops still has weights: record and weights disagree
             raise PrunelabError("load_compact", f"kept.json drops units of {g.conv} that model.pt still uses",
                                 "the round's files do not belong together: rerun the round")  # fmt: skip

@@ -63,12 +63,12 @@ def _pt2(model: nn.Module, example: torch.Tensor, path: Path) -> Any:
 def export(run_dir: str | Path, fmt: str, round: int = -1, out: str | Path | None = None,
            atol: float = 1e-4) -> tuple[Path, float, bool]:  # fmt: skip
     """Write the round's model in ``fmt``; returns (file, max |output - masked model output|, compacted)."""
-    from prunelab import api, results
+    from prunelab import api, results, trust
 
     if fmt not in FORMATS:
         raise PrunelabError("--format", f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
-    api._config(run_dir)  # a run folder at all
+    trust.recorded_config(run_dir)  # a run folder at all
     r, _ = api._round(run_dir, round)
     compact = (results.round_dir(run_dir, r) / "kept.json").exists()
     masked = api.load_model(run_dir, r)

@@ -65,6 +65,38 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def load_tensors(path: Path | str, key: str, fix: str = "rerun the run that wrote it") -> Any:
+    """The only ``torch.load`` in prunelab: ``weights_only=True`` (tensors and plain containers, never a pickled object)
+    on the CPU; any failure is one PrunelabError naming ``path`` (and never advice to turn ``weights_only`` off)."""
+    import pickle
+
+    import torch
+
+    from prunelab.errors import PrunelabError
+
+    path = Path(path)
+    if not path.is_file():
+        raise PrunelabError(key, f"{path} does not exist", fix)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = str(exc).strip().splitlines()
+        what = next((line.strip()[:100] for line in lines if "GLOBAL" in line or "Unsupported" in line), "")
+        raise PrunelabError(
+            key,
+            f"{path} holds more than tensors ({what or 'a pickled object'}); prunelab never "
+            "unpickles objects from a file",
+            f"the file is not prunelab's: {fix}",
+        ) from None
+    except Exception as exc:  # truncated, not a zip archive, a directory, a read error, ...
+        head = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise PrunelabError(
+            key,
+            f"cannot read {path} ({type(exc).__name__}{': ' + head if head else ''})",
+            f"the file is truncated or not prunelab's: {fix}",
+        ) from None
+
+
 def atomic_save_torch(obj: Any, path: Path) -> None:
     """``torch.save`` through :func:`atomic_write_bytes`: a full disk is an OSError (not torch's RuntimeError) and
     readers never see a torn file."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import math
 import re
 import statistics
@@ -23,6 +24,8 @@ from typing import Any
 from prunelab import results
 from prunelab.analysis.runs import Run, find_runs, group_labels
 from prunelab.config import IDENTITY_KEYS
+
+log = logging.getLogger("prunelab")
 
 METRICS = ["test/acc", "test/auroc_macro", "test/recall_worst", "test/fnr", "test/fpr", "flops_ratio"]
 X_AXES = {"density": ("sparsity", "weights remaining"), "sparsity": ("sparsity", "sparsity"),
@@ -244,9 +247,19 @@ def _test_images(runs: list[Run]):
     loaded)."""
     from hydra.utils import instantiate
 
+    from prunelab.errors import PrunelabError
+    from prunelab.trust import buildable
+
+    run = next((r for r in runs if r.status == "complete"), None)
+    if run is None:
+        return None
     try:
-        run = next(r for r in runs if r.status == "complete")
-        dm = instantiate(run.config["data"], _convert_="all")
+        node = buildable(run.config, "data")  # a folder never chooses the code that loads its data
+    except PrunelabError as exc:
+        log.warning("%s: no example gallery (%s)", run.path, exc.one_line())
+        return None
+    try:
+        dm = instantiate(node, _convert_="all")
         dm.setup()
         return dm.x_test.numpy(), dm.y_test.numpy()
     except Exception:

@@ -43,8 +43,8 @@ def _config(path: Path) -> dict[str, Any]:
                 cfg = OmegaConf.load(candidate)
             except Exception:  # a corrupt file: the run is still listed (its status says why it is not used)
                 continue
-            try:
-                tree = OmegaConf.to_container(cfg, resolve=True)
+            try:  # run_config.yaml is recorded resolved; a folder's interpolations are never evaluated
+                tree = OmegaConf.to_container(cfg, resolve=candidate.name != "run_config.yaml")
             except Exception:  # unresolvable interpolations (e.g. ${hydra:...}) outside a Hydra run
                 tree = OmegaConf.to_container(cfg, resolve=False)
             return {str(k): v for k, v in tree.items()} if isinstance(tree, dict) else {}

@@ -67,14 +67,13 @@ def save_snapshot(model: nn.Module, path: Path) -> None:
 
 
 def load_snapshot(path: Path) -> dict[str, Tensor]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise PrunelabError(
-            "rewind",
-            f"cannot read rewind snapshot {path} ({type(exc).__name__}: truncated or not a snapshot)",
-            "delete that file: prunelab rewrites init.pt from the seed",
-        ) from exc
+    from prunelab.results import load_tensors
+
+    state = load_tensors(path, "rewind", "delete that file: prunelab rewrites init.pt from the seed")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise PrunelabError("rewind", f"{path} is not a weight snapshot (names to tensors)",
+                            "delete that file: prunelab rewrites init.pt from the seed")  # fmt: skip
+    return state
 
 
 @torch.no_grad()

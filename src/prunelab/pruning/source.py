@@ -18,7 +18,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
@@ -137,7 +136,9 @@ def load(run_dir: Path, round_: int) -> dict[str, Tensor]:
         raise PrunelabError(KEY, f"{run_dir}: {problem or f'round {round_} is not finished'}",
                             "rerun the source run")  # fmt: skip
     path = results.round_dir(run_dir, round_) / "masks.pt"
-    masks = torch.load(path, map_location="cpu", weights_only=True)
+    from prunelab.results import load_tensors
+
+    masks = load_tensors(path, KEY, "rerun the source run")
     if not isinstance(masks, dict) or not all(isinstance(v, Tensor) for v in masks.values()):
         raise PrunelabError(KEY, f"{path} is not a dict of mask tensors", "rerun the source run")
     return masks

@@ -118,11 +118,9 @@ def load_state_file(path: Path | str, key: str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.exists():
         raise PrunelabError(key, f"checkpoint {path} does not exist", "give the path of a .pt or .ckpt file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise PrunelabError(key, f"cannot read checkpoint {path} ({type(exc).__name__}: it is truncated or not a "
-                            "torch checkpoint)", "give a complete .pt or .ckpt file") from exc  # fmt: skip
+    from prunelab.results import load_tensors
+
+    obj = load_tensors(path, key, "give a complete .pt or .ckpt file of weights")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):  # a Lightning checkpoint
         return {k.removeprefix("model."): v for k, v in obj["state_dict"].items() if k.startswith("model.")}
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

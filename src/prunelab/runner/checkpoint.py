@@ -35,6 +35,23 @@ class RoundCheckpoint(ModelCheckpoint):
         name = type(self).__qualname__
         return "ModelCheckpoint" + key[len(name) :] if key.startswith(name) else key
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Lightning's, for a run folder that was moved or copied since the checkpoint was written: every path under
+        the checkpoint's ``dirpath`` is rebased onto this callback's, so the best score, the best file and the top-k
+        bookkeeping are restored (Lightning restores only ``best_model_path`` then, still pointing at the old place,
+        and the next epoch would replace the real best). A resumed copy trains exactly as the original would."""
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old is None or new is None or os.path.abspath(old) == os.path.abspath(new):
+            return super().load_state_dict(state_dict)
+        new = str(new)
+        rebased = dict(state_dict)
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            rebased[key] = _rebase(state_dict.get(key), old, new)
+        best_k = state_dict.get("best_k_models") or {}
+        rebased["best_k_models"] = {_rebase(k, old, new): v for k, v in best_k.items()}
+        rebased["dirpath"] = self.dirpath
+        super().load_state_dict(rebased)
+
     def _save_topk_checkpoint(self, trainer: Any, monitor_candidates: dict[str, Any]) -> None:
         """Lightning's, with ``last_model_path`` naming ``last.ckpt`` already at a fit's first save (Lightning sets it
         just before it writes ``last.ckpt``, as part of that file's state): the first best file then holds the same
@@ -58,6 +75,14 @@ class RoundCheckpoint(ModelCheckpoint):
         self._last_global_step_saved, self._last_checkpoint_saved = step, filepath
         for logger in trainer.loggers:
             logger.after_save_checkpoint(proxy(self))
+
+
+def _rebase(path: Any, old: str, new: str) -> Any:
+    """``path`` under the folder ``old`` as the same name under ``new`` (anything else unchanged)."""
+    if not isinstance(path, str) or not path:
+        return path
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(old))
+    return path if rel.startswith("..") else os.path.join(new, rel)
 
 
 def _write(trainer: Any, filepath: str, weights_only: bool) -> None:

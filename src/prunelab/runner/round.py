@@ -47,11 +47,10 @@ def resume_checkpoint(rdir: Path) -> Path | None:
             shutil.rmtree(rdir / "checkpoints")  # only "best" files of an attempt killed before its first save
         return None
     try:
-        torch.load(last, map_location="cpu", weights_only=True)
+        results.load_tensors(last, "checkpoint")
         return last
-    except Exception as exc:
-        log.warning("checkpoint %s is unreadable (%s): redoing round %d from its start", last, type(exc).__name__,
-                    int(rdir.name[1:]))  # fmt: skip
+    except PrunelabError as exc:
+        log.warning("%s: redoing round %d from its start", exc.message, int(rdir.name[1:]))
         if results.is_writer():
             shutil.move(str(rdir / "checkpoints"), str(rdir / f"checkpoints.broken-{int(time.time())}"))
         return None
