@@ -82,8 +82,19 @@ class RunFolder:
         self.summary_path = self.run_dir / "summary.json"
 
     # -- identity: checked before anything is skipped or written ---------------------------------------------------
+    # What a run writes after its recorded config: a folder holding any of them without that record cannot be
+    # matched to a config, so it is never adopted
+    RUN_FILES = ("summary.json", "data.json", "results.jsonl", "rounds", "rewind", "members")
+
     def check_identity(self, cfg: DictConfig) -> None:
+        """The folder is empty of run files, or holds the run of exactly this config: its recorded config and the
+        run id in its ``summary.json`` both match the request."""
         if not self.config_path.exists():
+            found = [name for name in self.RUN_FILES if (self.run_dir / name).exists()]
+            if found:
+                raise PrunelabError("hydra.run.dir", f"{self.run_dir} holds run files ({', '.join(found)}) but no "
+                                    f"{self.config_path.name}: the run they belong to cannot be checked",
+                                    "choose another folder or delete this one")  # fmt: skip
             return
         try:
             old = OmegaConf.load(self.config_path)
@@ -95,6 +106,12 @@ class RunFolder:
             diff = [k for k in sorted(set(new) | set(was)) if new.get(k) != was.get(k)]
             raise PrunelabError("hydra.run.dir", f"{self.run_dir} holds a run of another config (differs in "
                                 f"{', '.join(diff)})", "choose another folder or delete this one")  # fmt: skip
+        summary = results.read_json_or_none(self.summary_path) if self.summary_path.exists() else None
+        recorded = summary.get("run_id") if isinstance(summary, dict) else None
+        if recorded is not None and recorded != run_id(cfg):
+            raise PrunelabError("hydra.run.dir", f"{self.summary_path} names run {recorded}, not this config's "
+                                f"{run_id(cfg)}: the folder's files do not belong together",
+                                "choose another folder or delete this one")  # fmt: skip
 
     def check_data(self, record: dict) -> None:
         """The data this request loads must be the data the folder's rounds were made with (a moved copy is)."""
