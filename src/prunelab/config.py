@@ -58,6 +58,21 @@ DEFAULTS_OUT_OF_ID: dict[str, Any] = {"prune.group_kinds": ["conv"], "prune.norm
                                       "rewind.masks_from": None}  # fmt: skip
 
 
+# Mappings whose default is null so that Hydra's command line can set them (an empty mapping is closed to new keys
+# in Hydra's struct mode); null is the empty mapping they held before, and names the same runs
+NULL_IS_EMPTY = ("prune.ratios", "data.imbalance.keep_fraction")
+
+
+def _null_as_empty(ident: dict[str, Any]) -> None:
+    for dotted in NULL_IS_EMPTY:
+        *parents, leaf = dotted.split(".")
+        node: Any = ident
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] is None:
+            node[leaf] = {}
+
+
 def _drop_legacy_defaults(ident: dict[str, Any]) -> None:
     """Keys added later leave the identity at the value earlier runs had; ``prune.group_kinds`` also leaves it for
     unstructured criteria, which it does not affect."""
@@ -98,6 +113,7 @@ def identity(cfg: DictConfig | ListConfig | dict) -> dict[str, Any]:
         ident["training_loop"] = str(cfg["training_loop"])
     if int(cfg.get("population") or 1) > 1:  # a population job's folder; its members (population=1) keep their ids
         ident["population"] = int(cfg["population"])
+    _null_as_empty(ident)
     _drop_legacy_defaults(ident)
     for dotted in cfg.get("run_id_ignore", []) or []:
         _drop(ident, str(dotted))

@@ -38,7 +38,9 @@ class ImbalanceSchema:
 
     positive_class: Optional[int] = None  # noqa: UP045 (OmegaConf needs typing.Optional)
     neg_pos_ratio: Optional[float] = None  # noqa: UP045
-    keep_fraction: dict[int, float] = dataclasses.field(default_factory=dict)
+    keep_fraction: Any = (
+        None  # {class: share}; null, not {} and untyped: settable from the command line (imbalance.py checks it)
+    )
     long_tail_ratio: Optional[float] = None  # noqa: UP045
     apply_to_val: bool = False
 

@@ -80,8 +80,15 @@ def build_model(cfg: DictConfig, dm: Any, structured: bool = False,
         last = names[-1].rpartition(".")[0]  # the module that produces the logits
         names = [n for n in names if n.rpartition(".")[0] != last]
     if not names:
-        raise PrunelabError("prune.include", "no tensor matches the include/exclude patterns",
-                            "e.g. prune.include=['*.weight']")  # fmt: skip
+        included = masking.prunable_names(model, include=list(cfg.prune.include), exclude=[])
+        key = "prune.exclude" if included else "prune.include"
+        raise PrunelabError(
+            key,
+            f"no tensor matches the include patterns {list(cfg.prune.include)}"
+            if not included
+            else f"the exclude patterns {list(cfg.prune.exclude)} leave none of the {len(included)} included tensors",
+            "e.g. prune.include=['*.weight'] prune.exclude=[]",
+        )
     masking.attach_masks(model, names)
     if not structured:
         return model, []

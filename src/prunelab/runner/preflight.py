@@ -55,11 +55,11 @@ def _missing(node: Any, prefix: str = "") -> list[str]:
     """Keys whose value is ``???`` (without resolving interpolations: hydra's own are resolved only in a job)."""
     out = []
     if isinstance(node, DictConfig):
-        for key in map(str, node):
+        for key in node:  # int keys stay ints ({class: share} mappings)
             if key == "hydra":
                 continue
             if OmegaConf.is_missing(node, key):
-                out.append(prefix + key)
+                out.append(f"{prefix}{key}")
             elif not OmegaConf.is_interpolation(node, key):
                 out += _missing(node._get_node(key), f"{prefix}{key}.")
     return out
@@ -93,6 +93,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.get("training_loop", "lean") not in ("lean", "lightning"):
         raise PrunelabError("training_loop", f"{cfg.get('training_loop')!r} is not a training loop",
                             "use training_loop=lean (the default) or training_loop=lightning")  # fmt: skip
+    _check_lists(cfg)
     _check_monitor(cfg)
     _check_converge(cfg)
     _check_objective(cfg)
@@ -101,6 +102,25 @@ def check_config(cfg: DictConfig) -> None:
     if cfg_get(cfg, "prune.group_kinds") is not None:
         check_kinds(cfg_get(cfg, "prune.group_kinds"))
     _check_allocation(cfg)
+
+
+# Options that are lists of strings: a bare string would be read as a list of its characters
+STRING_LISTS = {"prune.include": "[*.weight]", "prune.exclude": "[classifier.*]", "quantize.methods": "[fp16]",
+                "run_id_ignore": "[data.path]"}  # fmt: skip
+
+
+def _check_lists(cfg: DictConfig) -> None:
+    for key, example in STRING_LISTS.items():
+        value = cfg_get(cfg, key)
+        if value is None:
+            continue
+        items = list(value) if OmegaConf.is_list(value) else None
+        if items is None or not all(isinstance(v, str) for v in items):
+            raise PrunelabError(
+                key,
+                f"{value!r} is not a list of names (a bare string would be read as a list of its characters)",
+                f"use brackets, quoted for the shell: '{key}={example}'",
+            )
 
 
 def _check_allocation(cfg: DictConfig) -> None:
@@ -158,6 +178,10 @@ def _check_quantize(cfg: DictConfig) -> None:
 
 def _check_imbalance(cfg: DictConfig) -> None:
     imbalance = cfg_get(cfg, "data.imbalance") or {}
+    keep = imbalance.get("keep_fraction")
+    if keep is not None and not (OmegaConf.is_dict(keep) and all(_is_int(k) for k in keep)):
+        raise PrunelabError("data.imbalance.keep_fraction", f"{keep!r} is not a mapping of class index to share",
+                            "e.g. 'data.imbalance.keep_fraction={3: 0.1, 5: 0.5}' (quoted for the shell)")  # fmt: skip
     rules = {"neg_pos_ratio": ("> 0", lambda v: v > 0, "e.g. 5.0 (five negatives per positive)"),
              "long_tail_ratio": (">= 1", lambda v: v >= 1, "e.g. 10 (head class 10x the tail class)")}  # fmt: skip
     for key, (bound, ok, fix) in rules.items():
