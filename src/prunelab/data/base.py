@@ -79,6 +79,27 @@ def validate(raw: RawData, source: str) -> None:
             raise bad(f"has labels in {int(y.min())}..{int(y.max())}, outside 0..{c - 1} for {c} classes")
         if x.is_floating_point() and not torch.isfinite(x).all():
             raise bad("has non-finite (NaN or inf) image values")
+        if x.is_floating_point() and float(x.abs().max()) > torch.finfo(torch.float32).max:
+            raise bad(f"has image values up to {float(x.abs().max()):.3g}, beyond float32's range")
+        channels_first(x, f"{source}: {split} split")
+
+
+def channels_first(x: Tensor, where: str) -> Tensor:
+    """Images as (N, C, H, W): grey (N, H, W) gets a channel axis, channels-last (N, H, W, C) with C in 1/3/4 (how
+    MedMNIST stores its RGB sets, and numpy/PIL images) is transposed; any other layout is refused."""
+    if x.dim() == 3:
+        return x.unsqueeze(1)
+    if x.dim() == 4 and x.shape[1] in (1, 3, 4):
+        return x
+    if x.dim() == 4 and x.shape[-1] in (1, 3, 4):
+        return x.permute(0, 3, 1, 2)
+    shape = tuple(x.shape)
+    raise PrunelabError(
+        "data",
+        f"{where} has images of shape {shape}: neither (N, H, W), (N, C, H, W) nor (N, H, W, C) "
+        "with 1, 3 or 4 channels",
+        "reshape the images (a flat (N, 784) array is (N, 28, 28))",
+    )
 
 
 def as_tensor(a) -> Tensor:
@@ -86,9 +107,7 @@ def as_tensor(a) -> Tensor:
 
 
 def _to_float(x: Tensor) -> Tensor:
-    x = as_tensor(x)
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
+    x = channels_first(as_tensor(x), "data")
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
@@ -110,6 +129,9 @@ class TensorDataModule(pl.LightningDataModule):
     """Base data module; subclasses implement :meth:`load`."""
 
     dataset_name = "base"
+    # True: the files are the dataset's official ones (prunelab.data.provenance); False: known family, other files;
+    # None: nothing is known about this source (generated or embedded data, your own files)
+    official: bool | None = None
 
     def __init__(
         self,
@@ -187,6 +209,10 @@ class TensorDataModule(pl.LightningDataModule):
         else:
             tr_idx, va_idx = stratified_split(y_tr, self.val_fraction, gen)
             x_va, y_va, x_tr, y_tr = x_tr[va_idx], y_tr[va_idx], x_tr[tr_idx], y_tr[tr_idx]
+            if len(tr_idx) == 0:
+                raise PrunelabError("data.val_fraction", f"{self.val_fraction} moves every training example of "
+                                    f"{self.source()} into validation: the training split is empty",
+                                    "use a smaller data.val_fraction, e.g. 0.1")  # fmt: skip
         names = list(raw.class_names)
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names = self._imbalance(
             (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names, gen
@@ -268,4 +294,5 @@ class TensorDataModule(pl.LightningDataModule):
             "counts": counts,
             "positive_class": self._positive_class,
             "fingerprint": self.fingerprint,
+            "official": self.official,
         }

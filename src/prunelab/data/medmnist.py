@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prunelab.data import provenance
 from prunelab.data.base import RawData, TensorDataModule
 from prunelab.data.mnist import missing_data
 from prunelab.errors import PrunelabError
@@ -18,10 +19,7 @@ KEYS = tuple(f"{split}_{kind}" for split in ("train", "val", "test") for kind in
 
 # From the medmnist package (info.py): official 28x28 files and their md5s.
 ZENODO = "https://zenodo.org/records/10519652/files/{flag}.npz?download=1"
-MD5 = {
-    "pneumoniamnist": "28209eda62fecd6e6a2d98b1501bb15f",
-    "breastmnist": "750601b1f35ba3300ea97c75c52ff8f6",
-}
+MD5 = provenance.NPZ_MD5
 CLASS_NAMES = {"pneumoniamnist": ["normal", "pneumonia"], "breastmnist": ["malignant", "normal_benign"]}
 
 
@@ -45,6 +43,8 @@ class MedMNISTDataModule(TensorDataModule):
         if not self.path.exists():
             raise missing_data("data.path", self.path, f"{self.flag} .npz file")
         arrays = read_npz(self.path, KEYS)
+        sizes = {s: len(arrays[f"{s}_labels"]) for s in ("train", "val", "test")}
+        self.official = provenance.check_npz(self.path, self.flag, sizes)
         names = CLASS_NAMES.get(self.flag) or [str(i) for i in np.unique(arrays["train_labels"])]
         labels = {k: v.ravel() for k, v in arrays.items() if k.endswith("_labels")}
         return RawData(arrays["train_images"], labels["train_labels"], arrays["test_images"], labels["test_labels"],

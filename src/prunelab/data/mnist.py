@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prunelab.data import provenance
 from prunelab.data.base import RawData, TensorDataModule
 from prunelab.errors import PrunelabError
 
@@ -35,16 +36,27 @@ class MNISTDataModule(TensorDataModule):
         cls = getattr(datasets, self.torchvision_class)
         try:
             train = cls(str(self.root), train=True, download=self.download)
+            official = provenance.check_idx_files(Path(self.source()), self.torchvision_class)
             test = cls(str(self.root), train=False, download=self.download)
+        except PrunelabError:
+            raise
         except RuntimeError as exc:
             if "not found" in str(exc).lower():
-                raise missing_data("paths.data_dir", Path(self.source()), f"{self.torchvision_class} files") from exc
-            raise PrunelabError("paths.data_dir", f"{self.source()}: a {self.torchvision_class} file is truncated or "
-                                f"corrupt ({str(exc).splitlines()[0][:80]})",
-                                "replace the idx files with complete copies (see ../shared/data/README.md or "
-                                "data.download=true)") from exc  # fmt: skip
+                raise missing_data("paths.data_dir", Path(self.source()), f"{self.torchvision_class} files") from None
+            raise self._corrupt(exc) from None
+        except Exception as exc:  # a garbled header: torchvision's KeyError / AssertionError / ValueError
+            raise self._corrupt(exc) from None
+        sizes = {"train": len(train.targets), "test": len(test.targets)}
+        self.official = provenance.check_split_sizes(sizes, provenance.IDX_SIZES, self.source()) and official
         names = list(self.names) if self.names else list(train.classes)
         return RawData(train.data, train.targets, test.data, test.targets, names)
+
+    def _corrupt(self, exc: BaseException) -> PrunelabError:
+        detail = (str(exc).strip().splitlines() or [""])[0][:80]
+        return PrunelabError("paths.data_dir", f"{self.source()}: a {self.torchvision_class} file is truncated or "
+                             f"corrupt ({type(exc).__name__}{': ' + detail if detail else ''})",
+                             "replace the idx files with complete copies (see ../shared/data/README.md or "
+                             "data.download=true)")  # fmt: skip
 
 
 class FashionMNISTDataModule(MNISTDataModule):

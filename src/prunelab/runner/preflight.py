@@ -336,7 +336,10 @@ def check_built(ctx: Any) -> list[str]:
     if not ctx.criterion.structured:
         check_targets_keep_weights(ctx)
     counts = dm.class_counts("train").tolist()
-    return [f"data: class {dm.class_names[c]!r} has only {n} training example(s)"
+    warnings = [] if getattr(dm, "official", None) is not False else [
+        f"data: {dm.source()} is not the official {dm.dataset_name} release (md5 or split sizes differ): results "
+        "are not comparable with published ones"]  # fmt: skip
+    return warnings + [f"data: class {dm.class_names[c]!r} has only {n} training example(s)"
             for c, n in enumerate(counts) if n < MIN_CLASS_EXAMPLES]  # fmt: skip
 
 
