@@ -112,8 +112,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")  # fmt: skip
     args = parser.parse_intermixed_args(argv)
     spec = PAPERS[args.paper]
-    out = args.out or Path(os.environ.get("PRUNELAB_OUTPUT_DIR", "outputs")) / "reproduce" / args.paper
-    n = args.seeds or spec["seeds"]
+    if args.seeds is not None and args.seeds < 1:
+        raise SystemExit(
+            f"prunelab: error: --seeds: {args.seeds} seeds per setting (fix: use --seeds >= 1, or leave "
+            f"it out for the paper's {spec['seeds']})"
+        )
+    if os.environ.get("PRUNELAB_OUTPUT_DIR") == "" and args.out is None:
+        raise SystemExit("prunelab: error: PRUNELAB_OUTPUT_DIR is set but empty (fix: unset it, or give --out DIR)")
+    out = args.out or Path(os.environ.get("PRUNELAB_OUTPUT_DIR") or "outputs") / "reproduce" / args.paper
+    n = spec["seeds"] if args.seeds is None else args.seeds
     start = time.perf_counter()
     for _, cmd in _commands(spec, n, out, args.overrides, args.sequential):
         code = run_sweep(cmd)
@@ -138,7 +145,7 @@ def main(argv: list[str]) -> None:
     (out / "paper.md").write_text(text)
     print(text)
     if args.doc:
-        argv_text = " ".join(["prunelab reproduce", args.paper, *([f"--seeds {args.seeds}"] if args.seeds else []),
+        argv_text = " ".join(["prunelab reproduce", args.paper, *([f"--seeds {args.seeds}"] if args.seeds is not None else []),
                               *(["--sequential"] if args.sequential else []), *args.overrides])  # fmt: skip
         write_section(args.doc, args.paper, text, stamp(args.paper, spec["configs"], argv_text))
         print(f"wrote the {args.paper} section of {args.doc}")

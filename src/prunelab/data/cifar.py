@@ -77,7 +77,7 @@ class CropFlip:
         self.padding, self.seed, self.calls = padding, seed, 0
 
     def __call__(self, x: Tensor, index: Tensor) -> Tensor:
-        gen = torch.Generator().manual_seed(self.seed * 7919 + int(index[:8].sum()) * 31 + len(index))
+        gen = torch.Generator().manual_seed((self.seed * 7919 + int(index[:8].sum()) * 31 + len(index)) % 2**64)
         n, _, h, w = x.shape
         p = self.padding
         padded = functional.pad(x, (p, p, p, p))

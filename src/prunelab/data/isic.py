@@ -75,7 +75,7 @@ class LesionAugment:
 
     def __call__(self, x: Tensor, index: Tensor) -> Tensor:
         with torch.random.fork_rng():
-            torch.manual_seed(self.seed * 7919 + int(index.sum()))
+            torch.manual_seed((self.seed * 7919 + int(index.sum())) % 2**64)
             out = torch.stack([self.pipeline(img) for img in x])
         return self.normalize(out)
 

@@ -41,7 +41,7 @@ class IndexBatchSampler(Sampler[Tensor]):
 
     def __iter__(self) -> Iterator[Tensor]:
         if self.shuffle:
-            gen = torch.Generator().manual_seed(1_000_003 * self.seed + self.epoch)
+            gen = torch.Generator().manual_seed((1_000_003 * self.seed + self.epoch) % 2**64)
             order = torch.randperm(self.n, generator=gen)
         else:
             order = torch.arange(self.n)

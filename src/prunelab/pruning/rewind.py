@@ -99,7 +99,7 @@ def dense_state_as_masked(state: dict[str, Tensor], model: nn.Module) -> dict[st
 @torch.no_grad()
 def shuffled(masks: dict[str, Tensor], seed: int, round_: int) -> dict[str, Tensor]:
     """Each mask's entries permuted at random within its tensor (the same count kept per layer)."""
-    gen = torch.Generator().manual_seed(REINIT_SEED_OFFSET * 7 + 10_007 * seed + round_)
+    gen = torch.Generator().manual_seed((REINIT_SEED_OFFSET * 7 + 10_007 * seed + round_) % 2**64)
     out = {}
     for name, m in masks.items():
         flat = m.reshape(-1)

@@ -1,4 +1,4 @@
-"""SIGTERM and SIGINT during a run: a :class:`RunInterrupted` exception instead of a silent exit.
+"""SIGTERM, SIGINT and SIGHUP during a run: a :class:`RunInterrupted` exception instead of a silent exit.
 
 Lightning turns SIGTERM into a ``SIGTERMException`` (a ``SystemExit`` without a code, so the process exits 0) and
 Ctrl-C into ``sys.exit(1)``. Inside :func:`interruptible` both signals raise :class:`RunInterrupted` at once
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP: the terminal or ssh session closed
 
 
 class RunInterrupted(BaseException):

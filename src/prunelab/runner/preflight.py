@@ -77,8 +77,18 @@ def check_config(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
         raise PrunelabError("seed", f"{seed!r} is not an integer in 0..2^63-1", "e.g. seed=0")
-    population_size(cfg)
+    members = population_size(cfg)
+    if seed + members - 1 > MAX_SEED:
+        raise PrunelabError("seed", f"population={members} from seed {seed} needs seeds beyond 2^63-1",
+                            f"use seed <= {MAX_SEED - members + 1}")  # fmt: skip
+    split_seed = cfg_get(cfg, "data.split_seed")
+    if split_seed is not None and (not _is_int(split_seed) or not 0 <= split_seed <= MAX_SEED):
+        raise PrunelabError("data.split_seed", f"{split_seed!r} is not an integer in 0..2^63-1", "e.g. 0")
+    _check_paths(cfg)
     _check_trainer(cfg)
+    _check_device(cfg)
+    _check_scope(cfg)
+    _check_model(cfg)
     _int_at_least(cfg, "data.batch_size", 1, "e.g. data.batch_size=128")
     if cfg_get(cfg, "data.eval_batch_size") is not None:
         _int_at_least(cfg, "data.eval_batch_size", 1, "e.g. data.eval_batch_size=1000")
@@ -136,6 +146,76 @@ def _check_allocation(cfg: DictConfig) -> None:
         raise PrunelabError("prune.ratios", "the progressive schedule prunes one layer at a time by its own rate",
                             "leave prune.normalize, prune.ratios and prune.max_layer_sparsity at their "
                             "defaults")  # fmt: skip
+
+
+def _check_paths(cfg: DictConfig) -> None:
+    """An empty path (an environment variable set but empty, e.g. ``PRUNELAB_OUTPUT_DIR=$SCRATCH`` with SCRATCH
+    unset) would put run folders at the file system's root or the data root in the working directory."""
+    for key, var in (("paths.output_dir", "PRUNELAB_OUTPUT_DIR"), ("paths.data_dir", "PRUNELAB_DATA_DIR")):
+        try:
+            value = cfg_get(cfg, key)
+        except Exception:  # an interpolation only Hydra's runtime resolves
+            continue
+        if value is not None and not str(value).strip():
+            raise PrunelabError(key, f"is empty (the {var} environment variable is set but empty?)",
+                                f"unset {var}, or set it (or {key}=<folder>) to a folder")  # fmt: skip
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
+              "transformer-engine", "transformer-engine-float16")  # Lightning 2.x's names  # fmt: skip
+
+
+def _check_device(cfg: DictConfig) -> None:
+    """Accelerator and precision, as Lightning would refuse them inside the first fit (with a traceback)."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator not in ACCELERATORS:
+        raise PrunelabError("trainer.accelerator", f"{accelerator!r} is not an accelerator",
+                            f"use one of {', '.join(ACCELERATORS)}")  # fmt: skip
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PrunelabError("trainer.accelerator", f"{accelerator} asked for, but this machine has no CUDA GPU",
+                                "use trainer.accelerator=auto (or cpu), or run on a machine with a GPU")  # fmt: skip
+    precision = cfg.trainer.get("precision", "32-true")
+    if precision is not None and str(precision) not in PRECISIONS:
+        raise PrunelabError("trainer.precision", f"{precision!r} is not a precision Lightning knows",
+                            "use 32-true (the default), 16-mixed or bf16-mixed")  # fmt: skip
+    clip = cfg.trainer.get("gradient_clip_val")
+    number = isinstance(clip, (int, float)) and not isinstance(clip, bool)
+    if clip is not None and not (number and math.isfinite(clip) and clip > 0):
+        raise PrunelabError(
+            "trainer.gradient_clip_val",
+            f"{clip!r} is not a positive number (Lightning ignores values <= 0 without a word)",
+            "use null (no clipping) or a value > 0, e.g. 1.0",
+        )
+
+
+def _check_scope(cfg: DictConfig) -> None:
+    scope = cfg_get(cfg, "criterion.scope")
+    if scope is not None and scope not in ("global", "layer"):
+        raise PrunelabError(
+            "criterion.scope",
+            f"{scope!r} is not a scope",
+            "use criterion.scope=global (one ranking) or layer (the same share per layer)",
+        )
+    if scope == "layer" and cfg_get(cfg, "prune.max_layer_sparsity") is not None:
+        raise PrunelabError(
+            "prune.max_layer_sparsity",
+            "caps layers of a global ranking; with criterion.scope=layer "
+            "every layer is pruned to the same share and the cap would be ignored",
+            "leave prune.max_layer_sparsity=null, or use criterion.scope=global",
+        )
+
+
+def _check_model(cfg: DictConfig) -> None:
+    hidden = cfg_get(cfg, "model.hidden")
+    if hidden is None:
+        return
+    widths = list(hidden) if OmegaConf.is_list(hidden) else None
+    if widths is None or not all(_is_int(w) and w >= 1 for w in widths):
+        raise PrunelabError("model.hidden", f"{hidden!r} is not a list of layer widths >= 1", "e.g. model.hidden=[64]")
 
 
 def _check_trainer(cfg: DictConfig) -> None:

@@ -44,5 +44,5 @@ class RandomFilter:
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         context = required(context)
-        gen = torch.Generator().manual_seed(10_007 * context.seed + 101 * context.round + 7)
+        gen = torch.Generator().manual_seed((10_007 * context.seed + 101 * context.round + 7) % 2**64)
         return {g.conv: torch.rand(g.out_channels, generator=gen) for g in context.groups}

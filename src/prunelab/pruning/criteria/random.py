@@ -19,5 +19,5 @@ class Random:
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         ctx = context or ScoringContext()
-        gen = torch.Generator().manual_seed(10_007 * ctx.seed + 101 * ctx.round + self.seed_offset)
+        gen = torch.Generator().manual_seed((10_007 * ctx.seed + 101 * ctx.round + self.seed_offset) % 2**64)
         return {n: torch.rand(m.shape, generator=gen) for n, m in masks.items()}
