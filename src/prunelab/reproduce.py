@@ -145,7 +145,8 @@ def main(argv: list[str]) -> None:
     (out / "paper.md").write_text(text)
     print(text)
     if args.doc:
-        argv_text = " ".join(["prunelab reproduce", args.paper, *([f"--seeds {args.seeds}"] if args.seeds is not None else []),
+        seeds = [f"--seeds {args.seeds}"] if args.seeds is not None else []
+        argv_text = " ".join(["prunelab reproduce", args.paper, *seeds,
                               *(["--sequential"] if args.sequential else []), *args.overrides])  # fmt: skip
         write_section(args.doc, args.paper, text, stamp(args.paper, spec["configs"], argv_text))
         print(f"wrote the {args.paper} section of {args.doc}")

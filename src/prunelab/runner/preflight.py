@@ -56,12 +56,12 @@ def _missing(node: Any, prefix: str = "") -> list[str]:
     out = []
     if isinstance(node, DictConfig):
         for key in node:  # int keys stay ints ({class: share} mappings)
-            if key == "hydra":
+            if not isinstance(key, (str, int)) or key == "hydra":
                 continue
             if OmegaConf.is_missing(node, key):
-                out.append(f"{prefix}{key}")
+                out.append(f"{prefix}{key!s}")
             elif not OmegaConf.is_interpolation(node, key):
-                out += _missing(node._get_node(key), f"{prefix}{key}.")
+                out += _missing(node._get_node(key), f"{prefix}{key!s}.")
     return out
 
 
