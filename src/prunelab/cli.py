@@ -86,6 +86,10 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
                 values.append([f"{prefix}={v}" for v in o.sweep_string_iterator()] or [line])
             except Exception:  # interval sweeps: the sweeper samples them
                 values.append([])
+            twice = sorted({v for v in values[-1] if values[-1].count(v) > 1})
+            if twice:  # the same job twice: the second would find the first's folder in use, then vanish from counts
+                fail(f"{prefix.lstrip('+~')}: the sweep lists {twice[0].split('=', 1)[1]} more than once "
+                     "(fix: list each value once)")  # fmt: skip
         else:
             values.append([line])
     base = [v[0] for v in values if v]
@@ -149,8 +153,15 @@ def _job_folder(cfg: DictConfig, multirun: bool) -> tuple[str, Path]:
         return "paths.output_dir", Path(str(cfg.paths.output_dir))
 
 
+NAME_MAX = 255  # bytes in one path component on Linux file systems (ext4, xfs, tmpfs, NFS)
+
+
 def check_writable(folder: Path, key: str = "paths.output_dir") -> None:
     """A folder (or its nearest existing parent) must be writable before Hydra creates run folders in it."""
+    long = next((part for part in folder.parts if len(os.fsencode(part)) > NAME_MAX), None)
+    if long is not None:
+        fail(f"{key}: the folder name {long[:40]}... is {len(os.fsencode(long))} bytes, over the file system's limit "
+             f"of {NAME_MAX} (fix: use a shorter name)")  # fmt: skip
     probe = folder.resolve()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

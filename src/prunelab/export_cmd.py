@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
 import sys
 import warnings
@@ -77,7 +78,16 @@ def export(run_dir: str | Path, fmt: str, round: int = -1, out: str | Path | Non
     gen = torch.Generator().manual_seed(0)
     example, check = torch.randn(2, *shape, generator=gen), torch.randn(16, *shape, generator=gen)
     path = Path(out) if out else run_dir / "export" / f"r{r:02d}{'-compact' if compact else ''}{FORMATS[fmt]}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise PrunelabError(
+            "--out", f"{path} is a folder", f"give a file name, e.g. --out {path / path.name}{FORMATS[fmt]}"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PrunelabError(
+            "--out", f"cannot create {path.parent} ({exc.strerror or exc})", "give --out <a file in a writable folder>"
+        ) from None
     tmp = path.with_name(f".tmp-{path.name}")  # torch.export wants the .pt2 suffix
     try:
         loaded = {"onnx": _onnx, "torchscript": _torchscript, "pt2": _pt2}[fmt](model, example, tmp)
@@ -93,16 +103,28 @@ def export(run_dir: str | Path, fmt: str, round: int = -1, out: str | Path | Non
     return path, diff, compact
 
 
+def _tolerance(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0 (e.g. 1e-4)")
+    return value
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="prunelab export", description=__doc__.split("\n\n")[1].replace("\n", " "))
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--format", required=True, choices=sorted(FORMATS))
     parser.add_argument("--round", type=int, default=-1, help="a finished round (default: the last)")
     parser.add_argument("--out", type=Path, default=None, help="default: <run_dir>/export/rNN[-compact].<ext>")
-    parser.add_argument("--atol", type=float, default=1e-4, help="largest accepted output difference")
+    parser.add_argument("--atol", type=_tolerance, default=1e-4, help="largest accepted output difference (>= 0)")
     args = parser.parse_args(argv)
     try:
         path, diff, compact = export(args.run_dir, args.format, args.round, args.out, args.atol)
+    except OSError as exc:  # a read-only run folder, a full disk
+        exc = PrunelabError("--out", f"cannot write {exc.filename or args.out} ({exc.strerror or exc})",
+                            "give --out <a file in a writable folder>")  # fmt: skip
+        print(f"prunelab: error: {exc.one_line()}", file=sys.stderr)
+        raise SystemExit(2) from None
     except PrunelabError as exc:
         print(f"prunelab: error: {exc.one_line()}", file=sys.stderr)
         raise SystemExit(2) from None

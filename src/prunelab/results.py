@@ -233,8 +233,8 @@ def save_predictions(path: Path, probs, labels) -> None:
 
 
 def strip_record(row: dict) -> dict:
-    """A round's record without its file checksums (they stay in the round's metrics.json)."""
-    return {k: v for k, v in row.items() if k != "files"}
+    """A round's record without its file checksums and data fingerprint (they stay in the round's metrics.json)."""
+    return {k: v for k, v in row.items() if k not in ("files", "data_fingerprint")}
 
 
 def jsonl_lines(rows: Sequence[dict]) -> list[str]:

@@ -327,6 +327,11 @@ def main(argv: list[str]) -> None:
     except FileNotFoundError as exc:
         print(f"prunelab: error: folder: {exc} (fix: give a folder holding prunelab run folders)", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as exc:  # a read-only results folder, a full disk, a file where the report folder should be
+        where = exc.filename or args.out or args.folder / "report"
+        print(f"prunelab: error: --out: cannot write {where} ({exc.strerror or exc}) (fix: give --out "
+              "<a writable folder>)", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2) from None
     print(f"{result['runs']} runs ({result['complete']} complete) -> {result['out']}/report.md")
     if args.wandb:
         tables = {n: _read_csv(result["out"] / f"{n}.csv") for n in ("summary", "class_deltas", "runs", "hooker")}

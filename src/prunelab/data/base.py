@@ -92,7 +92,7 @@ def channels_first(x: Tensor, where: str) -> Tensor:
     if x.dim() == 4 and x.shape[1] in (1, 3, 4):
         return x
     if x.dim() == 4 and x.shape[-1] in (1, 3, 4):
-        return x.permute(0, 3, 1, 2)
+        return x.permute(0, 3, 1, 2).contiguous()
     shape = tuple(x.shape)
     raise PrunelabError(
         "data",

@@ -93,7 +93,8 @@ def build_model(cfg: DictConfig, dm: Any, structured: bool = False,
     if not structured:
         return model, []
     kinds = check_kinds(cfg.prune.get("group_kinds", "auto"), scorable)
-    groups = filter_groups(model, kinds)
+    prunable = set(names)  # a group whose producer the patterns leave out (prune.exclude, exclude_output_layer) is not
+    groups = [g for g in filter_groups(model, kinds) if all(f"{p}.weight" in prunable for p in g.producers)]
     if not groups:
         raise PrunelabError("prune.group_kinds", f"{type(model).__name__} has no structurally prunable group of "
                             f"kind {list(kinds)}",
@@ -102,7 +103,9 @@ def build_model(cfg: DictConfig, dm: Any, structured: bool = False,
     if unsupported:
         raise PrunelabError("prune.group_kinds", f"the criterion cannot score {unsupported} groups",
                             f"use kinds among {list(scorable)} or another criterion")  # fmt: skip
-    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
+    # a consumer left out of the patterns still loses the input columns of removed units: a companion mask
+    consumers = sorted({f"{c}.weight" for g in groups for c in g.consumers} - prunable)
+    masking.attach_masks(model, filters.companion_names(groups, model) + consumers, primary=False)
     return model, groups
 
 
@@ -157,10 +160,16 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     for name, spec in (cfg.get("logger") or {}).items():
         if spec is None:
             continue
-        lg = instantiate(spec)
-        loggers.append(lg)
-        if name == "wandb" and results.is_writer():  # other DDP ranks hold a dummy experiment
-            lg.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
+        try:
+            lg = instantiate(spec)
+            loggers.append(lg)
+            if name == "wandb" and results.is_writer():  # other DDP ranks hold a dummy experiment
+                lg.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
+        except Exception as exc:  # W&B online without a key or a network, a logger option it refuses
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise PrunelabError(f"logger.{name}", f"the {name} logger could not start ({type(exc).__name__}: {first})",
+                                "use logger.wandb.offline=true (the default; `wandb sync` uploads later) or "
+                                "logger=csv") from None  # fmt: skip
     return loggers
 
 

@@ -4,12 +4,19 @@ Lightning turns SIGTERM into a ``SIGTERMException`` (a ``SystemExit`` without a 
 Ctrl-C into ``sys.exit(1)``. Inside :func:`interruptible` both signals raise :class:`RunInterrupted` at once
 (Lightning's own SIGTERM handler still runs first and chains ours), the runner marks the run ``interrupted``,
 and the command exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT), as a shell would.
+
+A job in a worker process of a parallel launcher (joblib's loky workers) also watches its parent: when the parent
+dies without a word (kill -9 of the sweep), the worker sends itself SIGTERM, so its run is marked interrupted and
+the worker exits instead of training on, orphaned, for nobody. A relaunch of the sweep resumes it.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -33,6 +40,26 @@ class RunInterrupted(BaseException):
         return 128 + self.signum
 
 
+_WATCHING: list[int] = []
+PARENT_POLL_SECONDS = 1.0
+
+
+def watch_parent() -> None:
+    """In a worker process (``multiprocessing.parent_process()`` set, as in loky), SIGTERM this process once its
+    parent is gone (the worker is re-parented); once per process, a daemon thread."""
+    if multiprocessing.parent_process() is None or _WATCHING:
+        return
+    parent, me = os.getppid(), os.getpid()
+    _WATCHING.append(parent)
+
+    def poll() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os.kill(me, signal.SIGTERM)
+
+    threading.Thread(target=poll, name="prunelab-parent-watch", daemon=True).start()
+
+
 @contextmanager
 def interruptible() -> Iterator[None]:
     """Turn SIGTERM/SIGINT into :class:`RunInterrupted` inside the block (main thread only; nests: an outer block's
@@ -41,6 +68,7 @@ def interruptible() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    watch_parent()
     previous = {s: signal.getsignal(s) for s in SIGNALS}
     fired: list[int] = []
 

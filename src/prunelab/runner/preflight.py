@@ -71,9 +71,9 @@ def check_config(cfg: DictConfig) -> None:
     if missing:
         raise PrunelabError(missing[0], "has no value (??? in its config file)", f"set it: {missing[0]}=<value>")
     name = str(cfg.get("name", ""))
-    if not SAFE_NAME.fullmatch(name) or name in (".", ".."):
+    if not SAFE_NAME.fullmatch(name) or name in (".", "..") or len(name) > 200:
         raise PrunelabError("name", f"{name!r} is not a single safe folder name",
-                            "use letters, digits, '.', '_', '+' and '-' only (no '/' or '..')")  # fmt: skip
+                            "use up to 200 letters, digits, '.', '_', '+' and '-' (no '/' or '..')")  # fmt: skip
     seed = cfg.get("seed")
     if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
         raise PrunelabError("seed", f"{seed!r} is not an integer in 0..2^63-1", "e.g. seed=0")
@@ -88,6 +88,7 @@ def check_config(cfg: DictConfig) -> None:
     _check_trainer(cfg)
     _check_device(cfg)
     _check_scope(cfg)
+    _check_rewind(cfg)
     _check_model(cfg)
     _int_at_least(cfg, "data.batch_size", 1, "e.g. data.batch_size=128")
     if cfg_get(cfg, "data.eval_batch_size") is not None:
@@ -104,6 +105,7 @@ def check_config(cfg: DictConfig) -> None:
         raise PrunelabError("training_loop", f"{cfg.get('training_loop')!r} is not a training loop",
                             "use training_loop=lean (the default) or training_loop=lightning")  # fmt: skip
     _check_lists(cfg)
+    _check_loggers(cfg)
     _check_monitor(cfg)
     _check_converge(cfg)
     _check_objective(cfg)
@@ -131,6 +133,31 @@ def _check_lists(cfg: DictConfig) -> None:
                 f"{value!r} is not a list of names (a bare string would be read as a list of its characters)",
                 f"use brackets, quoted for the shell: '{key}={example}'",
             )
+
+
+def _wandb_key() -> bool:
+    """A W&B API key in the environment or in ~/.netrc (where ``wandb login`` stores it)."""
+    import netrc
+    import os
+
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _check_loggers(cfg: DictConfig) -> None:
+    import os
+
+    wandb = (cfg.get("logger") or {}).get("wandb")
+    online = wandb is not None and wandb.get("offline") is False and os.environ.get("WANDB_MODE") != "offline"
+    if online and not _wandb_key():
+        raise PrunelabError("logger.wandb.offline", "false logs to W&B live, but no W&B API key is set "
+                            "(WANDB_API_KEY or `wandb login`)",
+                            "log offline (logger.wandb.offline=true, the default; `wandb sync` uploads later) or "
+                            "run `wandb login` first")  # fmt: skip
 
 
 def _check_allocation(cfg: DictConfig) -> None:
@@ -207,6 +234,13 @@ def _check_scope(cfg: DictConfig) -> None:
             "every layer is pruned to the same share and the cap would be ignored",
             "leave prune.max_layer_sparsity=null, or use criterion.scope=global",
         )
+
+
+def _check_rewind(cfg: DictConfig) -> None:
+    if cfg_get(cfg, "schedule.at_init") and cfg_get(cfg, "rewind.kind") == "step":
+        raise PrunelabError("rewind", "rewind=step restores the weights after step k of round 0's training; "
+                            "schedule.at_init=true prunes before any training, so there are none",
+                            "use rewind=init (or none) with schedule.at_init=true")  # fmt: skip
 
 
 def _check_model(cfg: DictConfig) -> None:

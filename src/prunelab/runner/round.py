@@ -183,6 +183,7 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
               "files": files}  # fmt: skip
     if loop is not None:
         record["training_loop"] = loop
+    record["data_fingerprint"] = ctx.dm.fingerprint  # a lost data.json can be rebuilt only from matching data
     results.atomic_write_json(rdir / "metrics.json", record)
     log_round(ctx, row, probs, labels, step)
     return record

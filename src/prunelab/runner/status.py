@@ -118,9 +118,17 @@ class RunFolder:
         path = self.run_dir / "data.json"
         old = results.read_json_or_none(path) if path.exists() else None
         if old is None:
-            if results.round_done(self.run_dir, 0):
+            row, _ = results.verify_round(self.run_dir, 0)
+            if row is not None and row.get("data_fingerprint") == record["fingerprint"]:
+                log.warning("%s was missing or unreadable: rebuilt (round 0 recorded this data's fingerprint)", path)
+                results.atomic_write_json(path, record)
+            elif results.round_done(self.run_dir, 0):
+                recorded = row.get("data_fingerprint") if row is not None else None
+                why = "was made with other data" if recorded else "records no data fingerprint (an older prunelab)"
                 raise PrunelabError("data", f"{self.run_dir} has finished rounds but no readable data record "
-                                    "(data.json)", "choose another folder or delete this one")  # fmt: skip
+                                    f"(data.json), and its round 0 {why}",
+                                    "restore data.json from a copy of the folder, or choose another "
+                                    "folder")  # fmt: skip
             return
         if old.get("fingerprint") != record["fingerprint"]:
             raise PrunelabError("data", f"{self.run_dir} was made with other data (fingerprint "

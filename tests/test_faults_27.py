@@ -1,0 +1,279 @@
+"""Issue 27, items 4-7: types, data provenance, every check before any work, tracebacks as one-line errors.
+
+Each test reproduces a defect that the issue found on the main of 2026-12-05 (tiny runs: digits, one epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from prunelab import results
+from prunelab.data.base import RawData, validate
+from prunelab.data.medmnist import MedMNISTDataModule
+from prunelab.errors import PrunelabError
+from tests.conftest import cli, compose_cfg
+from tests.test_faults import one_line_error
+
+Q = ["logger=none", "trainer.max_epochs=1", "schedule.rounds=1"]
+
+
+def q(args: list[str]) -> list[str]:
+    """Tiny-run options under ``args`` (a schedule other than iterative has no ``rounds``; a logger replaces none)."""
+    base = [a for a in Q if not (a.startswith("schedule.") and any(x.startswith("schedule=") for x in args))]
+    return [a for a in base if not (a.startswith("logger=") and any(x.startswith("logger=") for x in args))] + args
+
+# (overrides, the key the one-line error must name); each must fail before any folder is written
+PREFLIGHT = [
+    (["prune.include=*.weight"], "prune.include"),
+    (["prune.exclude=classifier.*"], "prune.exclude"),
+    (["criterion.scope=both"], "criterion.scope"),
+    (["trainer.precision=abc"], "trainer.precision"),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val"),
+    (["model.hidden=[0]"], "model.hidden"),
+    (["criterion.scope=layer", "prune.max_layer_sparsity=0.5"], "prune.max_layer_sparsity"),
+    (["data.imbalance.keep_fraction=abc"], "data.imbalance.keep_fraction"),
+    (["criterion=snip", "schedule=one_shot", "schedule.at_init=true", "rewind=step"], "rewind"),
+    (["logger=wandb", "logger.wandb.offline=false"], "logger.wandb.offline"),
+    (["data.split_seed=-1"], "data.split_seed"),
+]
+if not torch.cuda.is_available():
+    PREFLIGHT.append((["trainer.accelerator=gpu"], "trainer.accelerator"))
+
+
+@pytest.mark.parametrize("args,key", PREFLIGHT, ids=[" ".join(a) for a, _ in PREFLIGHT])
+def test_bad_options_fail_before_any_folder(tmp_path, args, key):
+    run = tmp_path / "run"
+    proc = cli([*q(args), f"hydra.run.dir={run}"], tmp_path, env_extra={"WANDB_API_KEY": "", "WANDB_MODE": "online"})
+    one_line_error(proc, key)
+    assert not run.exists()
+    assert not (tmp_path / "shared").exists()
+
+
+def test_empty_output_dir_variable_is_refused(tmp_path):
+    proc = cli([*Q], tmp_path, env_extra={"PRUNELAB_OUTPUT_DIR": ""})
+    one_line_error(proc, "paths.output_dir")
+    assert not Path("/runs").exists() or not any(Path("/runs").iterdir())
+
+
+def test_long_folder_name_is_one_line(tmp_path):
+    proc = cli([*Q, f"hydra.run.dir={tmp_path / ('a' * 300)}"], tmp_path)
+    one_line_error(proc, "hydra.run.dir")
+    one_line_error(cli([*Q, f"name={'b' * 300}"], tmp_path), "name")
+
+
+def test_empty_train_split_blames_val_fraction(tmp_path):
+    one_line_error(cli([*Q, "data.val_fraction=0.9999", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path),
+                   "data.val_fraction")  # fmt: skip
+
+
+# -- 4: documented mappings can be set from the command line -------------------------------------------------------
+def test_dict_options_set_from_the_command_line_as_the_readme_shows():
+    cfg = compose_cfg(["data.imbalance.keep_fraction={3: 0.1, 5: 0.5}", "prune.ratios={classifier.*: 0.1}"])
+    assert dict(cfg.data.imbalance.keep_fraction) == {3: 0.1, 5: 0.5}
+    assert dict(cfg.prune.ratios) == {"classifier.*": 0.1}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "'prune.ratios={classifier.*: 0.1}'" in readme and "keep_fraction={3: 0.1, 5: 0.5}" in readme
+
+
+def test_null_mappings_keep_the_run_ids():
+    from prunelab.config import run_id
+
+    default = compose_cfg([])
+    assert default.prune.ratios is None and default.data.imbalance.keep_fraction is None
+    assert run_id(default) == run_id(compose_cfg(["prune.ratios={}", "data.imbalance.keep_fraction={}"]))
+
+
+# -- 5: data validated by what is known about it -------------------------------------------------------------------
+def _mnist_copy(tmp_path: Path, data_dir: Path, files: dict[str, Path]) -> Path:
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, source in files.items():
+        (raw / name).symlink_to(source)
+    return tmp_path / "root"
+
+
+IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@pytest.mark.parametrize("case", ["fashion under MNIST", "train and test swapped"])
+def test_swapped_or_mislabelled_idx_files_are_refused(tmp_path, data_dir, case):
+    from prunelab.data.mnist import MNISTDataModule
+
+    if case == "fashion under MNIST":
+        files = {n: data_dir / "FashionMNIST" / "raw" / n for n in IDX}
+    else:
+        swap = dict(zip(IDX, IDX[2:] + IDX[:2]))
+        files = {n: data_dir / "MNIST" / "raw" / swap[n] for n in IDX}
+    dm = MNISTDataModule(root=str(_mnist_copy(tmp_path, data_dir, files)))
+    with pytest.raises(PrunelabError) as err:
+        dm.setup()
+    assert err.value.key == "paths.data_dir" and "not MNIST's" in err.value.one_line()
+
+
+def test_official_files_are_recorded_as_official(data_dir):
+    from prunelab.data.mnist import MNISTDataModule
+
+    dm = MNISTDataModule(root=str(data_dir))
+    assert dm.describe()["official"] is True
+    bm = MedMNISTDataModule(path=str(data_dir / "medmnist" / "breastmnist_resaved.npz"), flag="breastmnist")
+    assert bm.describe()["official"] is False  # a re-saved copy (shared/data/README.md)
+
+
+def test_garbled_idx_header_is_one_line(tmp_path, data_dir):
+    from prunelab.data.mnist import MNISTDataModule
+
+    files = {n: data_dir / "MNIST" / "raw" / n for n in IDX}
+    root = _mnist_copy(tmp_path, data_dir, files)
+    target = root / "MNIST" / "raw" / IDX[1]
+    target.unlink()
+    target.write_bytes(b"\xff\xff\xff\xff" + (data_dir / "MNIST" / "raw" / IDX[1]).read_bytes()[4:])
+    with pytest.raises(PrunelabError) as err:
+        MNISTDataModule(root=str(root)).setup()
+    assert err.value.key == "paths.data_dir" and "\n" not in err.value.one_line()
+
+
+def _npz(path: Path, images: dict[str, np.ndarray], flag_sizes=(40, 10, 10)) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in zip(("train", "val", "test"), flag_sizes):
+        arrays[f"{split}_images"] = images[split]
+        arrays[f"{split}_labels"] = rng.integers(0, 2, size=(n, 1))
+    np.savez(path, **arrays)
+    return path
+
+
+def test_channels_last_rgb_is_transposed(tmp_path):
+    rng = np.random.default_rng(1)
+    nhwc = {s: rng.integers(0, 256, size=(n, 28, 28, 3), dtype=np.uint8) for s, n in zip(("train", "val", "test"),
+                                                                                          (40, 10, 10))}  # fmt: skip
+    last = MedMNISTDataModule(path=str(_npz(tmp_path / "last.npz", nhwc)), flag="dermamnist")
+    first = MedMNISTDataModule(path=str(_npz(tmp_path / "first.npz", {s: a.transpose(0, 3, 1, 2) for s, a in
+                                                                      nhwc.items()})), flag="dermamnist")  # fmt: skip
+    assert last.input_shape == (3, 28, 28) and first.input_shape == (3, 28, 28)
+    assert torch.equal(last.x_train, first.x_train) and torch.equal(last.x_test, first.x_test)
+
+
+def test_flat_images_and_float32_overflow_are_refused(tmp_path):
+    flat = {s: np.zeros((n, 784), dtype=np.uint8) for s, n in zip(("train", "val", "test"), (40, 10, 10))}
+    with pytest.raises(PrunelabError) as err:
+        MedMNISTDataModule(path=str(_npz(tmp_path / "flat.npz", flat)), flag="x").setup()
+    assert "(N, 28, 28)" in err.value.one_line()
+    x = np.full((4, 8, 8), 1e300)
+    raw = RawData(x, np.zeros(4, dtype=np.int64), x, np.zeros(4, dtype=np.int64), ["a", "b"])
+    with pytest.raises(PrunelabError) as err:
+        validate(raw, "huge")
+    assert "float32" in err.value.one_line()
+
+
+def test_a_swapped_medmnist_split_is_refused(tmp_path, data_dir):
+    with np.load(data_dir / "medmnist" / "breastmnist_resaved.npz") as d:
+        arrays = {k: d[k] for k in d.files}
+    swapped = {**arrays, "train_images": arrays["test_images"], "train_labels": arrays["test_labels"],
+               "test_images": arrays["train_images"], "test_labels": arrays["train_labels"]}  # fmt: skip
+    np.savez(tmp_path / "s.npz", **swapped)
+    with pytest.raises(PrunelabError) as err:
+        MedMNISTDataModule(path=str(tmp_path / "s.npz"), flag="breastmnist").setup()
+    assert "swapped" in err.value.one_line()
+
+
+# -- 6: large seeds, SIGHUP, reproduce --seeds 0 --------------------------------------------------------------------
+def test_seed_near_the_documented_limit_runs(tmp_path):
+    proc = cli([*Q, f"seed={2**63 - 2}", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_sighup_marks_the_run_interrupted(tmp_path):
+    run = tmp_path / "hup"
+    env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(tmp_path), "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "-m", "prunelab", "logger=none", "trainer.max_epochs=40", "schedule.rounds=1",
+           "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (run / "rounds/r00/checkpoints/last.ckpt").exists() and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGHUP, err[-2000:]
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_reproduce_with_zero_seeds_is_refused(tmp_path):
+    proc = cli(["reproduce", "lth", "--seeds", "0", "--out", str(tmp_path / "lth")], tmp_path)
+    assert proc.returncode != 0 and "--seeds" in proc.stderr and not (tmp_path / "lth").exists()
+
+
+# -- 7: tracebacks become one line -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def structured_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("f27")
+    run = out / "run"
+    proc = cli([*q(["criterion=l1_filter", "schedule=one_shot"]), f"hydra.run.dir={run}"], out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, run
+
+
+@pytest.mark.parametrize("kept", [[-1], [10**6], ["a"], [0.5]])
+def test_kept_json_with_bad_indices_is_one_line(structured_run, tmp_path, kept):
+    import prunelab
+
+    run = shutil.copytree(structured_run[1], tmp_path / "run")
+    rdir = results.round_dir(run, 1)
+    record = json.loads((rdir / "kept.json").read_text())
+    record["groups"][0]["kept"] = kept
+    (rdir / "kept.json").write_text(json.dumps(record))
+    metrics = json.loads((rdir / "metrics.json").read_text())
+    metrics["files"]["rounds/r01/kept.json"] = results.digest(rdir / "kept.json")  # a crafted, consistent folder
+    (rdir / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(PrunelabError) as err:
+        prunelab.load_model(run, compact=True)
+    assert "kept.json" in err.value.one_line()
+
+
+def test_export_and_report_write_errors_are_one_line(structured_run, tmp_path):
+    out, ref = structured_run
+    run = shutil.copytree(ref, tmp_path / "run")
+    (tmp_path / "taken").mkdir()
+    one_line_error(cli(["export", str(run), "--format", "pt2", "--out", str(tmp_path / "taken")], out), "--out")
+    proc = cli(["export", str(run), "--format", "pt2", "--atol", "nan"], out)
+    assert proc.returncode == 2 and "--atol" in proc.stderr and "Traceback" not in proc.stderr
+    os.chmod(run, 0o555)
+    try:
+        if os.access(run, os.W_OK):  # root ignores permissions: make the target a file instead
+            os.chmod(run, 0o755)
+            (run / "export").write_text("a file where the export folder goes")
+            (run / "report").write_text("a file where the report folder goes")
+        one_line_error(cli(["export", str(run), "--format", "pt2"], out), "--out")
+        one_line_error(cli(["report", str(run)], out), "--out")
+    finally:
+        os.chmod(run, 0o755)
+
+
+def test_structured_criterion_with_the_output_layer_excluded(tmp_path):
+    """``schedule=gradual`` (which excludes the output layer) with a structured criterion used to end in a
+    KeyError inside the first fit: the classifier's input columns now follow the removed neurons."""
+    args = ["logger=none", "trainer.max_epochs=2", "schedule=gradual", "schedule.end_step=30",
+            "schedule.frequency=5", "criterion=l1_filter", f"hydra.run.dir={tmp_path / 'g'}"]  # fmt: skip
+    proc = cli(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_lost_data_record_is_rebuilt_from_round_0(tmp_path):
+    run = tmp_path / "run"
+    assert cli([*Q, f"hydra.run.dir={run}"], tmp_path).returncode == 0
+    (run / "data.json").write_text('{"trunc')
+    proc = cli([*Q, f"hydra.run.dir={run}"], tmp_path)
+    assert proc.returncode == 0 and "nothing to do" in proc.stdout, proc.stderr[-2000:]
+    assert json.loads((run / "data.json").read_text())["fingerprint"]
+    import prunelab
+
+    assert isinstance(prunelab.load_model(run), torch.nn.Module)
