@@ -7,7 +7,7 @@ and the command exits with 128 + the signal number (143 for SIGTERM, 130 for SIG
 
 A job in a worker process of a parallel launcher (joblib's loky workers) also watches its parent: when the parent
 dies without a word (kill -9 of the sweep), the worker sends itself SIGTERM, so its run is marked interrupted and
-the worker exits instead of training on, orphaned, for nobody. A relaunch of the sweep resumes it.
+the worker exits (at most ``ORPHAN_GRACE_SECONDS`` later) instead of training on, orphaned, for nobody. A relaunch of the sweep resumes it.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class RunInterrupted(BaseException):
 
 _WATCHING: list[int] = []
 PARENT_POLL_SECONDS = 1.0
+ORPHAN_GRACE_SECONDS = 20.0  # time for the interrupted run to record its status before the worker exits
 
 
 def watch_parent() -> None:
@@ -55,7 +56,9 @@ def watch_parent() -> None:
     def poll() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_SECONDS)
-        os.kill(me, signal.SIGTERM)
+        os.kill(me, signal.SIGTERM)  # the run is marked interrupted in the main thread
+        time.sleep(ORPHAN_GRACE_SECONDS)  # then the worker itself goes: its pool no longer exists
+        os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=poll, name="prunelab-parent-watch", daemon=True).start()
 
