@@ -33,6 +33,7 @@ def q(args: list[str]) -> list[str]:
     base = [a for a in Q if not (a.startswith("schedule.") and any(x.startswith("schedule=") for x in args))]
     return [a for a in base if not (a.startswith("logger=") and any(x.startswith("logger=") for x in args))] + args
 
+
 # (overrides, the key the one-line error must name); each must fail before any folder is written
 PREFLIGHT = [
     (["prune.include=*.weight"], "prune.include"),
@@ -84,6 +85,23 @@ def test_dict_options_set_from_the_command_line_as_the_readme_shows():
     assert dict(cfg.prune.ratios) == {"classifier.*": 0.1}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "'prune.ratios={classifier.*: 0.1}'" in readme and "keep_fraction={3: 0.1, 5: 0.5}" in readme
+
+
+def test_every_mapping_override_in_the_readme_composes():
+    """Each ``key={...}`` override the README shows (quoted as a user types it) composes to a mapping."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = re.findall(r"`('?[a-z_.]+=\{[^`]*\}'?)`", readme) + re.findall(r"`([a-z_.]+='\{[^`]*\}')`", readme)
+    assert len(shown) >= 3, shown
+    for text in shown:
+        (override,) = shlex.split(text)
+        key = override.split("=", 1)[0]
+        node = compose_cfg([override])
+        for part in key.split("."):
+            node = node[part]
+        assert len(node) >= 1, text
 
 
 def test_null_mappings_keep_the_run_ids():

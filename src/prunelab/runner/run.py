@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from omegaconf import DictConfig
 
 from prunelab import results
 from prunelab.console import round_line
-from prunelab.errors import describe
+from prunelab.errors import PrunelabError, describe
 from prunelab.pruning import source
 from prunelab.runner import build, preflight, share, status
 from prunelab.runner.context import RunContext
@@ -35,18 +36,38 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     source.pin(cfg)  # rewind.masks_from: the masks' fingerprint joins the recorded config
     if preflight.population_size(cfg) > 1:
         return run_population(cfg, run_dir)
+    new_folder = _empty(run_dir) and not _in_sweep()  # a sweep job's folder records its failure for the summary
     with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.get("wait", False))):
         folder = status.RunFolder(run_dir)
         with folder.noted(cfg, "refused"):
             folder.check_identity(cfg)  # before anything is skipped or written
-        with folder.noted(cfg, "failed"):
-            ctx = build.prepare(cfg, run_dir)  # every object built and checked; nothing written yet
+        try:
+            with folder.noted(cfg, "failed"):
+                ctx = build.prepare(cfg, run_dir)  # every object built and checked; nothing written yet
+        except PrunelabError:
+            if new_folder:  # bad input found by the checks that need the data or the model: leave no folder
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         with folder.noted(cfg, "refused"):
             folder.check_data(ctx.dm.describe())
         done = folder.verified_rounds(ctx.num_rounds)
         if len(done) == ctx.num_rounds and folder.read_summary().get("status") == "complete":
             return skip(ctx, folder, done)
         return attempt(ctx, folder, done)
+
+
+def _empty(run_dir: Path) -> bool:
+    """No folder yet, or one holding nothing but what Hydra and the CLI put there before the job (its log)."""
+    return not run_dir.exists() or all(p.name in ("cli.log", ".lock") for p in run_dir.iterdir())
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    mode = HydraConfig.get().mode
+    return mode is not None and mode.name == "MULTIRUN"
 
 
 def skip(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict:
