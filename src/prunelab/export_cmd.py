@@ -121,9 +121,9 @@ def main(argv: list[str]) -> None:
     try:
         path, diff, compact = export(args.run_dir, args.format, args.round, args.out, args.atol)
     except OSError as exc:  # a read-only run folder, a full disk
-        exc = PrunelabError("--out", f"cannot write {exc.filename or args.out} ({exc.strerror or exc})",
-                            "give --out <a file in a writable folder>")  # fmt: skip
-        print(f"prunelab: error: {exc.one_line()}", file=sys.stderr)
+        error = PrunelabError("--out", f"cannot write {exc.filename or args.out} ({exc.strerror or exc})",
+                              "give --out <a file in a writable folder>")  # fmt: skip
+        print(f"prunelab: error: {error.one_line()}", file=sys.stderr)
         raise SystemExit(2) from None
     except PrunelabError as exc:
         print(f"prunelab: error: {exc.one_line()}", file=sys.stderr)

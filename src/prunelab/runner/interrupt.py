@@ -6,8 +6,9 @@ Ctrl-C into ``sys.exit(1)``. Inside :func:`interruptible` both signals raise :cl
 and the command exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT), as a shell would.
 
 A job in a worker process of a parallel launcher (joblib's loky workers) also watches its parent: when the parent
-dies without a word (kill -9 of the sweep), the worker sends itself SIGTERM, so its run is marked interrupted and
-the worker exits (at most ``ORPHAN_GRACE_SECONDS`` later) instead of training on, orphaned, for nobody. A relaunch of the sweep resumes it.
+dies without a word (kill -9 of the sweep), the worker sends itself SIGTERM, so its run is marked interrupted, and
+exits at most ``ORPHAN_GRACE_SECONDS`` later instead of training on, orphaned, for nobody. A relaunch of the sweep
+resumes the run.
 """
 
 from __future__ import annotations
