@@ -295,3 +295,55 @@ def test_lost_data_record_is_rebuilt_from_round_0(tmp_path):
     import prunelab
 
     assert isinstance(prunelab.load_model(run), torch.nn.Module)
+
+
+def test_duplicate_sweep_value_is_refused_before_launch(tmp_path):
+    proc = cli(["-m", "seed=0,0", *Q, f"hydra.sweep.dir={tmp_path / 'sw'}"], tmp_path)
+    one_line_error(proc, "seed")
+    assert not (tmp_path / "sw").exists()
+
+
+ORPHAN = """
+import multiprocessing, os, sys, time
+from pathlib import Path
+
+def job(marker):
+    from prunelab.runner import interrupt
+    interrupt.PARENT_POLL_SECONDS, interrupt.ORPHAN_GRACE_SECONDS = 0.1, 1.0
+    try:
+        with interrupt.interruptible():
+            Path(marker + ".started").write_text(str(os.getpid()))
+            time.sleep(120)
+    except interrupt.RunInterrupted as exc:
+        Path(marker).write_text(exc.signal_name)
+        time.sleep(120)  # a pool worker waits for its next task: the watcher ends it
+
+if __name__ == "__main__":
+    multiprocessing.get_context("spawn").Process(target=job, args=(sys.argv[1],)).start()
+    time.sleep(120)
+"""
+
+
+def test_worker_of_a_killed_sweep_marks_its_run_and_exits(tmp_path):
+    """A job in a pool worker (as joblib's loky workers run them) whose parent is killed with SIGKILL is interrupted
+    (SIGTERM to itself: the run is marked) and the worker exits instead of training on, orphaned."""
+    script, marker = tmp_path / "orphan.py", tmp_path / "interrupted"
+    script.write_text(ORPHAN)
+    parent = subprocess.Popen([sys.executable, str(script), str(marker)], cwd=tmp_path)
+    started = Path(f"{marker}.started")
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    child = int(started.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 20
+    while Path(f"/proc/{child}").exists() and time.time() < deadline:
+        if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+            break  # exited (a zombie until its new parent reaps it)
+        time.sleep(0.1)
+    alive = Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert marker.exists() and marker.read_text() == "SIGTERM"
+    assert not alive
