@@ -158,3 +158,16 @@ def _read(path: Path) -> str:
 
 def run_dirs(out: Path) -> list[Path]:
     return sorted(p.parent for p in out.rglob("run_config.yaml"))
+
+
+TINY_RUN = ["logger=csv", "trainer.max_epochs=1", "schedule.rounds=2"]  # digits, one epoch a round, rounds 0..2
+
+
+@pytest.fixture(scope="module")
+def complete_run(tmp_path_factory):
+    """(outputs folder, run folder) of a finished tiny run, once per test module."""
+    out = tmp_path_factory.mktemp("complete")
+    run = out / "run"
+    proc = cli([*TINY_RUN, f"hydra.run.dir={run}"], out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, run

@@ -23,9 +23,9 @@ import pytest
 import torch
 
 from prunelab.errors import PrunelabError
-from tests.conftest import cli
+from tests.conftest import TINY_RUN, cli
 
-Q = ["logger=csv", "trainer.max_epochs=1", "schedule.rounds=2"]
+Q = TINY_RUN
 TIMING = {"fit_seconds", "wall_seconds", "round_seconds", "compute_seconds"}
 
 
@@ -50,15 +50,6 @@ def snapshot(run_dir: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name not in skip
     }
-
-
-@pytest.fixture(scope="module")
-def complete_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("faults")
-    run = out / "run"
-    proc = cli([*Q, f"hydra.run.dir={run}"], out)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, run
 
 
 def copy_run(run: Path, to: Path) -> Path:

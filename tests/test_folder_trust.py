@@ -28,9 +28,7 @@ from prunelab.errors import PrunelabError
 from prunelab.export import FORMAT, load_compact
 from prunelab.pruning import source
 from tests.conftest import cli
-from tests.test_faults import comparable, one_line_error, snapshot
-
-Q = ["logger=csv", "trainer.max_epochs=1", "schedule.rounds=2"]
+from tests.test_faults import Q, comparable, one_line_error, snapshot
 
 
 class Exploit:
@@ -43,15 +41,6 @@ class Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp("trust")
-    run = out / "run"
-    proc = cli([*Q, f"hydra.run.dir={run}"], out)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, run
-
-
 def _edit_config(run: Path, edit) -> None:
     path = run / "run_config.yaml"
     cfg = yaml.safe_load(path.read_text())
@@ -59,9 +48,9 @@ def _edit_config(run: Path, edit) -> None:
     path.write_text(yaml.safe_dump(cfg))
 
 
-def crafted(finished, tmp_path, case: str) -> tuple[Path, Path]:
+def crafted(complete_run, tmp_path, case: str) -> tuple[Path, Path]:
     """A copy of the finished run, changed so that opening it would run ``touch marker`` (``case``)."""
-    _, ref = finished
+    _, ref = complete_run
     run = shutil.copytree(ref, tmp_path / f"crafted-{case}")
     marker = tmp_path / f"ran-{case}"
     payload = tmp_path / "payload.pkl"
@@ -95,8 +84,8 @@ def _one_line(exc: PrunelabError) -> str:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_load_model_and_compact_never_run_the_folders_code(finished, tmp_path, case):
-    run, marker = crafted(finished, tmp_path, case)
+def test_load_model_and_compact_never_run_the_folders_code(complete_run, tmp_path, case):
+    run, marker = crafted(complete_run, tmp_path, case)
     if case == "data.imbalance":  # load_model does not read the data config: the model loads, nothing runs
         assert isinstance(prunelab.load_model(run), torch.nn.Module)
     else:
@@ -113,8 +102,8 @@ def test_load_model_and_compact_never_run_the_folders_code(finished, tmp_path, c
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_load_run_report_and_masks_from_never_run_the_folders_code(finished, tmp_path, case):
-    run, marker = crafted(finished, tmp_path, case)
+def test_load_run_report_and_masks_from_never_run_the_folders_code(complete_run, tmp_path, case):
+    run, marker = crafted(complete_run, tmp_path, case)
     try:
         prunelab.load_run(run)
     except PrunelabError as exc:
@@ -130,9 +119,9 @@ def test_load_run_report_and_masks_from_never_run_the_folders_code(finished, tmp
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_export_and_report_commands_never_run_the_folders_code(finished, tmp_path, case):
-    out, _ = finished
-    run, marker = crafted(finished, tmp_path, case)
+def test_export_and_report_commands_never_run_the_folders_code(complete_run, tmp_path, case):
+    out, _ = complete_run
+    run, marker = crafted(complete_run, tmp_path, case)
     proc = cli(["export", str(run), "--format", "pt2", "--out", str(tmp_path / "m.pt2")], out)
     if case == "data.imbalance":
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -173,8 +162,8 @@ def test_every_torch_load_is_the_one_helper():
 
 
 # -- 2: identity cannot be skipped ---------------------------------------------------------------------------------
-def test_folder_without_its_recorded_config_is_never_adopted(finished, tmp_path):
-    out, ref = finished
+def test_folder_without_its_recorded_config_is_never_adopted(complete_run, tmp_path):
+    out, ref = complete_run
     run = shutil.copytree(ref, tmp_path / "run")
     (run / "run_config.yaml").unlink()
     shutil.rmtree(run / ".hydra", ignore_errors=True)
@@ -186,8 +175,8 @@ def test_folder_without_its_recorded_config_is_never_adopted(finished, tmp_path)
     one_line_error(proc, "hydra.run.dir")
 
 
-def test_summary_of_another_run_is_refused(finished, tmp_path):
-    out, ref = finished
+def test_summary_of_another_run_is_refused(complete_run, tmp_path):
+    out, ref = complete_run
     run = shutil.copytree(ref, tmp_path / "run")
     summary = json.loads((run / "summary.json").read_text())
     (run / "summary.json").write_text(json.dumps({**summary, "run_id": "0123456789"}))
@@ -211,7 +200,7 @@ def test_moved_folder_resumes_to_identical_results(tmp_path):
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not results.round_done(first, 0), "the run finished round 0 before it was killed: nothing to test"
+    assert not results.round_done(first, 0), "the run complete_run round 0 before it was killed: nothing to test"
     moved = shutil.copytree(first, tmp_path / "elsewhere" / "moved")
     shutil.rmtree(first)
     resumed = cli([*args, f"hydra.run.dir={moved}"], tmp_path)
