@@ -227,7 +227,7 @@ def test_sighup_marks_the_run_interrupted(tmp_path):
 
 def test_reproduce_with_zero_seeds_is_refused(tmp_path):
     proc = cli(["reproduce", "lth", "--seeds", "0", "--out", str(tmp_path / "lth")], tmp_path)
-    assert proc.returncode != 0 and "--seeds" in proc.stderr and not (tmp_path / "lth").exists()
+    assert proc.returncode == 2 and "--seeds" in proc.stderr and not (tmp_path / "lth").exists()
 
 
 # -- 7: tracebacks become one line -----------------------------------------------------------------------------------

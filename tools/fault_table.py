@@ -571,7 +571,7 @@ def structured27_cases(t: Table, tmp: Path) -> None:
         ["logger=none", "trainer.max_epochs=1", "criterion=l1_filter", "schedule=one_shot", f"hydra.run.dir={lost}"],
         tmp,
     )
-    t.add("27.u", "truncated data.json, same command (then load_model)", proc, "data.json")
+    t.add("27.u", "truncated data.json, same command", proc, "data.json")
 
 
 def joblib_orphans(tmp: Path) -> subprocess.CompletedProcess:

@@ -93,6 +93,11 @@ def _child(cmd: list[str]) -> NoReturn:
             os._exit(code)
 
 
+def _fail(message: str) -> None:
+    print(f"prunelab: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="prunelab reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("paper", choices=sorted(PAPERS))
@@ -113,12 +118,10 @@ def main(argv: list[str]) -> None:
     args = parser.parse_intermixed_args(argv)
     spec = PAPERS[args.paper]
     if args.seeds is not None and args.seeds < 1:
-        raise SystemExit(
-            f"prunelab: error: --seeds: {args.seeds} seeds per setting (fix: use --seeds >= 1, or leave "
-            f"it out for the paper's {spec['seeds']})"
-        )
+        _fail(f"--seeds: {args.seeds} seeds per setting (fix: use --seeds >= 1, or leave it out for the paper's "
+              f"{spec['seeds']})")  # fmt: skip
     if os.environ.get("PRUNELAB_OUTPUT_DIR") == "" and args.out is None:
-        raise SystemExit("prunelab: error: PRUNELAB_OUTPUT_DIR is set but empty (fix: unset it, or give --out DIR)")
+        _fail("PRUNELAB_OUTPUT_DIR: set but empty (fix: unset it, or give --out DIR)")
     out = args.out or Path(os.environ.get("PRUNELAB_OUTPUT_DIR") or "outputs") / "reproduce" / args.paper
     n = spec["seeds"] if args.seeds is None else args.seeds
     start = time.perf_counter()

@@ -81,13 +81,15 @@ def load_tensors(path: Path | str, key: str, fix: str = "rerun the run that wrot
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         lines = str(exc).strip().splitlines()
-        what = next((line.strip()[:100] for line in lines if "GLOBAL" in line or "Unsupported" in line), "")
-        raise PrunelabError(
-            key,
-            f"{path} holds more than tensors ({what or 'a pickled object'}); prunelab never "
-            "unpickles objects from a file",
-            f"the file is not prunelab's: {fix}",
-        ) from None
+        what = next((line.strip()[:100] for line in lines if "GLOBAL" in line), "")
+        if what:  # a pickled class or function: refused, never called
+            raise PrunelabError(
+                key,
+                f"{path} holds more than tensors ({what}); prunelab never unpickles objects from a file",
+                f"the file is not prunelab's: {fix}",
+            ) from None
+        raise PrunelabError(key, f"cannot read {path} (not a tensor file)", f"the file is truncated or not "
+                            f"prunelab's: {fix}") from None  # fmt: skip
     except Exception as exc:  # truncated, not a zip archive, a directory, a read error, ...
         head = (str(exc).strip().splitlines() or [""])[0][:120]
         raise PrunelabError(

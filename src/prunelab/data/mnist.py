@@ -53,7 +53,7 @@ class MNISTDataModule(TensorDataModule):
 
     def _corrupt(self, exc: BaseException) -> PrunelabError:
         detail = (str(exc).strip().splitlines() or [""])[0][:80]
-        return PrunelabError("paths.data_dir", f"{self.source()}: a {self.torchvision_class} file is truncated or "
+        return PrunelabError("paths.data_dir", f"{self.source()}: an idx file of {self.torchvision_class} is truncated or "
                              f"corrupt ({type(exc).__name__}{': ' + detail if detail else ''})",
                              "replace the idx files with complete copies (see ../shared/data/README.md or "
                              "data.download=true)")  # fmt: skip
