@@ -53,10 +53,12 @@ class MNISTDataModule(TensorDataModule):
 
     def _corrupt(self, exc: BaseException) -> PrunelabError:
         detail = (str(exc).strip().splitlines() or [""])[0][:80]
-        return PrunelabError("paths.data_dir", f"{self.source()}: an idx file of {self.torchvision_class} is truncated or "
-                             f"corrupt ({type(exc).__name__}{': ' + detail if detail else ''})",
-                             "replace the idx files with complete copies (see ../shared/data/README.md or "
-                             "data.download=true)")  # fmt: skip
+        what = f"{type(exc).__name__}{': ' + detail if detail else ''}"
+        return PrunelabError(
+            "paths.data_dir",
+            f"{self.source()}: an idx file of {self.torchvision_class} is truncated or corrupt ({what})",
+            "replace the idx files with complete copies (see ../shared/data/README.md or data.download=true)",
+        )
 
 
 class FashionMNISTDataModule(MNISTDataModule):
