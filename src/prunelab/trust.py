@@ -96,6 +96,13 @@ def buildable(cfg: DictConfig | dict, group: str, source: str = "run_config.yaml
     return {"_target_": target, **{str(k): v for k, v in rest.items()}}
 
 
+def check_recorded(cfg: DictConfig | dict, source: str = "run_config.yaml") -> None:
+    """Every group prunelab may rebuild from a folder (:data:`READ_GROUPS`) passes :func:`buildable`: a folder whose
+    recorded config was edited to name code is refused as a whole, by every reader."""
+    for group in READ_GROUPS:
+        buildable(cfg, group, source)
+
+
 def recorded_config(run_dir: Path) -> DictConfig:
     """The run's recorded (resolved) config, ``run_config.yaml``: the identity record a run writes before its first
     round. Hydra's ``.hydra/config.yaml`` is not read: it is unresolved and nothing checked it against the run."""
@@ -109,6 +116,7 @@ def recorded_config(run_dir: Path) -> DictConfig:
             raise PrunelabError(KEY, f"{path} is unreadable ({type(exc).__name__})",
                                 "rerun the run: its recorded config is damaged") from None  # fmt: skip
         if isinstance(cfg, DictConfig) and "model" in cfg:
+            check_recorded(cfg, str(path))
             return cfg
     raise PrunelabError(KEY, f"{run_dir} is not a prunelab run folder (no readable run_config.yaml)",
                         "give a folder printed as 'run folder:' by a run")  # fmt: skip

@@ -66,7 +66,16 @@ def load_run(path: Path) -> Run:
                 status, error = "broken", problem or f"rounds/r{r:02d} is missing"
                 break
             rows.append(results.strip_record(row))
-    return Run(path, status, _config(path), rows if status == "complete" else [], error)
+    config = _config(path)
+    if config and (path / "run_config.yaml").exists():
+        from prunelab.errors import PrunelabError
+        from prunelab.trust import check_recorded
+
+        try:  # an edited record that names code: listed, never used
+            check_recorded(config)
+        except PrunelabError as exc:
+            return Run(path, "broken", {}, [], exc.one_line())
+    return Run(path, status, config, rows if status == "complete" else [], error)
 
 
 def find_runs(root: Path) -> list[Run]:
