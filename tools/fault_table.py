@@ -64,17 +64,38 @@ def said(proc: subprocess.CompletedProcess, grep: str | None = None) -> str:
     return text.split("] - ", 1)[-1].replace("|", "/")
 
 
+ERROR_LINE = ("prunelab: error:", "prunelab export: error:", "prunelab report: error:")
+FAILED_CHECKS = ("Traceback", "(code ran: True)", "equal False", "PROBLEM")
+
+
+def verdict(proc: subprocess.CompletedProcess) -> str:
+    """``refused`` (non-zero exit, exactly one error line), ``recovered`` (exit 0), or ``DEFECT``: a traceback, code
+    that ran, a result that differs, or a failure without its one line."""
+    text = proc.stdout + proc.stderr
+    if any(bad in text for bad in FAILED_CHECKS):
+        return "DEFECT"
+    if proc.returncode == 0:
+        return "recovered"
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(ERROR_LINE)]
+    return "refused" if len(errors) == 1 else "DEFECT"
+
+
 class Table:
     def __init__(self) -> None:
-        self.rows: list[tuple[str, str, int, str]] = []
+        self.rows: list[tuple[str, str, int, str, str]] = []
 
     def add(self, item: str, case: str, proc: subprocess.CompletedProcess, grep: str | None = None) -> None:
-        self.rows.append((item, case, proc.returncode, said(proc, grep)))
-        print(f"{item:>3} {case}: exit {proc.returncode}", file=sys.stderr, flush=True)
+        self.rows.append((item, case, proc.returncode, verdict(proc), said(proc, grep)))
+        print(f"{item:>3} {case}: exit {proc.returncode} ({self.rows[-1][3]})", file=sys.stderr, flush=True)
+
+    def totals(self) -> str:
+        counts = {v: sum(r[3] == v for r in self.rows) for v in ("refused", "recovered", "DEFECT")}
+        return (f"{len(self.rows)} cases: {counts['refused']} refused on one line with a non-zero exit, "
+                f"{counts['recovered']} recovered correctly (exit 0), {counts['DEFECT']} defects")  # fmt: skip
 
     def markdown(self) -> str:
-        lines = ["| # | case | exit | prunelab said |", "|---|---|---|---|"]
-        lines += [f"| {i} | `{c}` | {code} | {s} |" for i, c, code, s in self.rows]
+        lines = ["| # | case | exit | verdict | prunelab said |", "|---|---|---|---|---|"]
+        lines += [f"| {i} | `{c}` | {code} | {v} | {s} |" for i, c, code, v, s in self.rows]
         return "\n".join(lines)
 
 
@@ -425,7 +446,7 @@ def data27_cases(t: Table, tmp: Path, data: Path) -> None:
     )
     record = tmp / "nhwc" / "data.json"
     shape = json.loads(record.read_text())["input_shape"] if record.exists() else None
-    proc.stdout += f"\ninput_shape recorded: {shape}"
+    proc.stdout += f"\ninput_shape recorded: {shape}" + ("" if shape == [3, 28, 28] else " PROBLEM")
     t.add("27.5", "MedMNIST-style RGB .npz stored channels-last (N, 28, 28, 3)", proc, "input_shape")
     swapped = mnist_like(tmp, "swap", {n: data / "MNIST" / "raw" / m for n, m in zip(IDX, IDX[2:] + IDX[:2])})
     t.add("27.5", "MNIST train and test files swapped", prunelab([*Q, "data=mnist", f"paths.data_dir={swapped}"], tmp))
@@ -604,13 +625,16 @@ def joblib_orphans(tmp: Path) -> subprocess.CompletedProcess:
     for w in alive:
         os.kill(int(w), signal.SIGKILL)
     text = f"workers alive 30 s after the parent's kill -9: {len(alive)} of {len(workers)}; job statuses {statuses}"
-    return subprocess.CompletedProcess(cmd, -9, text, "")
+    ok = not alive and workers and statuses == ["interrupted", "interrupted"]
+    return subprocess.CompletedProcess(cmd, 0 if ok else 1, text + ("" if ok else " PROBLEM"), "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("PRUNELAB_DATA_DIR", "../shared/data")))
-    data = parser.parse_args().data.resolve()
+    parser.add_argument("--doc", type=Path, default=None, help="also write the table, stamped, to this Markdown file")
+    args = parser.parse_args()
+    data = args.data.resolve()
     table = Table()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -626,7 +650,29 @@ def main() -> None:
         input27_cases(table, tmp, ref)
         structured27_cases(table, tmp)
         table.add("27.u", "kill -9 of a joblib sweep's parent", joblib_orphans(tmp), "workers alive")
+    print(table.totals())
     print(table.markdown())
+    if args.doc:
+        write_doc(args.doc, table)
+
+
+def write_doc(path: Path, table: Table) -> None:
+    """The table with its stamp: date, commit (``+changes`` when the tree differs from it) and command."""
+    repo = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=repo, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "src", "conf", "tools"], cwd=repo, capture_output=True,
+                           text=True).stdout.strip()  # fmt: skip
+    stamp = f"{time.strftime('%Y-%m-%d')}, commit {commit.stdout.strip()}{' +changes' if dirty else ''}"
+    text = (
+        "# Fault table\n\nWritten by `python tools/fault_table.py --doc docs/faults.md` (the real `prunelab` command "
+        "in temporary folders; tiny runs on the embedded digits data and ../shared/data), "
+        f"{stamp}. Never edited by hand.\n\n**{table.totals()}.**\n\n"
+        "Items 1-14 are issue 12's cases, 27.1-27.7 issue 27's deliverables, 27.u its 'unclear' list. A verdict is "
+        "`refused` (non-zero exit, exactly one `prunelab: error:` line, no traceback), `recovered` (exit 0, with the "
+        "check the row names), or `DEFECT` (a traceback, code from a folder that ran, results that differ, a "
+        "failure without its line).\n\n" + table.markdown() + "\n"
+    )
+    path.write_text(text)
 
 
 if __name__ == "__main__":
