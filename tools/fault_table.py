@@ -83,9 +83,13 @@ def verdict(proc: subprocess.CompletedProcess) -> str:
 class Table:
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, int, str, str]] = []
+        self.hidden: dict[str, str] = {}  # machine paths -> placeholders (<tmp>, <data>) in what the table shows
 
     def add(self, item: str, case: str, proc: subprocess.CompletedProcess, grep: str | None = None) -> None:
-        self.rows.append((item, case, proc.returncode, verdict(proc), said(proc, grep)))
+        text = said(proc, grep)
+        for path, label in self.hidden.items():
+            text = text.replace(path, label)
+        self.rows.append((item, case, proc.returncode, verdict(proc), text))
         print(f"{item:>3} {case}: exit {proc.returncode} ({self.rows[-1][3]})", file=sys.stderr, flush=True)
 
     def totals(self) -> str:
@@ -638,6 +642,7 @@ def main() -> None:
     table = Table()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
+        table.hidden = {str(tmp.resolve()): "<tmp>", str(tmp): "<tmp>", str(data): "<data>"}
         ref = complete_run(tmp)
         identity_cases(table, tmp, ref, data)
         data_cases(table, tmp, data)
@@ -665,7 +670,7 @@ def write_doc(path: Path, table: Table) -> None:
     stamp = f"{time.strftime('%Y-%m-%d')}, commit {commit.stdout.strip()}{' +changes' if dirty else ''}"
     text = (
         "# Fault table\n\nWritten by `python tools/fault_table.py --doc docs/faults.md` (the real `prunelab` command "
-        "in temporary folders; tiny runs on the embedded digits data and ../shared/data), "
+        "in temporary folders, shown as `<tmp>`; tiny runs on the embedded digits data and `<data>`, ../shared/data), "
         f"{stamp}. Never edited by hand.\n\n**{table.totals()}.**\n\n"
         "Items 1-14 are issue 12's cases, 27.1-27.7 issue 27's deliverables, 27.u its 'unclear' list. A verdict is "
         "`refused` (non-zero exit, exactly one `prunelab: error:` line, no traceback), `recovered` (exit 0, with the "
