@@ -255,6 +255,8 @@ def _test_images(runs: list[Run]):
         return None
     try:
         node = buildable(run.config, "data")  # a folder never chooses the code that loads its data
+        if "download" in node:
+            node["download"] = False  # ...nor makes prunelab fetch anything: the files are there or no gallery
     except PrunelabError as exc:
         log.warning("%s: no example gallery (%s)", run.path, exc.one_line())
         return None
