@@ -61,10 +61,16 @@ def test_bad_options_fail_before_any_folder(tmp_path, args, key):
     assert not (tmp_path / "shared").exists()
 
 
+def _listing(folder: Path) -> set[str]:
+    return {str(p) for p in folder.rglob("*")} if folder.exists() else set()
+
+
 def test_empty_output_dir_variable_is_refused(tmp_path):
+    before = _listing(Path("/runs"))  # where an empty PRUNELAB_OUTPUT_DIR put run folders
     proc = cli([*Q], tmp_path, env_extra={"PRUNELAB_OUTPUT_DIR": ""})
     one_line_error(proc, "paths.output_dir")
-    assert not Path("/runs").exists() or not any(Path("/runs").iterdir())
+    assert _listing(Path("/runs")) == before
+    assert not any(tmp_path.iterdir())  # the working directory, where it put the shared round-0 store
 
 
 def test_long_folder_name_is_one_line(tmp_path):
