@@ -353,3 +353,20 @@ def test_worker_of_a_killed_sweep_marks_its_run_and_exits(tmp_path):
         os.kill(child, signal.SIGKILL)
     assert marker.exists() and marker.read_text() == "SIGTERM"
     assert not alive
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_gpu_is_checked_by_the_job_not_by_the_launching_machine(tmp_path):
+    """A sweep sent to GPU nodes (SLURM, Ray) is launched from a machine that may have none: the CLI's check leaves
+    the GPU out, and each job checks its own machine before any work, its failure counted by the sweep summary."""
+    from prunelab.runner.preflight import check_config
+
+    cfg = compose_cfg(["trainer.accelerator=gpu"])
+    check_config(cfg, machine=False)
+    with pytest.raises(PrunelabError):
+        check_config(cfg)
+    sweep = tmp_path / "sw"
+    proc = cli(["-m", "seed=0,1", *Q, "trainer.accelerator=gpu", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 3 and "2 of 2 sweep jobs failed" in proc.stderr, proc.stderr[-2000:]
+    statuses = [json.loads(p.read_text())["status"] for p in sweep.glob("*/summary.json")]
+    assert statuses == ["failed", "failed"]

@@ -133,7 +133,7 @@ def check_compose(args: list[str]) -> None:
         for variant in sweep_variants(overrides):
             try:
                 cfg = compose(config_name="config", overrides=[*variant, *hydra_overrides], return_hydra_config=True)
-                check_config(cfg)
+                check_config(cfg, machine=False)  # each job checks its own machine (a GPU) itself
             except PrunelabError as exc:
                 fail(exc.one_line())
             except Exception as exc:

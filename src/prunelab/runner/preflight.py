@@ -65,8 +65,10 @@ def _missing(node: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Checks on the composed config alone (types, ranges, names); raises a PrunelabError."""
+def check_config(cfg: DictConfig, machine: bool = True) -> None:
+    """Checks on the composed config alone (types, ranges, names); raises a PrunelabError. ``machine=False`` leaves
+    out what depends on the machine the job runs on (a GPU): the CLI checks a sweep before a launcher may send its
+    jobs to other machines (SLURM, Ray), and each job checks that part itself before any work."""
     missing = _missing(cfg)
     if missing:
         raise PrunelabError(missing[0], "has no value (??? in its config file)", f"set it: {missing[0]}=<value>")
@@ -86,7 +88,7 @@ def check_config(cfg: DictConfig) -> None:
         raise PrunelabError("data.split_seed", f"{split_seed!r} is not an integer in 0..2^63-1", "e.g. 0")
     _check_paths(cfg)
     _check_trainer(cfg)
-    _check_device(cfg)
+    _check_device(cfg, machine)
     _check_scope(cfg)
     _check_rewind(cfg)
     _check_model(cfg)
@@ -193,13 +195,13 @@ PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", 
               "transformer-engine", "transformer-engine-float16")  # Lightning 2.x's names  # fmt: skip
 
 
-def _check_device(cfg: DictConfig) -> None:
+def _check_device(cfg: DictConfig, machine: bool = True) -> None:
     """Accelerator and precision, as Lightning would refuse them inside the first fit (with a traceback)."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator not in ACCELERATORS:
         raise PrunelabError("trainer.accelerator", f"{accelerator!r} is not an accelerator",
                             f"use one of {', '.join(ACCELERATORS)}")  # fmt: skip
-    if accelerator in ("gpu", "cuda"):
+    if accelerator in ("gpu", "cuda") and machine:
         import torch
 
         if not torch.cuda.is_available():

@@ -32,11 +32,15 @@ log = logging.getLogger("prunelab")
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run (or resume, or verify and skip) the experiment described by ``cfg`` in ``run_dir``."""
     run_dir = Path(run_dir)
-    preflight.check_config(cfg)
-    source.pin(cfg)  # rewind.masks_from: the masks' fingerprint joins the recorded config
+    new_folder = _empty(run_dir) and not _in_sweep()  # a sweep job's folder records its failure for the summary
+    try:
+        preflight.check_config(cfg)  # again in the job: what depends on its machine (a GPU) is checked only here
+        source.pin(cfg)  # rewind.masks_from: the masks' fingerprint joins the recorded config
+    except PrunelabError as exc:
+        refused_before_work(cfg, run_dir, exc, new_folder)
+        raise
     if preflight.population_size(cfg) > 1:
         return run_population(cfg, run_dir)
-    new_folder = _empty(run_dir) and not _in_sweep()  # a sweep job's folder records its failure for the summary
     with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.get("wait", False))):
         folder = status.RunFolder(run_dir)
         with folder.noted(cfg, "refused"):
@@ -54,6 +58,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         if len(done) == ctx.num_rounds and folder.read_summary().get("status") == "complete":
             return skip(ctx, folder, done)
         return attempt(ctx, folder, done)
+
+
+def refused_before_work(cfg: DictConfig, run_dir: Path, exc: PrunelabError, new_folder: bool) -> None:
+    """A single run leaves no folder; a sweep job's fresh folder says why it failed (the sweep summary counts it)."""
+    if new_folder:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif _in_sweep() and _empty(run_dir) and results.is_writer():
+        folder = status.RunFolder(run_dir)
+        folder.attempt("failed", 0.0, error=exc.one_line())
+        folder.set_status("failed", cfg, error=exc.one_line())
 
 
 def _empty(run_dir: Path) -> bool:
