@@ -87,9 +87,18 @@ def per_class_figures(probs: torch.Tensor, y: torch.Tensor) -> dict[str, torch.T
         tpr = torch.cat([tps.new_zeros(1), tps[last]]) / tps[-1]
         fpr = torch.cat([fps.new_zeros(1), fps[last]]) / fps[-1]
         auroc[k] = torch.trapezoid(tpr, fpr)
-    return {"recall": recall, "precision": precision, "specificity": tn / (tn + fp).clamp_min(1),
-            "f1": 2 * tp / (2 * tp + fp + fn).clamp_min(1), "auroc": auroc, "tp": tp, "fp": fp, "tn": tn, "fn": fn,
-            "acc": cm.trace() / cm.sum()}  # fmt: skip
+    return {
+        "recall": recall,
+        "precision": precision,
+        "specificity": tn / (tn + fp).clamp_min(1),
+        "f1": 2 * tp / (2 * tp + fp + fn).clamp_min(1),
+        "auroc": auroc,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "acc": cm.trace() / cm.sum(),
+    }
 
 
 @torch.no_grad()
@@ -248,8 +257,9 @@ class BareStepper:
         self.seconds.append(time.perf_counter() - start)
 
 
-def interleaved(dm: MNISTDataModule, model_name: str = "lenet300", steps: int | None = None,
-                validate: bool = False) -> tuple[float, float]:  # fmt: skip
+def interleaved(
+    dm: MNISTDataModule, model_name: str = "lenet300", steps: int | None = None, validate: bool = False
+) -> tuple[float, float]:
     """A prunelab round's throughput against the bare loop's, their steps interleaved: a callback runs one bare step
     after each prunelab step (and, with ``validate``, the bare validation pass and per-class figures after the last
     one, before the round's own validation). Returns (whole fit, per step): the bare loop's time over the time of
@@ -485,15 +495,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
             baseline = "" if not ratios[k] else ("bare+val" if base_of[k] == VAL_BASE else "bare")
             ms = 1000 * statistics.median(v) / n
             rows.append([model_name, n, k, ms, baseline, ratio, spread, target])
-            results.append({"model": model_name, "variant": k, "ms_per_step": ms, "throughput": ratio,
-                            "baseline": base_of[k], "ratios": ratios[k]})  # fmt: skip
+            results.append(
+                {
+                    "model": model_name,
+                    "variant": k,
+                    "ms_per_step": ms,
+                    "throughput": ratio,
+                    "baseline": base_of[k],
+                    "ratios": ratios[k],
+                }
+            )
         names = [k for key in paired for k in (key, key + PER_STEP) if k in ratios]
         for k, r in ((k, ratios[k]) for k in names):
             ratio = statistics.median(r)
             target = verdict(ratio, goal) if k in (INTERLEAVED, INTERLEAVED_VAL) else ""
             rows.append([model_name, n, k, "", "bare, same run", ratio, f"{min(r):.3f}-{max(r):.3f}", target])
-            results.append({"model": model_name, "variant": k, "ms_per_step": None, "throughput": ratio,
-                            "baseline": "bare, interleaved", "ratios": r})  # fmt: skip
+            results.append(
+                {
+                    "model": model_name,
+                    "variant": k,
+                    "ms_per_step": None,
+                    "throughput": ratio,
+                    "baseline": "bare, interleaved",
+                    "ratios": r,
+                }
+            )
     print_table(
         f"P1 framework overhead: MNIST, batch {args.batch_size}, Adam, {torch.get_num_threads()} threads; each "
         f"variant right after its baseline, {args.reps} repetitions: median (and range) of the paired ratios "

@@ -97,9 +97,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ["scikit-learn PLSRegression + VIP, float32 features, default tol", med["sk32"], 1.0, ""],
         ["scikit-learn, float64 features, default tol", med["sk64"], med["sk32"] / med["sk64"], ""],
         ["scikit-learn, float64, tol=1e-13 (one run)", exact_s, med["sk32"] / exact_s, ""],
-        ["prunelab pls_vip (float64 inside)", med["prunelab"], med["sk32"] / med["prunelab"],
-         verdict(med["sk32"] / med["prunelab"], 10.0)],
-    ]  # fmt: skip
+        [
+            "prunelab pls_vip (float64 inside)",
+            med["prunelab"],
+            med["sk32"] / med["prunelab"],
+            verdict(med["sk32"] / med["prunelab"], 10.0),
+        ],
+    ]
     agree = []
     for ref in ("sklearn float32", "sklearn float64", "sklearn float64, tol=1e-13", "textbook float64 (numpy SVD)"):
         a, b = np.argsort(out["prunelab"], kind="stable"), np.argsort(out[ref], kind="stable")

@@ -58,12 +58,20 @@ def pruned(make, kinds="all", allocation: Allocation | None = None, scope: str =
     masking.attach_masks(model, masking.prunable_names(model))
     groups = filter_groups(model, kinds)
     masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
-    cb = PruningCallback(L1Filter(scope), OneShot(0.5), rewinding.Rewind(), 1, "unused", groups=groups,
-                         allocation=allocation or Allocation())  # fmt: skip
+    cb = PruningCallback(
+        L1Filter(scope),
+        OneShot(0.5),
+        rewinding.Rewind(),
+        1,
+        "unused",
+        groups=groups,
+        allocation=allocation or Allocation(),
+    )
     context = ScoringContext(round=1, seed=0, groups=groups)
     current = masking.get_masks(model, primary_only=True)
-    masking.set_masks(model, cb.select_masks(model, cb.criterion.scores(model, current, context=context), current,
-                                             0.5, context))  # fmt: skip
+    masking.set_masks(
+        model, cb.select_masks(model, cb.criterion.scores(model, current, context=context), current, 0.5, context)
+    )
     return dense, model, groups
 
 
@@ -78,16 +86,26 @@ def reach_rows() -> list[list[object]]:
         kinds = {k: sum(g.kind == k for g in groups) for k in ("conv", "flatten", "linear", "residual")}
         params = sum(p.numel() for p in small.parameters()) / sum(p.numel() for p in dense.parameters())
         refused_layers = [n for n, why in refused(dense).items() if "output" not in why]  # not the logits layer
-        rows.append([name, ", ".join(f"{v} {k}" for k, v in kinds.items() if v), len(refused_layers),
-                     f"{params:.1%}", f"{flops(small, shape) / flops(dense, shape):.1%}", f"{diff:.1e}"])  # fmt: skip
+        rows.append(
+            [
+                name,
+                ", ".join(f"{v} {k}" for k, v in kinds.items() if v),
+                len(refused_layers),
+                f"{params:.1%}",
+                f"{flops(small, shape) / flops(dense, shape):.1%}",
+                f"{diff:.1e}",
+            ]
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
-    print_table("P8 structural reach: L1, 50% of each group's units, compacted (no training)",
-                ["model", "groups (kind)", "layers refused", "parameters left", "FLOPs left", "max |compact - masked|"],
-                reach_rows())  # fmt: skip
+    print_table(
+        "P8 structural reach: L1, 50% of each group's units, compacted (no training)",
+        ["model", "groups (kind)", "layers refused", "parameters left", "FLOPs left", "max |compact - masked|"],
+        reach_rows(),
+    )
     rows = []
     for how in ("none", "mean"):
         _, model, groups = pruned(MODELS["VGG-11"][0], "conv", Allocation(normalize=how), scope="global")

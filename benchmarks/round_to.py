@@ -29,8 +29,18 @@ from prunelab.pruning.cost import count_flops
 from prunelab.pruning.groups import filter_groups
 
 SHAPE = (3, 32, 32)
-HEADER = ["share removed", "N", "batch", "kept (as ranked)", "kept (round_to)", "as ranked ms", "round_to ms",
-          "latency ratio", "FLOPs ratio", "latency / FLOPs ratio"]  # fmt: skip
+HEADER = [
+    "share removed",
+    "N",
+    "batch",
+    "kept (as ranked)",
+    "kept (round_to)",
+    "as ranked ms",
+    "round_to ms",
+    "latency ratio",
+    "FLOPs ratio",
+    "latency / FLOPs ratio",
+]
 
 
 def compacted(base: nn.Module, share: float, multiple: int | None) -> tuple[nn.Module, list[int], float]:
@@ -72,9 +82,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
             with torch.inference_mode():
                 med = interleaved({"ranked": partial(ranked, x), "rounded": partial(rounded, x)}, reps)
             latency, flops_ratio = med["rounded"] / med["ranked"], flops_r / flops
-            rows.append([f"{share:.0%}", args.multiple, batch, "/".join(map(str, counts[:4])) + "/...",
-                         "/".join(map(str, counts_r[:4])) + "/...", 1000 * med["ranked"], 1000 * med["rounded"],
-                         latency, flops_ratio, latency / flops_ratio])  # fmt: skip
+            rows.append(
+                [
+                    f"{share:.0%}",
+                    args.multiple,
+                    batch,
+                    "/".join(map(str, counts[:4])) + "/...",
+                    "/".join(map(str, counts_r[:4])) + "/...",
+                    1000 * med["ranked"],
+                    1000 * med["rounded"],
+                    latency,
+                    flops_ratio,
+                    latency / flops_ratio,
+                ]
+            )
             results.append({"share": share, "batch": batch, "latency_ratio": latency, "flops_ratio": flops_ratio})
     print_table(
         f"P7 prune.round_to={args.multiple}: VGG-16 (BN) 32x32, CPU, {torch.get_num_threads()} threads, "

@@ -28,8 +28,17 @@ from prunelab.pruning.cost import count_flops
 from prunelab.pruning.groups import filter_groups
 
 SHAPE = (3, 32, 32)
-HEADER = ["FLOPs removed", "batch", "dense ms", "compacted ms", "speedup", "FLOPs ratio", "speedup / FLOPs ratio",
-          "target", "max |out diff|"]  # fmt: skip
+HEADER = [
+    "FLOPs removed",
+    "batch",
+    "dense ms",
+    "compacted ms",
+    "speedup",
+    "FLOPs ratio",
+    "speedup / FLOPs ratio",
+    "target",
+    "max |out diff|",
+]
 
 
 def prune_uniform(base: nn.Module, share: float) -> tuple[nn.Module, list]:
@@ -90,8 +99,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 med = interleaved({"dense": partial(base, x), "compacted": partial(compacted, x)}, reps)
             speedup = med["dense"] / med["compacted"]
             share = speedup / flops_ratio
-            rows.append([f"{reduction:.0%}", batch, 1000 * med["dense"], 1000 * med["compacted"], speedup,
-                         flops_ratio, share, verdict(share, 0.8), f"{diff:.1e}"])  # fmt: skip
+            rows.append(
+                [
+                    f"{reduction:.0%}",
+                    batch,
+                    1000 * med["dense"],
+                    1000 * med["compacted"],
+                    speedup,
+                    flops_ratio,
+                    share,
+                    verdict(share, 0.8),
+                    f"{diff:.1e}",
+                ]
+            )
             results.append({"reduction": reduction, "batch": batch, "speedup": speedup, "flops_ratio": flops_ratio})
     print_table(
         f"P4 structured speedup: VGG-16 (BN) 32x32, CPU, {torch.get_num_threads()} threads, inference_mode, "

@@ -91,8 +91,9 @@ class ForkServer:
 
     def __init__(self) -> None:
         script = Path(__file__).with_name("_forkserver.py")
-        self.proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     cwd=REPO, text=True, bufsize=1)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, text=True, bufsize=1
+        )
         self._buf = b""
         hello = self._line(120)
         if hello is None or "ready" not in json.loads(hello):

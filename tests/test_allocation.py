@@ -32,8 +32,9 @@ def vgg_kept_shares(allocation: Allocation, scope: str = "global") -> dict[str, 
     masking.attach_masks(model, masking.prunable_names(model))
     groups = filter_groups(model)
     masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
-    cb = PruningCallback(L1Filter(scope), OneShot(0.5), rewinding.Rewind(), 1, "unused", groups=groups,
-                         allocation=allocation)  # fmt: skip
+    cb = PruningCallback(
+        L1Filter(scope), OneShot(0.5), rewinding.Rewind(), 1, "unused", groups=groups, allocation=allocation
+    )
     context = ScoringContext(round=1, seed=0, groups=groups)
     current = masking.get_masks(model, primary_only=True)
     scores = cb.criterion.scores(model, current, context=context)
@@ -77,8 +78,14 @@ def frankle_carbin_round(rounds: int, scope: str) -> dict[str, float]:
     masking.attach_masks(model, masking.prunable_names(model))
     sched = Iterative(0.2, rounds)
     for r in range(1, rounds + 1):
-        cb = PruningCallback(Magnitude(scope), sched, rewinding.Rewind(), r, "unused",
-                             allocation=Allocation(ratios={"classifier.*": 0.1}))  # fmt: skip
+        cb = PruningCallback(
+            Magnitude(scope),
+            sched,
+            rewinding.Rewind(),
+            r,
+            "unused",
+            allocation=Allocation(ratios={"classifier.*": 0.1}),
+        )
         current = masking.get_masks(model, primary_only=True)
         context = ScoringContext(round=r, seed=0)
         scores = cb.criterion.scores(model, current, context=context)
@@ -94,8 +101,9 @@ def test_per_pattern_rates_give_frankle_and_carbins_output_layer(scope):
     if scope == "layer":
         assert all(v == pytest.approx(1 - 0.8**3, abs=1e-3) for v in hidden)
     else:  # the hidden layers share 1 - 0.8^3 between them
-        assert (sum(v * n for v, n in zip(hidden, (784 * 300, 300 * 100), strict=True)) / (784 * 300 + 300 * 100)
-                == pytest.approx(1 - 0.8**3, abs=1e-3))  # fmt: skip
+        assert sum(v * n for v, n in zip(hidden, (784 * 300, 300 * 100), strict=True)) / (
+            784 * 300 + 300 * 100
+        ) == pytest.approx(1 - 0.8**3, abs=1e-3)
 
 
 def test_layer_target_is_a_rate_per_schedule_step():
@@ -118,8 +126,14 @@ def test_bad_allocation_names_the_key(override, key, tmp_path):
 
 
 def test_progressive_schedule_refuses_a_custom_allocation(tmp_path):
-    args = ["data=digits", "model=cnn_small_bn", "criterion=activation_energy", "schedule=progressive", "rewind=none",
-            "prune.normalize=mean"]  # fmt: skip
+    args = [
+        "data=digits",
+        "model=cnn_small_bn",
+        "criterion=activation_energy",
+        "schedule=progressive",
+        "rewind=none",
+        "prune.normalize=mean",
+    ]
     one_line_error(cli(args, tmp_path), "prune.ratios")
 
 
@@ -141,8 +155,9 @@ def test_max_layer_sparsity_caps_unstructured_global_magnitude():
         model.features[1].weight.mul_(0.1)
     current = masking.get_masks(model, primary_only=True)
     for cap, below in ((None, False), (0.82, True)):
-        cb = PruningCallback(Magnitude(), OneShot(0.8), rewinding.Rewind(), 1, "unused",
-                             allocation=Allocation(max_layer_sparsity=cap))  # fmt: skip
+        cb = PruningCallback(
+            Magnitude(), OneShot(0.8), rewinding.Rewind(), 1, "unused", allocation=Allocation(max_layer_sparsity=cap)
+        )
         scores = cb.criterion.scores(model, current, context=ScoringContext(round=1, seed=0))
         masks = cb.select_masks(model, scores, current, 0.8, ScoringContext(round=1, seed=0))
         per_layer = {n: float((m == 0).float().mean()) for n, m in masks.items()}
@@ -192,8 +207,17 @@ def test_round_to_keeps_multiples_through_the_cli(tmp_path):
 
     from tests.conftest import run_dirs
 
-    args = ["data=digits", "model=cnn_small_bn", "criterion=l1_filter", "schedule.rate=0.4", "schedule.rounds=1",
-            "prune.round_to=8", "trainer.max_epochs=1", "logger=none", "export.latency_reps=2"]  # fmt: skip
+    args = [
+        "data=digits",
+        "model=cnn_small_bn",
+        "criterion=l1_filter",
+        "schedule.rate=0.4",
+        "schedule.rounds=1",
+        "prune.round_to=8",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "export.latency_reps=2",
+    ]
     proc = cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
@@ -204,9 +228,12 @@ def test_round_to_keeps_multiples_through_the_cli(tmp_path):
 
 @pytest.mark.parametrize(
     ("extra", "says"),
-    [(["prune.round_to=0"], "not a unit count"), (["prune.round_to=8", "criterion=magnitude"], "structured"),
-     (["prune.round_to=8", "criterion=activation_energy", "schedule=progressive", "rewind=none"], "progressive")],
-)  # fmt: skip
+    [
+        (["prune.round_to=0"], "not a unit count"),
+        (["prune.round_to=8", "criterion=magnitude"], "structured"),
+        (["prune.round_to=8", "criterion=activation_energy", "schedule=progressive", "rewind=none"], "progressive"),
+    ],
+)
 def test_round_to_errors_name_the_key(extra, says, tmp_path):
     args = ["data=digits", "model=cnn_small_bn", "criterion=l1_filter", "logger=none", "trainer.max_epochs=1", *extra]
     line = one_line_error(cli(args, tmp_path), "prune.round_to")

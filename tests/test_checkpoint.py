@@ -38,11 +38,26 @@ def fit(tmp_path: Path, scores, cls=RoundCheckpoint):
     model = MLP(dm.input_shape, dm.num_classes, (16,))
     masking.attach_masks(model, masking.prunable_names(model))
     module = ClassifierModule(model, CrossEntropy(), partial(torch.optim.Adam, lr=1e-3), dm.class_names)
-    ckpt = cls(dirpath=str(tmp_path), filename="best-epoch{epoch:03d}", monitor="probe/score", mode="min",
-               save_last=True, save_top_k=1, auto_insert_metric_name=False)  # fmt: skip
-    trainer = pl.Trainer(max_epochs=len(scores), callbacks=[Score(scores), ckpt], logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
-                         num_sanity_val_steps=0, deterministic=True)  # fmt: skip
+    ckpt = cls(
+        dirpath=str(tmp_path),
+        filename="best-epoch{epoch:03d}",
+        monitor="probe/score",
+        mode="min",
+        save_last=True,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
+    trainer = pl.Trainer(
+        max_epochs=len(scores),
+        callbacks=[Score(scores), ckpt],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        num_sanity_val_steps=0,
+        deterministic=True,
+    )
     trainer.fit(module, datamodule=dm)
     return trainer, ckpt
 
@@ -73,8 +88,9 @@ def same_content(a: dict, b: dict, dir_a: Path, dir_b: Path, first_best: bool = 
     )
 
 
-@pytest.mark.parametrize("scores", [[3.0], [3.0, 1.0, 0.5], [3.0, 1.0, 0.5, 2.0]],
-                         ids=["one epoch", "best last", "best before last"])  # fmt: skip
+@pytest.mark.parametrize(
+    "scores", [[3.0], [3.0, 1.0, 0.5], [3.0, 1.0, 0.5, 2.0]], ids=["one epoch", "best last", "best before last"]
+)
 def test_the_files_are_lightnings_and_a_best_last_epoch_is_written_once(tmp_path, scores):
     trainer, ckpt = fit(tmp_path / "round", scores)
     _, plain = fit(tmp_path / "plain", scores, cls=ModelCheckpoint)
@@ -84,8 +100,13 @@ def test_the_files_are_lightnings_and_a_best_last_epoch_is_written_once(tmp_path
     for name in names:  # the same content as Lightning's own (last.ckpt's epoch is Lightning's choice)
         first = name.startswith("best") and load(tmp_path / "plain" / name)["callbacks"]
         first = bool(first) and all(v.get("last_model_path") == "" for v in first.values())
-        assert same_content(load(tmp_path / "round" / name), load(tmp_path / "plain" / name), tmp_path / "round",
-                            tmp_path / "plain", first_best=first), name  # fmt: skip
+        assert same_content(
+            load(tmp_path / "round" / name),
+            load(tmp_path / "plain" / name),
+            tmp_path / "round",
+            tmp_path / "plain",
+            first_best=first,
+        ), name
     assert plain.state_key == ckpt.state_key and ckpt.state_key.startswith("ModelCheckpoint{")
     best, last = Path(ckpt.best_model_path), tmp_path / "round" / "last.ckpt"
     if load(last)["global_step"] == load(best)["global_step"]:

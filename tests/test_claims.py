@@ -16,9 +16,14 @@ GREATER = Claim("T", "t", "s", "x", "t", 0.0, "greater", 3)
 # -- the shared rule and interval makers -----------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("low", "high", "n", "verdict"),
-    [(0.1, 0.3, 5, HELD), (-0.3, -0.1, 5, NOT_HELD), (-0.1, 0.3, 5, UNDECIDED), (0.1, 0.3, 2, UNDECIDED),
-     (0.0, 0.0, 5, UNDECIDED)],
-)  # fmt: skip
+    [
+        (0.1, 0.3, 5, HELD),
+        (-0.3, -0.1, 5, NOT_HELD),
+        (-0.1, 0.3, 5, UNDECIDED),
+        (0.1, 0.3, 2, UNDECIDED),
+        (0.0, 0.0, 5, UNDECIDED),
+    ],
+)
 def test_decide_needs_the_whole_interval_on_one_side(low, high, n, verdict):
     assert claims.decide(GREATER, Interval((low + high) / 2, low, high, n)) == verdict
     less = Claim("T", "t", "s", "x", "t", 0.0, "less", 3)
@@ -66,15 +71,22 @@ def test_markdown_shows_the_figures_not_just_the_word():
 def _entezari(rng, effect: bool, seeds=5, levels=7):
     def metrics(auroc, acc, fnr, fpr):
         noise = lambda: rng.normal(0, 0.01, (seeds, levels))  # noqa: E731
-        return {"auroc": auroc + noise(), "acc": acc + noise(), "fnr": np.clip(fnr + noise(), 0.02, 0.98),
-                "fpr": np.clip(fpr + noise(), 0.02, 0.98)}  # fmt: skip
+        return {
+            "auroc": auroc + noise(),
+            "acc": acc + noise(),
+            "fnr": np.clip(fnr + noise(), 0.02, 0.98),
+            "fpr": np.clip(fpr + noise(), 0.02, 0.98),
+        }
 
     rise = np.linspace(0, 0.3, levels)[None]  # plain LT: FNR rises with pruning
     if not effect:  # every scenario the same model: no loss effect at all
         return {s: metrics(0.9, 0.85, 0.2 + rise, 0.1) for s in entezari.SCENARIOS}
-    return {"red": metrics(0.90, 0.80, 0.2 + rise, 0.15), "blue": metrics(0.91, 0.83, 0.15 + rise / 2, 0.12),
-            "black": metrics(0.93, 0.88, 0.10 + 0 * rise, 0.08),
-            "green": metrics(0.92, 0.84, 0.05 + 0 * rise, 0.30)}  # fmt: skip
+    return {
+        "red": metrics(0.90, 0.80, 0.2 + rise, 0.15),
+        "blue": metrics(0.91, 0.83, 0.15 + rise / 2, 0.12),
+        "black": metrics(0.93, 0.88, 0.10 + 0 * rise, 0.08),
+        "green": metrics(0.92, 0.84, 0.05 + 0 * rise, 0.30),
+    }
 
 
 def test_entezari_rules_fail_on_a_null_and_hold_on_an_effect():
@@ -124,8 +136,11 @@ def _hooker(seed: int, effect: bool):
     hit = np.full(C, 0.9)
     hit[:5] = 0.6
     flipped = np.flatnonzero(hard < 0.2)[:600]
-    levels = {0.3: _population(rng, labels, hard), 0.7: _population(rng, labels, hard),
-              0.9: _population(rng, labels, hard, class_acc=hit, flipped=flipped)}  # fmt: skip
+    levels = {
+        0.3: _population(rng, labels, hard),
+        0.7: _population(rng, labels, hard),
+        0.9: _population(rng, labels, hard, class_acc=hit, flipped=flipped),
+    }
     return dense, null, levels, labels, {"int8": _population(rng, labels, hard)}
 
 
@@ -174,8 +189,9 @@ def test_jordao_rules_fail_on_a_null_and_hold_on_an_effect():
     rng = np.random.default_rng(0)
     flops = np.full(5, 0.5)
     dense = 0.90 + rng.normal(0, 0.003, 5)
-    null = jordao.evaluate(dense, dense - 0.03 + rng.normal(0, 0.003, 5), dense - 0.03 + rng.normal(0, 0.003, 5),
-                           flops, flops)  # fmt: skip
+    null = jordao.evaluate(
+        dense, dense - 0.03 + rng.normal(0, 0.003, 5), dense - 0.03 + rng.normal(0, 0.003, 5), flops, flops
+    )
     assert [r.verdict for r in null] == [NOT_HELD, UNDECIDED]
     good = jordao.evaluate(dense, dense + 0.005, dense - 0.02 + rng.normal(0, 0.003, 5), flops, flops)
     assert [r.verdict for r in good] == [HELD, HELD]
@@ -186,8 +202,10 @@ def test_jordao_rules_fail_on_a_null_and_hold_on_an_effect():
 def test_osaku_rule_fails_on_a_null_and_holds_on_an_effect():
     rng = np.random.default_rng(0)
     base = 0.86 + rng.normal(0, 0.01, 5)
-    rates = [osaku.evaluate(base + rng.normal(0, 0.005, 5), base + rng.normal(0, 0.005, 5))[0].verdict == HELD
-             for _ in range(300)]  # fmt: skip
+    rates = [
+        osaku.evaluate(base + rng.normal(0, 0.005, 5), base + rng.normal(0, 0.005, 5))[0].verdict == HELD
+        for _ in range(300)
+    ]
     assert np.mean(rates) < 0.06
     assert osaku.evaluate(base + 0.02 + rng.normal(0, 0.003, 5), base)[0].verdict == HELD
 

@@ -15,8 +15,15 @@ from prunelab.console import Progress, round_line
 from prunelab.results import format_table
 from tests.conftest import cli
 
-ROW = {"round": 2, "sparsity": 0.75, "test/acc": 0.9, "test/auroc_macro": 0.95, "worst_class": "cat",
-       "worst_class_recall": 0.61, "round_seconds": 12.34}  # fmt: skip
+ROW = {
+    "round": 2,
+    "sparsity": 0.75,
+    "test/acc": 0.9,
+    "test/auroc_macro": 0.95,
+    "worst_class": "cat",
+    "worst_class_recall": 0.61,
+    "round_seconds": 12.34,
+}
 
 
 def test_round_line_names_the_round_and_the_worst_class():
@@ -55,8 +62,14 @@ class Tiny(pl.LightningModule):
 
 def fit(progress: Progress, steps: int = 30):
     data = TensorDataset(torch.randn(steps * 4, 4), torch.randint(0, 2, (steps * 4,)))
-    trainer = pl.Trainer(max_epochs=2, callbacks=[progress], logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=2,
+        callbacks=[progress],
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(Tiny(), DataLoader(data, batch_size=4), DataLoader(data, batch_size=64))
 
 
@@ -78,12 +91,16 @@ def test_off_a_terminal_there_are_plain_lines_and_no_bars(capsys):
 
 @pytest.mark.parametrize("logger", ["wandb", "none"])
 def test_a_piped_default_run_prints_a_few_clean_lines(tmp_path, logger):
-    proc = cli([f"logger={logger}", "trainer.max_epochs=2", "schedule.rounds=2", "trainer.enable_progress_bar=true"],
-               tmp_path)  # fmt: skip
+    proc = cli(
+        [f"logger={logger}", "trainer.max_epochs=2", "schedule.rounds=2", "trainer.enable_progress_bar=true"], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = (proc.stdout + proc.stderr).splitlines()
     assert lines[0].startswith("run folder: "), lines[:3]
     assert [x.split("  ")[0] for x in lines if x.startswith("round ") and "/2" in x.split("  ")[0]] == [
-        "round 0/2", "round 1/2", "round 2/2"]  # fmt: skip
+        "round 0/2",
+        "round 1/2",
+        "round 2/2",
+    ]
     assert not [x for x in lines if "WARNING" in x or "Validation" in x or "\r" in x or "it/s" in x], lines
     assert len(lines) <= 12, lines

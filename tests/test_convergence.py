@@ -17,16 +17,36 @@ DENSE = "converge={max_epochs: 40, patience: 2, min_delta: 0.0}"
 
 def test_dense_round_trains_until_the_monitor_stops_improving(tmp_path):
     run = tmp_path / "run"
-    proc = cli(["logger=none", "trainer.max_epochs=1", "schedule.rounds=1", DENSE, "monitor.metric=val/loss",
-                "monitor.mode=min", f"hydra.run.dir={run}"], tmp_path)  # fmt: skip
+    proc = cli(
+        [
+            "logger=none",
+            "trainer.max_epochs=1",
+            "schedule.rounds=1",
+            DENSE,
+            "monitor.metric=val/loss",
+            "monitor.mode=min",
+            f"hydra.run.dir={run}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     dense, pruned = rows
     assert dense["converged"] is True and 2 < dense["epochs"] < 40  # stopped by patience, not by the cap
     assert pruned["epochs"] == 1 and "converged" not in pruned  # fine-tuning keeps trainer.max_epochs
     every = tmp_path / "every"
-    proc = cli(["logger=none", "trainer.max_epochs=1", "schedule.rounds=1", DENSE[:-1] + ", rounds: all}",
-                "monitor.metric=val/loss", "monitor.mode=min", f"hydra.run.dir={every}"], tmp_path)  # fmt: skip
+    proc = cli(
+        [
+            "logger=none",
+            "trainer.max_epochs=1",
+            "schedule.rounds=1",
+            DENSE[:-1] + ", rounds: all}",
+            "monitor.metric=val/loss",
+            "monitor.mode=min",
+            f"hydra.run.dir={every}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (every / "results.jsonl").read_text().splitlines()]
     assert rows[0] == {**rows[0], "converged": True} and rows[1]["converged"] is True and rows[1]["epochs"] > 2
@@ -52,8 +72,17 @@ def test_a_test_set_objective_needs_an_opt_in_and_is_marked(tmp_path):
     refused = cli(["logger=none", "objective=test/acc"], tmp_path)
     assert "tune_on_test=true" in one_line_error(refused, "objective")
     run = tmp_path / "run"
-    ok = cli(["logger=none", "trainer.max_epochs=1", "schedule.rounds=1", "objective=test/acc", "tune_on_test=true",
-              f"hydra.run.dir={run}"], tmp_path)  # fmt: skip
+    ok = cli(
+        [
+            "logger=none",
+            "trainer.max_epochs=1",
+            "schedule.rounds=1",
+            "objective=test/acc",
+            "tune_on_test=true",
+            f"hydra.run.dir={run}",
+        ],
+        tmp_path,
+    )
     assert ok.returncode == 0, ok.stderr[-3000:]
     text = markdown([], find_runs(tmp_path))
     assert "Runs tuned on the test set (1)" in text and "objective test/acc" in text

@@ -185,8 +185,10 @@ def write_isic_standin(root, n_train: int = 12, n_test: int = 6) -> None:
     from prunelab.data import isic
 
     gen = np.random.default_rng(0)
-    for folder, table, n, labels in ((isic.TRAIN_DIR, isic.TRAIN_CSV, n_train, ("benign", "malignant")),
-                                     (isic.TEST_DIR, isic.TEST_CSV, n_test, ("0.0", "1.0"))):  # fmt: skip
+    for folder, table, n, labels in (
+        (isic.TRAIN_DIR, isic.TRAIN_CSV, n_train, ("benign", "malignant")),
+        (isic.TEST_DIR, isic.TEST_CSV, n_test, ("0.0", "1.0")),
+    ):
         (root / folder).mkdir(parents=True)
         rows = []
         for i in range(n):

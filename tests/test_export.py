@@ -18,8 +18,13 @@ from prunelab.runner.build import make
 from tests.conftest import cli, compose_cfg, run_dirs
 from tests.test_group_kinds import prune_half
 
-SHAPES = {"lenet300": (1, 28, 28), "cnn_small_bn": (1, 28, 28), "vgg11": (3, 32, 32), "resnet20": (3, 32, 32),
-          "wrn16_4": (3, 32, 32)}  # fmt: skip
+SHAPES = {
+    "lenet300": (1, 28, 28),
+    "cnn_small_bn": (1, 28, 28),
+    "vgg11": (3, 32, 32),
+    "resnet20": (3, 32, 32),
+    "wrn16_4": (3, 32, 32),
+}
 
 
 def fake_run(tmp_path, name: str):
@@ -84,8 +89,19 @@ def test_load_compact_refuses_files_that_do_not_belong_together(tmp_path):
 
 
 def test_structured_run_keeps_kept_json_and_no_pickled_module(tmp_path):
-    proc = cli(["data=digits", "model=cnn_small_bn", "criterion=l1_filter", "schedule.rate=0.5", "schedule.rounds=1",
-                "trainer.max_epochs=1", "logger=none", "export.latency_reps=2"], tmp_path)  # fmt: skip
+    proc = cli(
+        [
+            "data=digits",
+            "model=cnn_small_bn",
+            "criterion=l1_filter",
+            "schedule.rate=0.5",
+            "schedule.rounds=1",
+            "trainer.max_epochs=1",
+            "logger=none",
+            "export.latency_reps=2",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
     assert not list(run_dir.rglob("compact.pt"))

@@ -80,8 +80,14 @@ def test_01_interrupted_folder_refuses_another_config(complete_run, tmp_path):
 
 def test_01_sweep_into_another_sweeps_numbered_folders_is_refused(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "logger=none", "trainer.max_epochs=1", "schedule.rounds=1", "hydra.sweep.subdir=${hydra.job.num}",
-            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        "-m",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "schedule.rounds=1",
+        "hydra.sweep.subdir=${hydra.job.num}",
+        f"hydra.sweep.dir={sweep}",
+    ]
     first = cli([*args, "seed=0,1"], tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     before = {job: snapshot(sweep / job) for job in ("0", "1")}

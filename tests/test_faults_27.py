@@ -80,8 +80,9 @@ def test_long_folder_name_is_one_line(tmp_path):
 
 
 def test_empty_train_split_blames_val_fraction(tmp_path):
-    one_line_error(cli([*Q, "data.val_fraction=0.9999", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path),
-                   "data.val_fraction")  # fmt: skip
+    one_line_error(
+        cli([*Q, "data.val_fraction=0.9999", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path), "data.val_fraction"
+    )
 
 
 # -- 4: documented mappings can be set from the command line -------------------------------------------------------
@@ -179,11 +180,14 @@ def _npz(path: Path, images: dict[str, np.ndarray], flag_sizes=(40, 10, 10)) -> 
 
 def test_channels_last_rgb_is_transposed(tmp_path):
     rng = np.random.default_rng(1)
-    nhwc = {s: rng.integers(0, 256, size=(n, 28, 28, 3), dtype=np.uint8) for s, n in zip(("train", "val", "test"),
-                                                                                          (40, 10, 10))}  # fmt: skip
+    nhwc = {
+        s: rng.integers(0, 256, size=(n, 28, 28, 3), dtype=np.uint8)
+        for s, n in zip(("train", "val", "test"), (40, 10, 10))
+    }
     last = MedMNISTDataModule(path=str(_npz(tmp_path / "last.npz", nhwc)), flag="dermamnist")
-    first = MedMNISTDataModule(path=str(_npz(tmp_path / "first.npz", {s: a.transpose(0, 3, 1, 2) for s, a in
-                                                                      nhwc.items()})), flag="dermamnist")  # fmt: skip
+    first = MedMNISTDataModule(
+        path=str(_npz(tmp_path / "first.npz", {s: a.transpose(0, 3, 1, 2) for s, a in nhwc.items()})), flag="dermamnist"
+    )
     assert last.input_shape == (3, 28, 28) and first.input_shape == (3, 28, 28)
     assert torch.equal(last.x_train, first.x_train) and torch.equal(last.x_test, first.x_test)
 
@@ -203,8 +207,13 @@ def test_flat_images_and_float32_overflow_are_refused(tmp_path):
 def test_a_swapped_medmnist_split_is_refused(tmp_path, data_dir):
     with np.load(data_dir / "medmnist" / "breastmnist_resaved.npz") as d:
         arrays = {k: d[k] for k in d.files}
-    swapped = {**arrays, "train_images": arrays["test_images"], "train_labels": arrays["test_labels"],
-               "test_images": arrays["train_images"], "test_labels": arrays["train_labels"]}  # fmt: skip
+    swapped = {
+        **arrays,
+        "train_images": arrays["test_images"],
+        "train_labels": arrays["test_labels"],
+        "test_images": arrays["train_images"],
+        "test_labels": arrays["train_labels"],
+    }
     np.savez(tmp_path / "s.npz", **swapped)
     with pytest.raises(PrunelabError) as err:
         MedMNISTDataModule(path=str(tmp_path / "s.npz"), flag="breastmnist").setup()
@@ -220,8 +229,16 @@ def test_seed_near_the_documented_limit_runs(tmp_path):
 def test_sighup_marks_the_run_interrupted(tmp_path):
     run = tmp_path / "hup"
     env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(tmp_path), "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "-m", "prunelab", "logger=none", "trainer.max_epochs=40", "schedule.rounds=1",
-           "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "prunelab",
+        "logger=none",
+        "trainer.max_epochs=40",
+        "schedule.rounds=1",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run}",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while not (run / "rounds/r00/checkpoints/last.ckpt").exists() and proc.poll() is None:
         time.sleep(0.02)
@@ -285,8 +302,15 @@ def test_export_and_report_write_errors_are_one_line(structured_run, tmp_path):
 def test_structured_criterion_with_the_output_layer_excluded(tmp_path):
     """``schedule=gradual`` (which excludes the output layer) with a structured criterion used to end in a
     KeyError inside the first fit: the classifier's input columns now follow the removed neurons."""
-    args = ["logger=none", "trainer.max_epochs=2", "schedule=gradual", "schedule.end_step=30",
-            "schedule.frequency=5", "criterion=l1_filter", f"hydra.run.dir={tmp_path / 'g'}"]  # fmt: skip
+    args = [
+        "logger=none",
+        "trainer.max_epochs=2",
+        "schedule=gradual",
+        "schedule.end_step=30",
+        "schedule.frequency=5",
+        "criterion=l1_filter",
+        f"hydra.run.dir={tmp_path / 'g'}",
+    ]
     proc = cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
 

@@ -89,8 +89,9 @@ def test_load_model_and_compact_never_run_the_folders_code(complete_run, tmp_pat
     with pytest.raises(PrunelabError) as err:
         prunelab.load_model(run)
     _one_line(err.value)
-    (results.round_dir(run, 2) / "kept.json").write_text(json.dumps({"format": FORMAT, "input_shape": [1, 8, 8],
-                                                                      "num_classes": 10, "groups": []}))  # fmt: skip
+    (results.round_dir(run, 2) / "kept.json").write_text(
+        json.dumps({"format": FORMAT, "input_shape": [1, 8, 8], "num_classes": 10, "groups": []})
+    )
     with pytest.raises(PrunelabError) as err:
         load_compact(run, 2)
     _one_line(err.value)
@@ -150,8 +151,12 @@ def test_trust_refuses_directives_interpolations_and_foreign_targets():
 def test_every_torch_load_is_the_one_helper():
     """``torch.load`` appears once in prunelab's source: in results.load_tensors, with weights_only=True."""
     src = Path(prunelab.__file__).parent
-    calls = [(p, line) for p in src.rglob("*.py") for line in p.read_text().splitlines()
-             if "torch.load(" in line and not line.strip().startswith(("#", "``", "-"))]  # fmt: skip
+    calls = [
+        (p, line)
+        for p in src.rglob("*.py")
+        for line in p.read_text().splitlines()
+        if "torch.load(" in line and not line.strip().startswith(("#", "``", "-"))
+    ]
     code = [(p.name, line.strip()) for p, line in calls if "``" not in line]
     assert code == [("results.py", 'return torch.load(path, map_location="cpu", weights_only=True)')], code
 

@@ -86,8 +86,11 @@ def test_pruned_units_are_exact_zeros_and_compaction_is_exact(name):
         pytest.skip("no groups")
     alive = prune_half(model, groups)
     outputs: dict[str, torch.Tensor] = {}
-    hooks = [model.get_submodule(p).register_forward_hook(lambda m, i, o, p=p: outputs.update({p: o}))
-             for g in groups for p in g.producers]  # fmt: skip
+    hooks = [
+        model.get_submodule(p).register_forward_hook(lambda m, i, o, p=p: outputs.update({p: o}))
+        for g in groups
+        for p in g.producers
+    ]
     model.eval()
     with torch.no_grad():
         masked = model(x)

@@ -69,8 +69,9 @@ def by_index(model, group, reverse: bool = False):
     return -scores if reverse else scores
 
 
-@pytest.mark.parametrize(("fn", "says"), [("bad_shape", "not one score per unit"), ("not_finite", "non-finite"),
-                                          ("nope", "cannot import")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fn", "says"), [("bad_shape", "not one score per unit"), ("not_finite", "non-finite"), ("nope", "cannot import")]
+)
 def test_group_score_checks_what_fn_returns(fn, says):
     model = conv_net()
     with pytest.raises(PrunelabError, match=says):
@@ -92,9 +93,18 @@ def test_a_user_score_function_prunes_through_the_cli(tmp_path):
     (tmp_path / "my_scores.py").write_text(
         "import torch\n\ndef low_index_first(model, group):\n    return torch.arange(group.units).float()\n"
     )
-    args = ["data=digits", "model=cnn_small_bn", "criterion=group_score", "criterion.fn=my_scores.low_index_first",
-            "criterion.scope=layer", "schedule.rate=0.5", "schedule.rounds=1", "trainer.max_epochs=1", "logger=none",
-            "export.latency_reps=2"]  # fmt: skip
+    args = [
+        "data=digits",
+        "model=cnn_small_bn",
+        "criterion=group_score",
+        "criterion.fn=my_scores.low_index_first",
+        "criterion.scope=layer",
+        "schedule.rate=0.5",
+        "schedule.rounds=1",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "export.latency_reps=2",
+    ]
     proc = cli(args, tmp_path, env_extra={"PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
@@ -106,8 +116,16 @@ def test_a_user_score_function_prunes_through_the_cli(tmp_path):
 
 @pytest.mark.parametrize("criterion", ["fpgm", "bn_scale"])
 def test_ported_importances_run_from_the_cli(criterion, tmp_path):
-    args = ["data=digits", "model=cnn_small_bn", f"criterion={criterion}", "schedule.rate=0.5", "schedule.rounds=1",
-            "trainer.max_epochs=1", "logger=none", "export.latency_reps=2"]  # fmt: skip
+    args = [
+        "data=digits",
+        "model=cnn_small_bn",
+        f"criterion={criterion}",
+        "schedule.rate=0.5",
+        "schedule.rounds=1",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "export.latency_reps=2",
+    ]
     proc = cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)

@@ -53,12 +53,19 @@ def test_reproduce_help_lists_every_paper_with_its_time(capsys):
 
 
 def cli_proc(*args: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prunelab", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "prunelab", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
 
 
-@pytest.mark.parametrize(("args", "key"), [(["list", "nope"], "list"), (["criterion=schema_magnitude"], "criterion"),
-                                           (["data=_base_"], "data")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [(["list", "nope"], "list"), (["criterion=schema_magnitude"], "criterion"), (["data=_base_"], "data")],
+)
 def test_non_options_are_refused_in_one_line(args, key):
     error = one_line_error(cli_proc(*args), key)
     assert "add conf/" not in error  # the file exists: it is not an option, rather than missing

@@ -28,8 +28,14 @@ from prunelab.pruning import masks as masking
 from prunelab.runner import lean_loop
 from prunelab.runner.lean_loop import LeanEpochLoop
 
-STEP_HOOKS = ("on_train_batch_start", "on_before_zero_grad", "on_before_backward", "on_after_backward",
-              "on_before_optimizer_step", "on_train_batch_end")  # fmt: skip
+STEP_HOOKS = (
+    "on_train_batch_start",
+    "on_before_zero_grad",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_train_batch_end",
+)
 
 
 class Probe(Callback):
@@ -82,8 +88,9 @@ def fit(lean: bool, tmp_path, optimizer=None, scheduler=None, quiet=False, check
     dm.setup()
     model = MLP(dm.input_shape, dm.num_classes, (32,))
     masking.attach_masks(model, masking.prunable_names(model))
-    module = StepScheduled(model, CrossEntropy(), optimizer or partial(torch.optim.Adam, lr=1e-3), dm.class_names,
-                           scheduler=scheduler)  # fmt: skip
+    module = StepScheduled(
+        model, CrossEntropy(), optimizer or partial(torch.optim.Adam, lr=1e-3), dm.class_names, scheduler=scheduler
+    )
     probe = Probe(log=not quiet)
     callbacks: list[Callback] = [probe]
     if checkpoints:
@@ -91,10 +98,19 @@ def fit(lean: bool, tmp_path, optimizer=None, scheduler=None, quiet=False, check
             ModelCheckpoint(dirpath=str(tmp_path / "steps"), every_n_train_steps=5, save_top_k=-1),
             ModelCheckpoint(dirpath=str(tmp_path / "best"), monitor="val/acc", mode="max", save_last=True),
         ]
-    kw = dict(max_epochs=2, logger=CSVLogger(str(tmp_path), name="csv", version=0), enable_checkpointing=checkpoints,
-              enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
-              deterministic=True, num_sanity_val_steps=0, default_root_dir=str(tmp_path),
-              log_every_n_steps=1)  # fmt: skip
+    kw = dict(
+        max_epochs=2,
+        logger=CSVLogger(str(tmp_path), name="csv", version=0),
+        enable_checkpointing=checkpoints,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        deterministic=True,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+        log_every_n_steps=1,
+    )
     trainer = pl.Trainer(**{**kw, **trainer_kw}, callbacks=callbacks)
     if lean:
         LeanEpochLoop.install(trainer)

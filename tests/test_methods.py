@@ -55,9 +55,17 @@ def test_gradual_run_reaches_final_sparsity_at_end_step(tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # runs after the pruner's hook
             seen[trainer.global_step] = masking.sparsity_stats(pl_module.model)["sparsity"]
 
-    cfg = compose_cfg(["schedule=gradual", "schedule.final_sparsity=0.7", "schedule.begin_step=5",
-                       "schedule.end_step=45", "schedule.frequency=10", "criterion.scope=layer",
-                       "trainer.max_epochs=4"])  # fmt: skip
+    cfg = compose_cfg(
+        [
+            "schedule=gradual",
+            "schedule.final_sparsity=0.7",
+            "schedule.begin_step=5",
+            "schedule.end_step=45",
+            "schedule.frequency=10",
+            "criterion.scope=layer",
+            "trainer.max_epochs=4",
+        ]
+    )
     ctx = prepare(cfg, tmp_path)
     ctx.extra_callbacks = [Probe()]
     row = run_round(ctx, 0)
@@ -83,8 +91,10 @@ def test_quantized_runs_save_predictions_and_per_class_metrics(tmp_path):
         assert metrics["method"] == method and "test/recall/3" in metrics and "test/auroc_macro" in metrics
         assert (pred["preds"] == pred["labels"]).mean() == pytest.approx(metrics["test/acc"], abs=1e-6)
         assert abs(metrics["test/acc"] - float_acc) < 0.05 and metrics["agreement_with_float"] > 0.9
-    sizes = {m: json.loads((run_dir / f"rounds/r00/quant/{m}/metrics.json").read_text())["model_bytes"]
-             for m in ("fp16", "dynamic_int8")}  # fmt: skip
+    sizes = {
+        m: json.loads((run_dir / f"rounds/r00/quant/{m}/metrics.json").read_text())["model_bytes"]
+        for m in ("fp16", "dynamic_int8")
+    }
     assert sizes["dynamic_int8"] < sizes["fp16"]
 
 
@@ -92,10 +102,20 @@ def _progressive_ctx(tmp_path, extra=()):
     from prunelab.runner.build import prepare
     from tests.conftest import compose_cfg
 
-    cfg = compose_cfg(["data=fashion_mnist", "model=cnn_small_bn", "criterion=activation_energy",
-                       "schedule=progressive", "trainer.max_epochs=1", "trainer.limit_train_batches=8",
-                       "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "rewind=none",
-                       *extra])  # fmt: skip
+    cfg = compose_cfg(
+        [
+            "data=fashion_mnist",
+            "model=cnn_small_bn",
+            "criterion=activation_energy",
+            "schedule=progressive",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=8",
+            "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=2",
+            "rewind=none",
+            *extra,
+        ]
+    )
     return prepare(cfg, tmp_path)
 
 
@@ -130,20 +150,31 @@ def test_human_ratings_loop(tmp_path, data_dir, monkeypatch):
     from prunelab.pruning.callback import PruningCallback
 
     ratings = tmp_path / "ratings.csv"
-    ctx = _progressive_ctx(tmp_path, ["criterion=human_ratings", f"criterion.ratings={ratings}",
-                                      "schedule.rate=null", "schedule.threshold=0.5"])  # fmt: skip
+    ctx = _progressive_ctx(
+        tmp_path,
+        ["criterion=human_ratings", f"criterion.ratings={ratings}", "schedule.rate=null", "schedule.threshold=0.5"],
+    )
     model, dm = ctx.module.model, ctx.dm
-    cb = PruningCallback(ctx.criterion, ctx.schedule, ctx.rewind, 1, tmp_path / "rewind", 0,
-                         batches=lambda: iter(dm.train_dataloader()), groups=ctx.groups,
-                         extra={"run_dir": str(tmp_path)})  # fmt: skip
+    cb = PruningCallback(
+        ctx.criterion,
+        ctx.schedule,
+        ctx.rewind,
+        1,
+        tmp_path / "rewind",
+        0,
+        batches=lambda: iter(dm.train_dataloader()),
+        groups=ctx.groups,
+        extra={"run_dir": str(tmp_path)},
+    )
     with pytest.raises(PrunelabError, match=r"no ratings for layer features\.0"):
         cb.prune(model)
     grid = tmp_path / "kernels" / "features.0.png"
     template = (tmp_path / "kernels" / "features.0.csv").read_text().splitlines()
     assert grid.exists() and grid.stat().st_size > 0 and len(template) == 1 + 32
     drop = {3, 7, 20}
-    ratings.write_text("layer,kernel,decision\n" + "".join(
-        f"features.0,{k},{'drop' if k in drop else 'keep'}\n" for k in range(32)))  # fmt: skip
+    ratings.write_text(
+        "layer,kernel,decision\n" + "".join(f"features.0,{k},{'drop' if k in drop else 'keep'}\n" for k in range(32))
+    )
     cb.prune(model)
     alive = filters.alive_filters(model, ctx.groups)
     assert {int(k) for k in torch.nonzero(~alive["features.0"])} == drop and alive["features.4"].all()
@@ -166,8 +197,14 @@ CLI_METHODS = {
 
 @pytest.mark.parametrize("name", list(CLI_METHODS))
 def test_every_method_runs_from_the_cli(name, tmp_path):
-    args = ["data=digits", "model=cnn_small_bn", "logger=none", "trainer.max_epochs=2", "schedule.rounds=1",
-            *CLI_METHODS[name]]  # fmt: skip
+    args = [
+        "data=digits",
+        "model=cnn_small_bn",
+        "logger=none",
+        "trainer.max_epochs=2",
+        "schedule.rounds=1",
+        *CLI_METHODS[name],
+    ]
     if any(a.startswith("schedule=") for a in args):
         args.remove("schedule.rounds=1")
     proc = cli(args, tmp_path)

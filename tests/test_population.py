@@ -146,9 +146,17 @@ def test_unsupported_models_and_optimizers_fail_clearly():
 
 
 # -- population=K jobs (prunelab.runner.population) -------------------------------------------------------------------
-HOOKER_TINY = ["experiment=hooker_fashion", "data=digits", "schedule.final_sparsity=0.0,0.8", "schedule.begin_step=2",
-               "schedule.end_step=20", "schedule.frequency=2", "trainer.max_epochs=2", "quantize=dynamic_int8",
-               "logger=csv"]  # fmt: skip
+HOOKER_TINY = [
+    "experiment=hooker_fashion",
+    "data=digits",
+    "schedule.final_sparsity=0.0,0.8",
+    "schedule.begin_step=2",
+    "schedule.end_step=20",
+    "schedule.frequency=2",
+    "trainer.max_epochs=2",
+    "quantize=dynamic_int8",
+    "logger=csv",
+]
 TIMING = {"fit_seconds", "round_seconds", "best_checkpoint", "test_seconds_cpu"}
 
 

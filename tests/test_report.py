@@ -12,8 +12,15 @@ from tests.conftest import cli
 
 
 def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
-    sweep = ["-m", "seed=0,1", "schedule.rate=0.5,1.5", "schedule.rounds=1", "trainer.max_epochs=1", "logger=none",
-             "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
+    sweep = [
+        "-m",
+        "seed=0,1",
+        "schedule.rate=0.5,1.5",
+        "schedule.rounds=1",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "hydra.sweep.dir=" + str(tmp_path / "sweep"),
+    ]
     proc = cli(sweep, tmp_path)
     assert proc.returncode == 3, proc.stderr[-2000:]  # the sweep finished, but not every job: non-zero exit
     assert "2 of 4 sweep jobs failed" in proc.stderr.strip().splitlines()[-1]
@@ -22,14 +29,32 @@ def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
     rep = cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep")], tmp_path)
     assert rep.returncode == 0, rep.stderr[-2000:]
     out = tmp_path / "rep"
-    for name in ("report.md", "summary.csv", "rounds.csv", "class_deltas.csv", "runs.csv",
-                 "metrics_vs_density.png", "flops_vs_accuracy.png", "class_delta_schedule.rate_0.5.png",
-                 "report.html", "figures.json"):  # fmt: skip
+    for name in (
+        "report.md",
+        "summary.csv",
+        "rounds.csv",
+        "class_deltas.csv",
+        "runs.csv",
+        "metrics_vs_density.png",
+        "flops_vs_accuracy.png",
+        "class_delta_schedule.rate_0.5.png",
+        "report.html",
+        "figures.json",
+    ):
         assert (out / name).exists() and (out / name).stat().st_size > 0, name
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
-    for col in ("population", "round", "n", "sparsity_mean", "test/acc_mean", "test/acc_std", "test/auroc_macro_mean",
-                "test/recall_worst_mean", "flops_ratio_mean"):  # fmt: skip
+    for col in (
+        "population",
+        "round",
+        "n",
+        "sparsity_mean",
+        "test/acc_mean",
+        "test/acc_std",
+        "test/auroc_macro_mean",
+        "test/recall_worst_mean",
+        "flops_ratio_mean",
+    ):
         assert col in rows[0], col
     assert {r["population"] for r in rows} == {"schedule.rate=0.5"} and all(r["n"] == "2" for r in rows)
     md = (out / "report.md").read_text()
@@ -40,9 +65,20 @@ def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
 
 
 def test_report_runs_the_hooker_protocol_on_a_population_sweep(tmp_path):
-    sweep = ["-m", "experiment=hooker_fashion", "data=digits", "schedule.final_sparsity=0.0,0.8", "seed=0,1,2",
-             "schedule.begin_step=2", "schedule.end_step=20", "schedule.frequency=2", "trainer.max_epochs=2",
-             "quantize=dynamic_int8", "logger=none", "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
+    sweep = [
+        "-m",
+        "experiment=hooker_fashion",
+        "data=digits",
+        "schedule.final_sparsity=0.0,0.8",
+        "seed=0,1,2",
+        "schedule.begin_step=2",
+        "schedule.end_step=20",
+        "schedule.frequency=2",
+        "trainer.max_epochs=2",
+        "quantize=dynamic_int8",
+        "logger=none",
+        "hydra.sweep.dir=" + str(tmp_path / "sweep"),
+    ]
     proc = cli(sweep, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rep = cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep")], tmp_path)
@@ -77,9 +113,20 @@ def test_report_runs_the_hooker_protocol_on_a_population_sweep(tmp_path):
 
 def test_reproduce_entezari_writes_the_paper_table(tmp_path, data_dir):
     out = tmp_path / "repro"
-    args = ["reproduce", "entezari", "--out", str(out), "--seeds", "2", "trainer.max_epochs=1", "schedule.rounds=2",
-            "trainer.limit_train_batches=6", "trainer.limit_val_batches=2", "converge.max_epochs=2",
-            "converge.patience=1"]  # fmt: skip
+    args = [
+        "reproduce",
+        "entezari",
+        "--out",
+        str(out),
+        "--seeds",
+        "2",
+        "trainer.max_epochs=1",
+        "schedule.rounds=2",
+        "trainer.limit_train_batches=6",
+        "trainer.limit_val_batches=2",
+        "converge.max_epochs=2",
+        "converge.patience=1",
+    ]
     proc = cli(args, tmp_path, data=data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (out / "paper.md").read_text()
@@ -95,8 +142,22 @@ def test_reproduce_entezari_writes_the_paper_table(tmp_path, data_dir):
 
 def test_reproduce_hooker_writes_the_paper_table(tmp_path):
     out = tmp_path / "repro"
-    proc = cli(["reproduce", "hooker", "--out", str(out), "--seeds", "2", "data=digits", "schedule.begin_step=2",
-                "schedule.end_step=20", "schedule.frequency=2", "trainer.max_epochs=2"], tmp_path)  # fmt: skip
+    proc = cli(
+        [
+            "reproduce",
+            "hooker",
+            "--out",
+            str(out),
+            "--seeds",
+            "2",
+            "data=digits",
+            "schedule.begin_step=2",
+            "schedule.end_step=20",
+            "schedule.frequency=2",
+            "trainer.max_epochs=2",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (out / "paper.md").read_text()
     assert "| sparsity 0.995 | 2 |" in text and "static_int8 (dense)" in text and "76.675%" in text
@@ -109,9 +170,19 @@ def test_notebooks_execute_on_a_tiny_sweep(tmp_path, monkeypatch):
     nbclient = __import__("pytest").importorskip("nbclient")
     from tests.conftest import REPO
 
-    sweep = ["-m", "experiment=hooker_fashion", "data=digits", "schedule.final_sparsity=0.0,0.8", "seed=0,1",
-             "schedule.begin_step=2", "schedule.end_step=20", "schedule.frequency=2", "trainer.max_epochs=2",
-             "logger=none", "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
+    sweep = [
+        "-m",
+        "experiment=hooker_fashion",
+        "data=digits",
+        "schedule.final_sparsity=0.0,0.8",
+        "seed=0,1",
+        "schedule.begin_step=2",
+        "schedule.end_step=20",
+        "schedule.frequency=2",
+        "trainer.max_epochs=2",
+        "logger=none",
+        "hydra.sweep.dir=" + str(tmp_path / "sweep"),
+    ]
     assert cli(sweep, tmp_path).returncode == 0
     monkeypatch.setenv("PRUNELAB_RUNS", str(tmp_path / "sweep"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -128,8 +199,13 @@ def test_notebooks_execute_on_a_tiny_sweep(tmp_path, monkeypatch):
 def test_report_logs_tables_and_plots_to_offline_wandb(tmp_path):
     from prunelab.analysis.wandb_offline import read_history, read_run_info, run_files
 
-    sweep = ["-m", "seed=0,1", "schedule.rounds=1", "trainer.max_epochs=1",
-             "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
+    sweep = [
+        "-m",
+        "seed=0,1",
+        "schedule.rounds=1",
+        "trainer.max_epochs=1",
+        "hydra.sweep.dir=" + str(tmp_path / "sweep"),
+    ]
     assert cli(sweep, tmp_path).returncode == 0
     rep = cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep"), "--wandb"], tmp_path)
     assert rep.returncode == 0, rep.stderr[-2000:]
@@ -146,8 +222,13 @@ PAPER_CLAIMS = {"jordao": ["J1", "J2"], "osaku": ["O1"], "lth": ["L1", "L2", "L3
 
 
 def test_reproduce_jordao_osaku_and_lth_write_their_tables(tmp_path):
-    tiny = ["data=digits", "trainer.max_epochs=1", "trainer.limit_train_batches=4", "converge.max_epochs=3",
-            "converge.patience=1"]  # fmt: skip
+    tiny = [
+        "data=digits",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=4",
+        "converge.max_epochs=3",
+        "converge.patience=1",
+    ]
     cases = (
         ("jordao", ["schedule.rounds=2"], "Compared at round 2", "| L1-norm, layer scope | 2 |"),
         ("lth", ["schedule.rounds=3"], "of weights -> round", "| reinit control (ticket's masks, fresh init) | 3 |"),
@@ -171,16 +252,24 @@ def test_report_figures_share_one_colour_scale_and_are_labelled(tmp_path):
     """Issue 15: every class heatmap of a report uses the same symmetric scale; axes are labelled; the default
     x-axis is weights remaining (log); report.md embeds the figures and names the most impacted classes; report.html
     holds the same content."""
-    sweep = ["-m", "criterion=magnitude,random", "schedule.rounds=2", "trainer.max_epochs=2", "logger=none",
-             "hydra.sweep.dir=" + str(tmp_path / "sweep")]  # fmt: skip
+    sweep = [
+        "-m",
+        "criterion=magnitude,random",
+        "schedule.rounds=2",
+        "trainer.max_epochs=2",
+        "logger=none",
+        "hydra.sweep.dir=" + str(tmp_path / "sweep"),
+    ]
     assert cli(sweep, tmp_path).returncode == 0
     rep = cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep")], tmp_path)
     assert rep.returncode == 0, rep.stderr[-2000:]
     out = tmp_path / "rep"
     manifest = json.loads((out / "figures.json").read_text())
     heat = [f for f in manifest if f["kind"] == "class_delta"]
-    assert len(heat) == 2 and {f["file"] for f in heat} == {"class_delta_criterion_magnitude.png",
-                                                              "class_delta_criterion_random.png"}  # fmt: skip
+    assert len(heat) == 2 and {f["file"] for f in heat} == {
+        "class_delta_criterion_magnitude.png",
+        "class_delta_criterion_random.png",
+    }
     assert len({(f["vmin"], f["vmax"]) for f in heat}) == 1 and heat[0]["vmin"] == -heat[0]["vmax"]
     with open(out / "class_deltas.csv") as f:
         biggest = max(abs(float(d["recall_delta_mean"])) for d in csv.DictReader(f))
@@ -204,6 +293,8 @@ def test_error_bars_of_rates_stay_inside_0_1_and_levels_join_one_curve():
     rows = [{"test/fnr_mean": 0.05, "test/fnr_std": 0.2}, {"test/fnr_mean": 0.9, "test/fnr_std": 0.3}]
     low, high = _errors(rows, "test/fnr")
     assert list(low) == pytest.approx([0.05, 0.3]) and list(high) == pytest.approx([0.2, 0.1])
-    summary = [{"population": f"criterion=magnitude, schedule.final_sparsity={s}", "sparsity_mean": s,
-                "test/acc_mean": 0.9} for s in (0.0, 0.5, 0.9)]  # fmt: skip
+    summary = [
+        {"population": f"criterion=magnitude, schedule.final_sparsity={s}", "sparsity_mean": s, "test/acc_mean": 0.9}
+        for s in (0.0, 0.5, 0.9)
+    ]
     assert list(_curves(summary, "test/acc", "sparsity")) == ["criterion=magnitude"]

@@ -24,8 +24,10 @@ def problems(doc: Path) -> list[str]:
         elif sec["stamp"] is None:
             out.append(f"{paper}: section has no stamp (hand-written?)")
         elif sec["stamp"]["code"] != code_hash(paper, spec["configs"]):
-            out.append(f"{paper}: made by reproduction code {sec['stamp']['code']} at {sec['stamp']['commit']}, "
-                       f"the code is now {code_hash(paper, spec['configs'])}: regenerate or mark stale")  # fmt: skip
+            out.append(
+                f"{paper}: made by reproduction code {sec['stamp']['code']} at {sec['stamp']['commit']}, "
+                f"the code is now {code_hash(paper, spec['configs'])}: regenerate or mark stale"
+            )
     return out
 
 
@@ -42,8 +44,11 @@ def test_a_table_from_other_code_is_caught_and_stale_marking_is_explicit(tmp_pat
     assert "#### entezari" not in text and "### entezari" in text  # headings sit under the doc's ## heading
     code = code_hash("osaku", PAPERS["osaku"]["configs"])
     doc.write_text(text.replace(f'"code": "{code}"', '"code": "0123456789ab"'))
-    assert problems(doc) == ["osaku: made by reproduction code 0123456789ab at " + stamp("osaku", [], "")["commit"]
-                             + f", the code is now {code}: regenerate or mark stale"]  # fmt: skip
+    assert problems(doc) == [
+        "osaku: made by reproduction code 0123456789ab at "
+        + stamp("osaku", [], "")["commit"]
+        + f", the code is now {code}: regenerate or mark stale"
+    ]
     doc.write_text(
         doc.read_text().replace(
             "<!-- reproduce:osaku begin -->", "<!-- reproduce:osaku begin -->\n<!-- reproduce:osaku stale -->"

@@ -85,8 +85,9 @@ def _check_same_as_basic(sweep: Path, basic: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", [["hydra/launcher=local_parallel"], ["hydra/launcher=submitit_local"]])
 def test_parallel_launchers_give_the_basic_launchers_results(launcher, basic_sweep, tmp_path):
-    proc = cli(["-m", *launcher, "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path,
-               env_extra=ONE_THREAD)  # fmt: skip
+    proc = cli(
+        ["-m", *launcher, "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path, env_extra=ONE_THREAD
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_same_as_basic(tmp_path / "sweep", basic_sweep)
 
@@ -105,13 +106,27 @@ def test_ray_launcher_on_a_local_cluster(basic_sweep, tmp_path):
     # Ray workers: one thread, as the others; they take the environment of `ray start`, not the driver's: without
     # PRUNELAB_OUTPUT_DIR they wrote (and reused a shared round 0) under the repository's outputs/
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PRUNELAB_OUTPUT_DIR": str(tmp_path), **ONE_THREAD}
-    start = [str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-             "--disable-usage-stats", f"--temp-dir={temp}"]  # fmt: skip
+    start = [
+        str(ray),
+        "start",
+        "--head",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+    ]
     up = subprocess.run(start, env=env, capture_output=True, text=True, timeout=300)
     try:
         assert up.returncode == 0, up.stderr[-2000:]
-        args = ["-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{port}", "seed=0,1",
-                *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+        args = [
+            "-m",
+            "hydra/launcher=ray_cluster",
+            f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
+            "seed=0,1",
+            *TINY,
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ]
         proc = cli(args, tmp_path, env_extra={"RAY_USAGE_STATS_ENABLED": "0"})
         assert proc.returncode == 0, proc.stderr[-3000:]
         _check_same_as_basic(tmp_path / "sweep", basic_sweep)
@@ -128,8 +143,9 @@ def test_relaunched_sweep_after_kill_does_only_the_missing_work(tmp_path):
     args = ["-m", "seed=0,1,2", "schedule.rounds=2", "trainer.max_epochs=2", "logger=none", f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(tmp_path)}
     cmd = [sys.executable, "-m", "prunelab", *args, "trainer.enable_progress_bar=false"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True
+    )
     deadline = time.time() + 400
 
     def complete() -> int:
@@ -153,8 +169,17 @@ def test_relaunched_sweep_after_kill_does_only_the_missing_work(tmp_path):
     resumed = next(j for j in s["job_list"] if j["outcome"] == "resumed")
     assert read_attempts(sweep / resumed["job"])[-1]["rounds_skipped"] >= 1  # its finished rounds were kept
     # the relaunch's results equal an uninterrupted run's
-    ref = cli(["-m", "seed=0,1,2", "schedule.rounds=2", "trainer.max_epochs=2", "logger=none",
-               f"hydra.sweep.dir={tmp_path / 'ref'}"], tmp_path)  # fmt: skip
+    ref = cli(
+        [
+            "-m",
+            "seed=0,1,2",
+            "schedule.rounds=2",
+            "trainer.max_epochs=2",
+            "logger=none",
+            f"hydra.sweep.dir={tmp_path / 'ref'}",
+        ],
+        tmp_path,
+    )
     assert ref.returncode == 0
     for job in s["job_list"]:
         assert _results(sweep / job["job"]) == _results(tmp_path / "ref" / job["job"]), job["job"]
@@ -210,8 +235,14 @@ def test_optuna_sweeper_tunes_the_class_dependent_loss(tmp_path, data_dir):
     from omegaconf import OmegaConf
 
     sweep = tmp_path / "tune"
-    args = ["-m", "experiment=tune_class_dependent", "hydra.sweeper.n_trials=3", "trainer.max_epochs=1",
-            "logger=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        "-m",
+        "experiment=tune_class_dependent",
+        "hydra.sweeper.n_trials=3",
+        "trainer.max_epochs=1",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    ]
     proc = cli(args, tmp_path, data=data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = OmegaConf.load(sweep / "optimization_results.yaml")

@@ -96,8 +96,15 @@ def _ckpt(run, r):
 @pytest.mark.parametrize("budget", ["continue", "restart"])  # restart: every round the full budget, fresh schedule
 def test_step_rewinding_continues_round_zeros_budget_and_schedule(budget, tmp_path):
     sched = "scheduler={_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 1, gamma: 0.5}"
-    args = ["logger=none", "trainer.max_epochs=3", "schedule.rounds=1", "rewind=step", "rewind.step=25",
-            f"rewind.budget={budget}", sched]  # fmt: skip
+    args = [
+        "logger=none",
+        "trainer.max_epochs=3",
+        "schedule.rounds=1",
+        "rewind=step",
+        "rewind.step=25",
+        f"rewind.budget={budget}",
+        sched,
+    ]
     proc = cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run,) = run_dirs(tmp_path)

@@ -42,9 +42,12 @@ def prunelab(args: list[str], cwd: Path, env_extra: dict | None = None, **popen)
 
 def python(code: str, cwd: Path) -> subprocess.CompletedProcess:
     """``code`` in a fresh interpreter; a PrunelabError is printed as the CLI prints it (exit 2)."""
-    wrapped = ("import sys\nfrom prunelab.errors import PrunelabError\ntry:\n" + "".join(f"    {line}\n" for line in
-               code.splitlines()) + "except PrunelabError as e:\n    print('prunelab: error: ' + e.one_line(), "
-               "file=sys.stderr)\n    sys.exit(2)\n")  # fmt: skip
+    wrapped = (
+        "import sys\nfrom prunelab.errors import PrunelabError\ntry:\n"
+        + "".join(f"    {line}\n" for line in code.splitlines())
+        + "except PrunelabError as e:\n    print('prunelab: error: ' + e.one_line(), "
+        "file=sys.stderr)\n    sys.exit(2)\n"
+    )
     return subprocess.run([sys.executable, "-c", wrapped], cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
@@ -94,8 +97,10 @@ class Table:
 
     def totals(self) -> str:
         counts = {v: sum(r[3] == v for r in self.rows) for v in ("refused", "recovered", "DEFECT")}
-        return (f"{len(self.rows)} cases: {counts['refused']} refused on one line with a non-zero exit, "
-                f"{counts['recovered']} recovered correctly (exit 0), {counts['DEFECT']} defects")  # fmt: skip
+        return (
+            f"{len(self.rows)} cases: {counts['refused']} refused on one line with a non-zero exit, "
+            f"{counts['recovered']} recovered correctly (exit 0), {counts['DEFECT']} defects"
+        )
 
     def markdown(self) -> str:
         lines = ["| # | case | exit | verdict | prunelab said |", "|---|---|---|---|---|"]
@@ -125,8 +130,14 @@ def cifar_exploit(folder: Path, marker: Path) -> None:
 def sigterm_case(tmp: Path, signum: int = signal.SIGTERM) -> subprocess.CompletedProcess:
     run = tmp / f"sig{signum}"
     env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(tmp)}
-    cmd = [*command(), "logger=csv", "trainer.max_epochs=40", "schedule.rounds=1",
-           "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"]  # fmt: skip
+    cmd = [
+        *command(),
+        "logger=csv",
+        "trainer.max_epochs=40",
+        "schedule.rounds=1",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run}",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while not (run / "rounds/r00/checkpoints/last.ckpt").exists() and proc.poll() is None:
         time.sleep(0.02)
@@ -153,14 +164,27 @@ def identity_cases(t: Table, tmp: Path, ref: Path, data: Path) -> None:
     run = shutil.copytree(ref, tmp / "c1")
     t.add("1", "finished folder, then seed=7 into it", prunelab([*Q, "seed=7", f"hydra.run.dir={run}"], tmp))
     sweep = tmp / "sw"
-    base = ["-m", "logger=none", "trainer.max_epochs=1", "schedule.rounds=1", "hydra.sweep.subdir=${hydra.job.num}",
-            f"hydra.sweep.dir={sweep}", "trainer.enable_progress_bar=false"]  # fmt: skip
+    base = [
+        "-m",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "schedule.rounds=1",
+        "hydra.sweep.subdir=${hydra.job.num}",
+        f"hydra.sweep.dir={sweep}",
+        "trainer.enable_progress_bar=false",
+    ]
     prunelab([*base, "seed=0,1"], tmp)
     t.add("1", "sweep seed=5,6 into sweep seed=0,1's numbered folders", prunelab([*base, "seed=5,6"], tmp))
     npz = tmp / "b.npz"
     shutil.copy(data / "medmnist" / "breastmnist_resaved.npz", npz)
-    args = ["data=breastmnist", "logger=none", "trainer.max_epochs=1", "schedule.rounds=1",
-            "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp / 'd'}"]  # fmt: skip
+    args = [
+        "data=breastmnist",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "schedule.rounds=1",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp / 'd'}",
+    ]
     prunelab([*args, f"data.path={npz}"], tmp)
     with np.load(npz) as d:
         arrays = {k: d[k] for k in d.files}
@@ -179,8 +203,11 @@ def data_cases(t: Table, tmp: Path, data: Path) -> None:
     t.add("3", "crafted CIFAR batch that runs `touch` when unpickled", proc)
     t.add("4", "kill -TERM during training", sigterm_case(tmp))
     npz = npz_with_short_labels(data, tmp / "short.npz")
-    t.add("5", "MedMNIST .npz with 10 labels for 546 images",
-          prunelab(["data=breastmnist", f"data.path={npz}", "logger=none"], tmp))  # fmt: skip
+    t.add(
+        "5",
+        "MedMNIST .npz with 10 labels for 546 images",
+        prunelab(["data=breastmnist", f"data.path={npz}", "logger=none"], tmp),
+    )
     (tmp / "trunc.npz").write_bytes(npz.read_bytes()[:4000])
     t.add("5", "truncated .npz", prunelab(["data=breastmnist", f"data.path={tmp / 'trunc.npz'}", "logger=none"], tmp))
 
@@ -200,25 +227,35 @@ def verification_cases(t: Table, tmp: Path, ref: Path) -> None:
 
 BAD_INPUTS = [
     ("7", ["trainer.max_epochs=-1"]),
-    ("8", ["data.batch_size=0"]), ("8", ["data.batch_size=-1"]), ("8", ["seed=1e14"]), ("8", ["seed=abc"]),
-    ("8", ["seed=1.5"]), ("8", ["monitor.metric=val/nonexistent"]), ("8", ["monitor.mode=foo"]),
+    ("8", ["data.batch_size=0"]),
+    ("8", ["data.batch_size=-1"]),
+    ("8", ["seed=1e14"]),
+    ("8", ["seed=abc"]),
+    ("8", ["seed=1.5"]),
+    ("8", ["monitor.metric=val/nonexistent"]),
+    ("8", ["monitor.mode=foo"]),
     ("8", ["trainer.max_epochs=abc"]),
     ("8", ["data.imbalance.positive_class=3", "data.imbalance.neg_pos_ratio=nan"]),
     ("8", ["data.imbalance.long_tail_ratio=nan"]),
-    ("9", ["quantize.methods=[int4]"]), ("9", ["quantize=all", "quantize.calibration_batches=0"]),
+    ("9", ["quantize.methods=[int4]"]),
+    ("9", ["quantize=all", "quantize.calibration_batches=0"]),
     ("12", ["schedule.rate=0.999999"]),
     ("12", ["data.imbalance.positive_class=3", "data.imbalance.neg_pos_ratio=inf"]),
-    ("12", ["population=0"]), ("12", ["data.val_fraction=0"]),
+    ("12", ["population=0"]),
+    ("12", ["data.val_fraction=0"]),
     ("13", ["trainer.limit_train_batches=0"]),
     ("14", ["name=../../../x"]),
-]  # fmt: skip
+]
 
 
 def input_cases(t: Table, tmp: Path, ref: Path) -> None:
     for item, args in BAD_INPUTS:
         t.add(item, " ".join(args), prunelab(["logger=none", *args], tmp))
-    t.add("9", "init_weights=<a 75%-pruned model.pt>",
-          prunelab(["logger=none", f"init_weights={ref / 'rounds/r02/model.pt'}"], tmp))  # fmt: skip
+    t.add(
+        "9",
+        "init_weights=<a 75%-pruned model.pt>",
+        prunelab(["logger=none", f"init_weights={ref / 'rounds/r02/model.pt'}"], tmp),
+    )
     state = torch.load(ref / "rounds" / "r00" / "model.pt", weights_only=True)
     torch.save({k: v * float("nan") if k.endswith("original") else v for k, v in state.items()}, tmp / "nan.pt")
     t.add("13", "init_weights=<NaN weights>", prunelab(["logger=none", f"init_weights={tmp / 'nan.pt'}"], tmp))
@@ -227,8 +264,11 @@ def input_cases(t: Table, tmp: Path, ref: Path) -> None:
     t.add(
         "8", "hydra.run.dir under a file (unwritable)", prunelab(["logger=none", f"hydra.run.dir={blocker / 'r'}"], tmp)
     )
-    t.add("8", "full disk (file-size limit 20 kB)",
-          prunelab(["logger=none", f"hydra.run.dir={tmp / 'full'}"], tmp, preexec_fn=full_disk))  # fmt: skip
+    t.add(
+        "8",
+        "full disk (file-size limit 20 kB)",
+        prunelab(["logger=none", f"hydra.run.dir={tmp / 'full'}"], tmp, preexec_fn=full_disk),
+    )
 
 
 def folder_cases(t: Table, tmp: Path, ref: Path) -> None:
@@ -665,8 +705,9 @@ def write_doc(path: Path, table: Table) -> None:
     """The table with its stamp: date, commit (``+changes`` when the tree differs from it) and command."""
     repo = Path(__file__).resolve().parents[1]
     commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=repo, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "src", "conf", "tools"], cwd=repo, capture_output=True,
-                           text=True).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "src", "conf", "tools"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
     stamp = f"{time.strftime('%Y-%m-%d')}, commit {commit.stdout.strip()}{' +changes' if dirty else ''}"
     text = (
         "# Fault table\n\nWritten by `python tools/fault_table.py --doc docs/faults.md` (the real `prunelab` command "

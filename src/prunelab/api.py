@@ -33,8 +33,11 @@ KEY = "run_dir"
 def _data_record(run_dir: Path) -> dict[str, Any]:
     record = results.read_json_or_none(run_dir / "data.json") if (run_dir / "data.json").exists() else None
     if not isinstance(record, dict) or "input_shape" not in record or "classes" not in record:
-        raise PrunelabError(KEY, f"{run_dir / 'data.json'} is missing or unreadable",
-                            "rerun the run: the data record gives the model's input shape and classes")  # fmt: skip
+        raise PrunelabError(
+            KEY,
+            f"{run_dir / 'data.json'} is missing or unreadable",
+            "rerun the run: the data record gives the model's input shape and classes",
+        )
     return record
 
 
@@ -55,8 +58,11 @@ def _round(run_dir: Path, round: int) -> tuple[int, list[dict]]:
         raise PrunelabError(KEY, f"{run_dir} has no finished round", "let the run finish (or resume it) first")
     r = len(rows) + round if round < 0 else round
     if not 0 <= r < len(rows):
-        raise PrunelabError("round", f"round {round} is not among the finished rounds 0..{len(rows) - 1}",
-                            f"use a round in 0..{len(rows) - 1} (or -1 for the last)")  # fmt: skip
+        raise PrunelabError(
+            "round",
+            f"round {round} is not among the finished rounds 0..{len(rows) - 1}",
+            f"use a round in 0..{len(rows) - 1} (or -1 for the last)",
+        )
     return r, rows
 
 
@@ -72,8 +78,11 @@ def load_model(run_dir: str | Path, round: int = -1, compact: bool = False) -> n
     rdir = results.round_dir(run_dir, r)
     if compact:
         if not (rdir / "kept.json").exists():
-            raise PrunelabError("compact", f"{run_dir} pruned single weights (no kept.json): nothing to compact",
-                                "use compact=False, or a structured criterion (e.g. l1_filter)")  # fmt: skip
+            raise PrunelabError(
+                "compact",
+                f"{run_dir} pruned single weights (no kept.json): nothing to compact",
+                "use compact=False, or a structured criterion (e.g. l1_filter)",
+            )
         return load_compact(run_dir, r)
     record = _data_record(run_dir)
     model = trust.build_recorded_model(cfg, record["input_shape"], len(record["classes"]))
@@ -81,8 +90,11 @@ def load_model(run_dir: str | Path, round: int = -1, compact: bool = False) -> n
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise PrunelabError(KEY, f"{rdir / 'model.pt'} does not fit the run's model config ({str(exc)[:100]})",
-                            "the run folder was changed after the run: rerun it") from exc  # fmt: skip
+        raise PrunelabError(
+            KEY,
+            f"{rdir / 'model.pt'} does not fit the run's model config ({str(exc)[:100]})",
+            "the run folder was changed after the run: rerun it",
+        ) from exc
     return model.eval()
 
 
@@ -99,8 +111,9 @@ class RunRecord:
     @property
     def metrics(self) -> Any:
         """One row per finished round (a pandas DataFrame; a list of dicts when pandas is not installed)."""
-        flat = [results.strip_record({k: v for k, v in r.items() if not isinstance(v, (dict, list))})
-                for r in self.rounds]  # fmt: skip
+        flat = [
+            results.strip_record({k: v for k, v in r.items() if not isinstance(v, (dict, list))}) for r in self.rounds
+        ]
         try:
             import pandas as pd
         except ImportError:  # pragma: no cover - pandas comes with the dev extras and most research setups

@@ -58,9 +58,11 @@ def check_group_options(args: list[str]) -> None:
                 from prunelab.help import hidden
 
                 if hidden(option):
-                    fail(f"{key}={option}: {option} is a {'typed schema' if option.startswith('schema_') else 'shared'}"
-                         f" part of the '{key}' options, not an option itself (fix: use one of "
-                         f"{', '.join(groups[key])}; `prunelab list {key}` describes each)")  # fmt: skip
+                    fail(
+                        f"{key}={option}: {option} is a {'typed schema' if option.startswith('schema_') else 'shared'}"
+                        f" part of the '{key}' options, not an option itself (fix: use one of "
+                        f"{', '.join(groups[key])}; `prunelab list {key}` describes each)"
+                    )
                 fail(
                     f"{key}={option}: unknown option for '{key}' (fix: use one of {', '.join(groups[key])}, "
                     f"or add conf/{key}/{option}.yaml)"
@@ -88,8 +90,10 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
                 values.append([])
             twice = sorted({v for v in values[-1] if values[-1].count(v) > 1})
             if twice:  # the same job twice: the second would find the first's folder in use, then vanish from counts
-                fail(f"{prefix.lstrip('+~')}: the sweep lists {twice[0].split('=', 1)[1]} more than once "
-                     "(fix: list each value once)")  # fmt: skip
+                fail(
+                    f"{prefix.lstrip('+~')}: the sweep lists {twice[0].split('=', 1)[1]} more than once "
+                    "(fix: list each value once)"
+                )
         else:
             values.append([line])
     base = [v[0] for v in values if v]
@@ -160,14 +164,18 @@ def check_writable(folder: Path, key: str = "paths.output_dir") -> None:
     """A folder (or its nearest existing parent) must be writable before Hydra creates run folders in it."""
     long = next((part for part in folder.parts if len(os.fsencode(part)) > NAME_MAX), None)
     if long is not None:
-        fail(f"{key}: the folder name {long[:40]}... is {len(os.fsencode(long))} bytes, over the file system's limit "
-             f"of {NAME_MAX} (fix: use a shorter name)")  # fmt: skip
+        fail(
+            f"{key}: the folder name {long[:40]}... is {len(os.fsencode(long))} bytes, over the file system's limit "
+            f"of {NAME_MAX} (fix: use a shorter name)"
+        )
     probe = folder.resolve()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
-        fail(f"{key}: cannot create or write {folder} (fix: set {key}=<writable folder>"
-             + (" or PRUNELAB_OUTPUT_DIR)" if key == "paths.output_dir" else ")"))  # fmt: skip
+        fail(
+            f"{key}: cannot create or write {folder} (fix: set {key}=<writable folder>"
+            + (" or PRUNELAB_OUTPUT_DIR)" if key == "paths.output_dir" else ")")
+        )
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
@@ -263,12 +271,18 @@ def main(argv: list[str] | None = None) -> None:
     except RunInterrupted as exc:
         written = sweep.summary_after_signal(exc.signal_name)
         where = f"; sweep summary: {written['sweep_dir']}/sweep_summary.md" if written else ""
-        fail(f"interrupted by {exc.signal_name}: the run is marked interrupted{where} (fix: relaunch the same "
-             "command to resume; finished rounds and jobs are kept)", code=exc.exit_code)  # fmt: skip
+        fail(
+            f"interrupted by {exc.signal_name}: the run is marked interrupted{where} (fix: relaunch the same "
+            "command to resume; finished rounds and jobs are kept)",
+            code=exc.exit_code,
+        )
     if sweep.LAST.get("undone"):  # the other jobs' results are intact; the exit status still says "not all done"
-        fail(f"{sweep.LAST['undone']} of {sweep.LAST['jobs']} sweep jobs failed or were refused, see "
-             f"{sweep.LAST['summary_path']} (fix: correct them and relaunch the same command; finished jobs are "
-             "skipped)", code=3)  # fmt: skip
+        fail(
+            f"{sweep.LAST['undone']} of {sweep.LAST['jobs']} sweep jobs failed or were refused, see "
+            f"{sweep.LAST['summary_path']} (fix: correct them and relaunch the same command; finished jobs are "
+            "skipped)",
+            code=3,
+        )
 
 
 if __name__ == "__main__":

@@ -17,9 +17,21 @@ from prunelab.pruning.kinds import KINDS, UNSTRUCTURED_TARGETS
 
 # Top-level keys that define what a run computes; their resolved values name its folder (OpenLTH's rule).
 IDENTITY_KEYS = (
-    "data", "model", "criterion", "schedule", "rewind", "loss", "optimizer", "scheduler", "trainer", "prune",
-    "seed", "monitor", "init_weights", "quantize",
-)  # fmt: skip
+    "data",
+    "model",
+    "criterion",
+    "schedule",
+    "rewind",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "prune",
+    "seed",
+    "monitor",
+    "init_weights",
+    "quantize",
+)
 
 
 def conf_dir() -> Path:
@@ -53,9 +65,14 @@ def _drop(tree: dict, dotted: str) -> None:
 
 
 # Keys added after runs existed, left out of the identity while they hold the value that reproduces earlier runs
-DEFAULTS_OUT_OF_ID: dict[str, Any] = {"prune.group_kinds": ["conv"], "prune.normalize": "none", "prune.ratios": {},
-                                      "prune.max_layer_sparsity": None, "prune.round_to": None,
-                                      "rewind.masks_from": None}  # fmt: skip
+DEFAULTS_OUT_OF_ID: dict[str, Any] = {
+    "prune.group_kinds": ["conv"],
+    "prune.normalize": "none",
+    "prune.ratios": {},
+    "prune.max_layer_sparsity": None,
+    "prune.round_to": None,
+    "rewind.masks_from": None,
+}
 
 
 # Mappings whose default is null so that Hydra's command line can set them (an empty mapping is closed to new keys

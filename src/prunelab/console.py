@@ -43,8 +43,14 @@ class Progress(ProgressBar):
     """The training display (replaces Lightning's TQDM bar, which leaves validation bars behind and writes
     hundreds of ``\\r`` lines into log files)."""
 
-    def __init__(self, refresh: int = 25, every_s: float = 30.0, tty: bool | None = None, label: str = "",
-                 mininterval: float = 0.1):  # fmt: skip
+    def __init__(
+        self,
+        refresh: int = 25,
+        every_s: float = 30.0,
+        tty: bool | None = None,
+        label: str = "",
+        mininterval: float = 0.1,
+    ):
         super().__init__()
         self.mininterval = mininterval
         self.refresh, self.every_s, self.label = max(1, int(refresh)), float(every_s), label
@@ -96,8 +102,15 @@ class Progress(ProgressBar):
         steps, epochs = self._steps(), getattr(trainer, "max_epochs", None)
         total = steps * epochs if steps and isinstance(epochs, int) and epochs > 0 else None
         done = trainer.current_epoch * (steps or 0)  # a resumed round starts part-way
-        self._bar = tqdm(total=total, initial=done, desc=self.label.strip() or "training", leave=False,
-                         dynamic_ncols=True, file=sys.stdout, mininterval=self.mininterval)  # fmt: skip
+        self._bar = tqdm(
+            total=total,
+            initial=done,
+            desc=self.label.strip() or "training",
+            leave=False,
+            dynamic_ncols=True,
+            file=sys.stdout,
+            mininterval=self.mininterval,
+        )
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._enabled:
@@ -112,8 +125,10 @@ class Progress(ProgressBar):
         elif not self.tty and time.monotonic() - self._last_print >= self.every_s:
             self._last_print = time.monotonic()
             of = f"/{self._steps()}" if self._steps() else ""
-            print(f"  {self.label}epoch {self._epoch(trainer)} step {n}{of}  {self._extra(pl_module)}".rstrip(),
-                  flush=True)  # fmt: skip
+            print(
+                f"  {self.label}epoch {self._epoch(trainer)} step {n}{of}  {self._extra(pl_module)}".rstrip(),
+                flush=True,
+            )
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         metric = trainer.callback_metrics.get("val/acc")

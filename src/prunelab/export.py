@@ -70,22 +70,37 @@ def dense_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
 def _groups(record: dict[str, Any]) -> list:
     from prunelab.pruning.groups import FilterGroup
 
-    return [FilterGroup(g["key"], int(g["units"]), list(g["batchnorms"]), list(g["consumers"]),
-                        list(g["producers"]), {k: int(v) for k, v in g["blocks"].items()}, g["kind"])
-            for g in record["groups"]]  # fmt: skip
+    return [
+        FilterGroup(
+            g["key"],
+            int(g["units"]),
+            list(g["batchnorms"]),
+            list(g["consumers"]),
+            list(g["producers"]),
+            {k: int(v) for k, v in g["blocks"].items()},
+            g["kind"],
+        )
+        for g in record["groups"]
+    ]
 
 
 def _read(path: Path, what: str) -> Any:
     if not path.exists():
-        raise PrunelabError("load_compact", f"{path} does not exist",
-                            f"give a structured run folder and one of its finished rounds ({what})")  # fmt: skip
+        raise PrunelabError(
+            "load_compact",
+            f"{path} does not exist",
+            f"give a structured run folder and one of its finished rounds ({what})",
+        )
     if path.suffix != ".json":
         return results.load_tensors(path, "load_compact", "rerun the round")
     try:
         return json.loads(path.read_text())
     except Exception as exc:
-        raise PrunelabError("load_compact", f"cannot read {path} ({type(exc).__name__})",
-                            "rerun the round: the file is truncated or not prunelab's") from None  # fmt: skip
+        raise PrunelabError(
+            "load_compact",
+            f"cannot read {path} ({type(exc).__name__})",
+            "rerun the round: the file is truncated or not prunelab's",
+        ) from None
 
 
 def _kept_indices(spec: Any, units: int, where: Path) -> list[int]:
@@ -93,9 +108,11 @@ def _kept_indices(spec: Any, units: int, where: Path) -> list[int]:
     kept = spec.get("kept") if isinstance(spec, dict) else None
     ok = isinstance(kept, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in kept)
     if not ok or not kept or len(set(kept)) != len(kept) or min(kept) < 0 or max(kept) >= units:
-        raise PrunelabError("load_compact", f"{where} keeps {str(kept)[:60]} in a group of {units} units: not "
-                            f"distinct integers in 0..{units - 1}",
-                            "the round's files were changed after the run: rerun the round")  # fmt: skip
+        raise PrunelabError(
+            "load_compact",
+            f"{where} keeps {str(kept)[:60]} in a group of {units} units: not distinct integers in 0..{units - 1}",
+            "the round's files were changed after the run: rerun the round",
+        )
     return kept
 
 
@@ -103,8 +120,11 @@ def _checked_groups(record: dict[str, Any], where: Path) -> list:
     try:
         groups = _groups(record)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PrunelabError("load_compact", f"{where} has a malformed group ({type(exc).__name__}: {exc})",
-                            "the round's files were changed after the run: rerun the round") from None  # fmt: skip
+        raise PrunelabError(
+            "load_compact",
+            f"{where} has a malformed group ({type(exc).__name__}: {exc})",
+            "the round's files were changed after the run: rerun the round",
+        ) from None
     return groups
 
 
@@ -118,44 +138,59 @@ def load_compact(run_dir: str | Path, round: int) -> nn.Module:
     rdir = round_dir(run_dir, round)
     record = _read(rdir / "kept.json", "kept.json")
     if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise PrunelabError("load_compact", f"{rdir / 'kept.json'} is not a {FORMAT} record",
-                            "rerun the round with this prunelab")  # fmt: skip
+        raise PrunelabError(
+            "load_compact", f"{rdir / 'kept.json'} is not a {FORMAT} record", "rerun the round with this prunelab"
+        )
     cfg = trust.recorded_config(run_dir)
     state = dense_state(trust.state_dict(rdir / "model.pt"))
     groups = _checked_groups(record, rdir / "kept.json")
     try:
         shape, classes = [int(x) for x in record["input_shape"]], int(record["num_classes"])
     except (KeyError, TypeError, ValueError):
-        raise PrunelabError("load_compact", f"{rdir / 'kept.json'} has no valid input_shape/num_classes",
-                            "the round's files were changed after the run: rerun the round") from None  # fmt: skip
+        raise PrunelabError(
+            "load_compact",
+            f"{rdir / 'kept.json'} has no valid input_shape/num_classes",
+            "the round's files were changed after the run: rerun the round",
+        ) from None
     model = trust.build_recorded_model(cfg, shape, classes)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise PrunelabError("load_compact", f"model.pt does not fit the run's model config ({str(exc)[:120]})",
-                            "the run folder was changed after the run: rerun it") from exc  # fmt: skip
-    kept = {}
-    for g, spec in zip(groups, record["groups"], strict=True):
-        alive = torch.zeros(g.out_channels, dtype=torch.bool)
-        alive[torch.tensor(_kept_indices(spec, g.out_channels, rdir / "kept.json"), dtype=torch.long)] = True
-        try:
-            param = model.get_submodule(g.conv).weight
-            assert isinstance(param, Tensor)
-            weight = param.detach().flatten(1)
-        except (AttributeError, AssertionError):
-            raise PrunelabError(
-                "load_compact",
-                f"{rdir / 'kept.json'} names {g.conv!r}, not a layer of the model",
-                "the round's files were changed after the run: rerun the round",
-            ) from None
-        if weight.shape[0] != g.out_channels:
-            raise PrunelabError(
-                "load_compact",
-                f"{rdir / 'kept.json'} gives {g.conv} {g.out_channels} units; the model has {weight.shape[0]}",
-                "the round's files were changed: rerun the round",
-            )
-        if bool(weight[~alive].any()):  # a unit the record drops still has weights: record and weights disagree
-            raise PrunelabError("load_compact", f"kept.json drops units of {g.conv} that model.pt still uses",
-                                "the round's files do not belong together: rerun the round")  # fmt: skip
-        kept[g.conv] = alive
+        raise PrunelabError(
+            "load_compact",
+            f"model.pt does not fit the run's model config ({str(exc)[:120]})",
+            "the run folder was changed after the run: rerun it",
+        ) from exc
+    kept = {
+        g.conv: _alive(model, g, spec, rdir / "kept.json") for g, spec in zip(groups, record["groups"], strict=True)
+    }
     return compact(model, groups, kept).eval()
+
+
+def _alive(model: nn.Module, g: Any, spec: Any, where: Path) -> Tensor:
+    """The units ``spec`` (one group of kept.json) keeps, checked against the layer and its masked weights."""
+    alive = torch.zeros(g.out_channels, dtype=torch.bool)
+    alive[torch.tensor(_kept_indices(spec, g.out_channels, where), dtype=torch.long)] = True
+    try:
+        param = model.get_submodule(g.conv).weight
+        assert isinstance(param, Tensor)
+        weight = param.detach().flatten(1)
+    except (AttributeError, AssertionError):
+        raise PrunelabError(
+            "load_compact",
+            f"{where} names {g.conv!r}, not a layer of the model",
+            "the round's files were changed after the run: rerun the round",
+        ) from None
+    if weight.shape[0] != g.out_channels:
+        raise PrunelabError(
+            "load_compact",
+            f"{where} gives {g.conv} {g.out_channels} units; the model has {weight.shape[0]}",
+            "the round's files were changed: rerun the round",
+        )
+    if bool(weight[~alive].any()):  # a unit the record drops still has weights: record and weights disagree
+        raise PrunelabError(
+            "load_compact",
+            f"kept.json drops units of {g.conv} that model.pt still uses",
+            "the round's files do not belong together: rerun the round",
+        )
+    return alive

@@ -35,8 +35,11 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise PrunelabError("--format", "onnx needs onnx, onnxscript and onnxruntime",
-                            "pip install 'prunelab[onnx]', or use --format torchscript|pt2") from exc  # fmt: skip
+        raise PrunelabError(
+            "--format",
+            "onnx needs onnx, onnxscript and onnxruntime",
+            "pip install 'prunelab[onnx]', or use --format torchscript|pt2",
+        ) from exc
     batch = torch.export.Dim("batch", min=1)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -61,8 +64,9 @@ def _pt2(model: nn.Module, example: torch.Tensor, path: Path) -> Any:
     return torch.export.load(str(path)).module()
 
 
-def export(run_dir: str | Path, fmt: str, round: int = -1, out: str | Path | None = None,
-           atol: float = 1e-4) -> tuple[Path, float, bool]:  # fmt: skip
+def export(
+    run_dir: str | Path, fmt: str, round: int = -1, out: str | Path | None = None, atol: float = 1e-4
+) -> tuple[Path, float, bool]:
     """Write the round's model in ``fmt``; returns (file, max |output - masked model output|, compacted)."""
     from prunelab import api, results, trust
 
@@ -94,8 +98,11 @@ def export(run_dir: str | Path, fmt: str, round: int = -1, out: str | Path | Non
         with torch.no_grad():
             diff = float((loaded(check) - masked(check)).abs().max())
         if not diff <= atol:
-            raise PrunelabError("--format", f"the exported {fmt} model's outputs differ from the masked model's by "
-                                f"{diff:.2e} (> {atol:g})", "report it; use another --format meanwhile")  # fmt: skip
+            raise PrunelabError(
+                "--format",
+                f"the exported {fmt} model's outputs differ from the masked model's by {diff:.2e} (> {atol:g})",
+                "report it; use another --format meanwhile",
+            )
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -121,8 +128,11 @@ def main(argv: list[str]) -> None:
     try:
         path, diff, compact = export(args.run_dir, args.format, args.round, args.out, args.atol)
     except OSError as exc:  # a read-only run folder, a full disk
-        error = PrunelabError("--out", f"cannot write {exc.filename or args.out} ({exc.strerror or exc})",
-                              "give --out <a file in a writable folder>")  # fmt: skip
+        error = PrunelabError(
+            "--out",
+            f"cannot write {exc.filename or args.out} ({exc.strerror or exc})",
+            "give --out <a file in a writable folder>",
+        )
         print(f"prunelab: error: {error.one_line()}", file=sys.stderr)
         raise SystemExit(2) from None
     except PrunelabError as exc:

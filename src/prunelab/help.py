@@ -68,8 +68,10 @@ def list_text(group: str | None = None) -> str:
 
 def list_main(argv: list[str]) -> None:
     if len(argv) > 1 or (argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        print(f"prunelab: error: list: takes one group name, got {' '.join(argv)} (fix: prunelab list [group])",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"prunelab: error: list: takes one group name, got {' '.join(argv)} (fix: prunelab list [group])",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     if argv and argv[0] in ("-h", "--help"):
         print("usage: prunelab list [group]\n\nEach option of each config group (or of one), with its description.")
@@ -85,8 +87,10 @@ def list_main(argv: list[str]) -> None:
 def main_help() -> str:
     groups = config_groups()
     width = max(len(g) for g in groups)
-    group_lines = [textwrap.fill(", ".join(opts), 116, initial_indent=f"  {g.ljust(width)}  ",
-                                 subsequent_indent=" " * (width + 4)) for g, opts in groups.items()]  # fmt: skip
+    group_lines = [
+        textwrap.fill(", ".join(opts), 116, initial_indent=f"  {g.ljust(width)}  ", subsequent_indent=" " * (width + 4))
+        for g, opts in groups.items()
+    ]
     papers = ", ".join(PAPER_TIMES)
     return f"""prunelab {__version__}: class-aware neural-network compression experiments (Hydra + Lightning).
 

@@ -29,8 +29,14 @@ from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-JOB_TYPES = {"1": "run", "RUN": "run", "RunMode.RUN": "run", "2": "sweep", "MULTIRUN": "sweep",
-             "RunMode.MULTIRUN": "sweep"}  # fmt: skip
+JOB_TYPES = {
+    "1": "run",
+    "RUN": "run",
+    "RunMode.RUN": "run",
+    "2": "sweep",
+    "MULTIRUN": "sweep",
+    "RunMode.MULTIRUN": "sweep",
+}
 
 
 def wandb_id(save_dir: str | Path) -> str:
@@ -93,8 +99,10 @@ class WandbLogger(_LightningWandbLogger):
         import wandb
 
         columns: list[str | int] = ["class", "recall", "precision", "fn", "fp", "auroc", "support"]
-        data = [[c, *(row.get(f"test/{m}/{c}") for m in ("recall", "precision", "fn", "fp", "auroc", "support"))]
-                for c in classes]  # fmt: skip
+        data = [
+            [c, *(row.get(f"test/{m}/{c}") for m in ("recall", "precision", "fn", "fp", "auroc", "support"))]
+            for c in classes
+        ]
         media = {
             "round/per_class": wandb.Table(columns=columns, data=data),
             "round/confusion_matrix": wandb.plot.confusion_matrix(

@@ -89,8 +89,11 @@ class ClassDependentLoss(nn.Module):
             raise PrunelabError("loss.weights", f"{len(self.explicit)} weights for {c} classes", f"give {c} weights")
         needs_positive = self.lam > 0 or (self.explicit is None and self.beta is None)
         if needs_positive and positive_class is None and (self.lam > 0 or self.gamma != 1 or self.gamma_by_round):
-            raise PrunelabError("loss", "gamma and the ranking loss need a positive class",
-                                "set data.positive_class or data.imbalance.positive_class")  # fmt: skip
+            raise PrunelabError(
+                "loss",
+                "gamma and the ranking loss need a positive class",
+                "set data.positive_class or data.imbalance.positive_class",
+            )
         self.set_round(self.round)
 
     def set_round(self, round_: int) -> None:

@@ -45,8 +45,11 @@ class Population:
         if not members:
             raise PrunelabError("population.size", "a population needs at least one member", "use size >= 1")
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in members[0].modules()):
-            raise PrunelabError("model", "population training does not support BatchNorm (in-place running "
-                                "statistics)", "train BatchNorm models one run per seed")  # fmt: skip
+            raise PrunelabError(
+                "model",
+                "population training does not support BatchNorm (in-place running statistics)",
+                "train BatchNorm models one run per seed",
+            )
         self._members = list(members)
         self.size = len(self._members)
         self.params, self.buffers = stack_module_state(self._members)
@@ -262,8 +265,11 @@ def train_epoch(
     one optimizer step. Returns the next global step and the members' summed training losses and correct
     predictions (K,) over the epoch."""
     if not isinstance(optimizer, ELEMENTWISE_OPTIMIZERS):
-        raise PrunelabError("optimizer", f"{type(optimizer).__name__} is not element-wise",
-                            "use SGD, Adam or AdamW for population training")  # fmt: skip
+        raise PrunelabError(
+            "optimizer",
+            f"{type(optimizer).__name__} is not element-wise",
+            "use SGD, Adam or AdamW for population training",
+        )
     total = torch.zeros(pop.size, dtype=torch.float64)
     correct = torch.zeros(pop.size, dtype=torch.long)
     for idx in member_batches(len(y), batch_size, seeds, epoch):

@@ -68,8 +68,11 @@ def quantize(model: nn.Module, method: str, calibration: list[tuple[Tensor, Tens
             raise
         except Exception as exc:  # e.g. an op FX static quantization cannot handle
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise PrunelabError("quantize.methods", f"{method} failed for {type(model).__name__}: {first}",
-                                f"drop {method} from quantize.methods") from exc  # fmt: skip
+            raise PrunelabError(
+                "quantize.methods",
+                f"{method} failed for {type(model).__name__}: {first}",
+                f"drop {method} from quantize.methods",
+            ) from exc
 
 
 def serialized_bytes(model: nn.Module) -> int:

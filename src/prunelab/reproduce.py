@@ -44,8 +44,20 @@ def _commands(spec: dict, n: int, out: Path, overrides: list[str], sequential: b
             members = ["seed=" + ",".join(str(first + i) for i in range(size))]
         folder = out / "runs" / sub if sub else out / "runs"
         sweep = [a.replace("{runs}", str((out / "runs").resolve())) for a in sweep]  # a stage reads an earlier one
-        cmds.append((sub, ["-m", *sweep, *members, "logger=csv", "trainer.enable_progress_bar=false",
-                           f"hydra.sweep.dir={folder}", *overrides]))  # fmt: skip
+        cmds.append(
+            (
+                sub,
+                [
+                    "-m",
+                    *sweep,
+                    *members,
+                    "logger=csv",
+                    "trainer.enable_progress_bar=false",
+                    f"hydra.sweep.dir={folder}",
+                    *overrides,
+                ],
+            )
+        )
     return cmds
 
 
@@ -114,12 +126,14 @@ def main(argv: list[str]) -> None:
         default=None,
         help="also write the table, stamped, into this Markdown file's section for the paper",
     )
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")  # fmt: skip
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
     args = parser.parse_intermixed_args(argv)
     spec = PAPERS[args.paper]
     if args.seeds is not None and args.seeds < 1:
-        _fail(f"--seeds: {args.seeds} seeds per setting (fix: use --seeds >= 1, or leave it out for the paper's "
-              f"{spec['seeds']})")  # fmt: skip
+        _fail(
+            f"--seeds: {args.seeds} seeds per setting (fix: use --seeds >= 1, or leave it out for the paper's "
+            f"{spec['seeds']})"
+        )
     if os.environ.get("PRUNELAB_OUTPUT_DIR") == "" and args.out is None:
         _fail("PRUNELAB_OUTPUT_DIR: set but empty (fix: unset it, or give --out DIR)")
     out = args.out or Path(os.environ.get("PRUNELAB_OUTPUT_DIR") or "outputs") / "reproduce" / args.paper
@@ -149,7 +163,8 @@ def main(argv: list[str]) -> None:
     print(text)
     if args.doc:
         seeds = [f"--seeds {args.seeds}"] if args.seeds is not None else []
-        argv_text = " ".join(["prunelab reproduce", args.paper, *seeds,
-                              *(["--sequential"] if args.sequential else []), *args.overrides])  # fmt: skip
+        argv_text = " ".join(
+            ["prunelab reproduce", args.paper, *seeds, *(["--sequential"] if args.sequential else []), *args.overrides]
+        )
         write_section(args.doc, args.paper, text, stamp(args.paper, spec["configs"], argv_text))
         print(f"wrote the {args.paper} section of {args.doc}")

@@ -66,10 +66,12 @@ def code_hash(paper: str, configs: list[str]) -> str:
 
 def _commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=SRC, capture_output=True, text=True,
-                             check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=SRC, capture_output=True,
-                               text=True).stdout.strip()  # fmt: skip
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=10", "HEAD"], cwd=SRC, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=SRC, capture_output=True, text=True
+        ).stdout.strip()
         return out + ("+uncommitted" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -105,9 +107,11 @@ def _demote(text: str) -> str:
 def write_section(doc: Path, paper: str, text: str, stmp: dict) -> None:
     """Replace (or append) the paper's section of ``doc`` with ``text`` and its stamp."""
     begin, end = _markers(paper)
-    body = (f"{begin}\n<!-- stamp {json.dumps(stmp, sort_keys=True)} -->\n\n"
-            f"Written by `{stmp['command']}` at commit {stmp['commit']} (reproduction code {stmp['code']}).\n\n"
-            f"{_demote(text)}\n{end}")  # fmt: skip
+    body = (
+        f"{begin}\n<!-- stamp {json.dumps(stmp, sort_keys=True)} -->\n\n"
+        f"Written by `{stmp['command']}` at commit {stmp['commit']} (reproduction code {stmp['code']}).\n\n"
+        f"{_demote(text)}\n{end}"
+    )
     old = doc.read_text() if doc.exists() else ""
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     new = pattern.sub(lambda _: body, old) if pattern.search(old) else f"{old.rstrip()}\n\n{body}\n"
@@ -122,6 +126,8 @@ def sections(doc: Path) -> dict[str, dict]:
     out = {}
     for m in re.finditer(r"<!-- reproduce:(\w+) begin -->(.*?)<!-- reproduce:\1 end -->", text, re.S):
         found = re.search(r"<!-- stamp (\{.*?\}) -->", m.group(2))
-        out[m.group(1)] = {"stamp": json.loads(found.group(1)) if found else None,
-                           "stale": f"<!-- reproduce:{m.group(1)} stale -->" in m.group(2)}  # fmt: skip
+        out[m.group(1)] = {
+            "stamp": json.loads(found.group(1)) if found else None,
+            "stale": f"<!-- reproduce:{m.group(1)} stale -->" in m.group(2),
+        }
     return out

@@ -88,8 +88,9 @@ def load_tensors(path: Path | str, key: str, fix: str = "rerun the run that wrot
                 f"{path} holds more than tensors ({what}); prunelab never unpickles objects from a file",
                 f"the file is not prunelab's: {fix}",
             ) from None
-        raise PrunelabError(key, f"cannot read {path} (not a tensor file)", f"the file is truncated or not "
-                            f"prunelab's: {fix}") from None  # fmt: skip
+        raise PrunelabError(
+            key, f"cannot read {path} (not a tensor file)", f"the file is truncated or not prunelab's: {fix}"
+        ) from None
     except Exception as exc:  # truncated, not a zip archive, a directory, a read error, ...
         head = (str(exc).strip().splitlines() or [""])[0][:120]
         raise PrunelabError(
@@ -188,8 +189,14 @@ def record_files(run_dir: Path, paths: list[Path]) -> dict[str, dict[str, Any]]:
 
 def round_files(rdir: Path) -> list[Path]:
     """The files a finished round keeps (not its resume checkpoints, temporary files or metrics.json itself)."""
-    return [p for p in rdir.rglob("*") if p.is_file() and "checkpoints" not in p.relative_to(rdir).parts
-            and not p.name.startswith(".") and p.name != "metrics.json"]  # fmt: skip
+    return [
+        p
+        for p in rdir.rglob("*")
+        if p.is_file()
+        and "checkpoints" not in p.relative_to(rdir).parts
+        and not p.name.startswith(".")
+        and p.name != "metrics.json"
+    ]
 
 
 def verify_round(run_dir: Path, r: int) -> tuple[dict | None, str | None]:

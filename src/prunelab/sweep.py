@@ -66,15 +66,17 @@ def summarize_sweep(sweep_dir: Path, since: float = 0.0) -> dict:
         outcome = last.get("outcome")
         if outcome is None:  # the job started but left no attempt line: killed, or failed before run() began
             outcome = "failed" if summary.get("status") in ("failed", "running", "unreadable", None) else "unknown"
-        jobs.append({
-            "job": job.name,
-            "overrides": _overrides(job),
-            "outcome": outcome,
-            "status": summary.get("status", "missing"),
-            "wall_seconds": last.get("wall_seconds"),
-            "saved_seconds": last.get("saved_seconds", 0.0),
-            "error": last.get("error") or (summary.get("error") if outcome in FAILURES else None),
-        })  # fmt: skip
+        jobs.append(
+            {
+                "job": job.name,
+                "overrides": _overrides(job),
+                "outcome": outcome,
+                "status": summary.get("status", "missing"),
+                "wall_seconds": last.get("wall_seconds"),
+                "saved_seconds": last.get("saved_seconds", 0.0),
+                "error": last.get("error") or (summary.get("error") if outcome in FAILURES else None),
+            }
+        )
     counts = {k: sum(j["outcome"] == k for j in jobs) for k in (*OUTCOMES, "unknown")}
     return {
         "sweep_dir": str(sweep_dir),
@@ -154,9 +156,14 @@ class SweepSummary(Callback):
         LAST.update(s, summary_path=str(sweep_dir / "sweep_summary.md"))
         log.info(
             "sweep: %d jobs, %d completed, %d resumed, %d skipped (saved %.0f s), %d failed or refused; summary in %s",
-            s["jobs"], s["completed"], s["resumed"], s["skipped"], s["saved_seconds"], s["undone"],
+            s["jobs"],
+            s["completed"],
+            s["resumed"],
+            s["skipped"],
+            s["saved_seconds"],
+            s["undone"],
             sweep_dir / "sweep_summary.md",
-        )  # fmt: skip
+        )
         for j in s["failed_jobs"]:
             log.error("%s job %s (%s): %s", j["outcome"], j["job"], " ".join(j["overrides"]), j["error"])
 

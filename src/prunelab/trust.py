@@ -60,16 +60,21 @@ def _plain(value: Any, where: str, source: str) -> None:
             if not isinstance(key, (str, int)):
                 raise PrunelabError(where, f"{source} holds a non-text key {key!r}", fix)
             if str(key).startswith("_"):
-                raise PrunelabError(f"{where}.{key}", f"{source} holds a Hydra directive ({key}) below the top "
-                                    "of a recorded option: a folder must not choose code to run", fix)  # fmt: skip
+                raise PrunelabError(
+                    f"{where}.{key}",
+                    f"{source} holds a Hydra directive ({key}) below the top "
+                    "of a recorded option: a folder must not choose code to run",
+                    fix,
+                )
             _plain(item, f"{where}.{key}", source)
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _plain(item, f"{where}[{i}]", source)
     elif isinstance(value, str):
         if "${" in value:
-            raise PrunelabError(where, f"{source} holds an interpolation ({value[:60]!r}); prunelab records "
-                                "configs resolved", fix)  # fmt: skip
+            raise PrunelabError(
+                where, f"{source} holds an interpolation ({value[:60]!r}); prunelab records configs resolved", fix
+            )
     elif value is not None and not isinstance(value, (bool, int, float)):
         raise PrunelabError(where, f"{source} holds a {type(value).__name__}, not plain data", fix)
 
@@ -79,8 +84,9 @@ def buildable(cfg: DictConfig | dict, group: str, source: str = "run_config.yaml
     node = cfg.get(group) if isinstance(cfg, (dict, DictConfig)) else None
     tree = OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
     if not isinstance(tree, dict):
-        raise PrunelabError(group, f"{source} holds no {group} config",
-                            "give a folder printed as 'run folder:' by a prunelab run")  # fmt: skip
+        raise PrunelabError(
+            group, f"{source} holds no {group} config", "give a folder printed as 'run folder:' by a prunelab run"
+        )
     target = tree.get("_target_")
     allowed = allowed_targets(group)
     if target not in allowed:
@@ -113,13 +119,17 @@ def recorded_config(run_dir: Path) -> DictConfig:
         try:
             cfg = OmegaConf.load(path)
         except Exception as exc:
-            raise PrunelabError(KEY, f"{path} is unreadable ({type(exc).__name__})",
-                                "rerun the run: its recorded config is damaged") from None  # fmt: skip
+            raise PrunelabError(
+                KEY, f"{path} is unreadable ({type(exc).__name__})", "rerun the run: its recorded config is damaged"
+            ) from None
         if isinstance(cfg, DictConfig) and "model" in cfg:
             check_recorded(cfg, str(path))
             return cfg
-    raise PrunelabError(KEY, f"{run_dir} is not a prunelab run folder (no readable run_config.yaml)",
-                        "give a folder printed as 'run folder:' by a run")  # fmt: skip
+    raise PrunelabError(
+        KEY,
+        f"{run_dir} is not a prunelab run folder (no readable run_config.yaml)",
+        "give a folder printed as 'run folder:' by a run",
+    )
 
 
 def build_recorded_model(cfg: DictConfig, input_shape: Any, num_classes: int) -> nn.Module:
@@ -129,8 +139,13 @@ def build_recorded_model(cfg: DictConfig, input_shape: Any, num_classes: int) ->
     node = buildable(cfg, "model")
     if "pretrained" in node:  # the weights come from model.pt: never download ImageNet weights here
         node["pretrained"] = False
-    return make(OmegaConf.create({"model": node}), "model", input_shape=tuple(input_shape),
-                num_classes=int(num_classes), _convert_="all")  # fmt: skip
+    return make(
+        OmegaConf.create({"model": node}),
+        "model",
+        input_shape=tuple(input_shape),
+        num_classes=int(num_classes),
+        _convert_="all",
+    )
 
 
 def state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -138,7 +153,8 @@ def state_dict(path: Path) -> dict[str, torch.Tensor]:
     import torch
 
     state = load_tensors(path, KEY, "rerun the same command: prunelab redoes that round")
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):  # fmt: skip
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise PrunelabError(KEY, f"{path} is not a state_dict (names to tensors)", "rerun the run that wrote it")
     return state

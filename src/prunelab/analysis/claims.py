@@ -80,8 +80,16 @@ class Result:
         p = "-" if iv.p is None or math.isnan(iv.p) else f"{iv.p:.3g}"
         side = ">" if self.claim.side == "greater" else "<"
         wording = f"{self.claim.wording} ({self.claim.source})"
-        return [wording, f"{self.claim.statistic} {side} {self.claim.threshold:g}", effect, ci, p,
-                iv.null or "-", f"{iv.n} {self.claim.unit}", f"**{self.verdict}**"]  # fmt: skip
+        return [
+            wording,
+            f"{self.claim.statistic} {side} {self.claim.threshold:g}",
+            effect,
+            ci,
+            p,
+            iv.null or "-",
+            f"{iv.n} {self.claim.unit}",
+            f"**{self.verdict}**",
+        ]
 
 
 def decide(claim: Claim, iv: Interval) -> str:
@@ -148,14 +156,18 @@ def null_interval(observed: float, null, side: str = "greater", n: int | None = 
     lo_q, hi_q = np.quantile(draws, [0.5 - LEVEL / 2, 0.5 + LEVEL / 2])
     mean = float(draws.mean())
     null = f"mean {mean:.3g}, 95% of draws in [{lo_q:.3g}, {hi_q:.3g}] ({len(draws)} draws)"
-    return Interval(observed - mean, observed - float(hi_q), observed - float(lo_q),
-                    len(draws) if n is None else n, p, null)  # fmt: skip
+    return Interval(
+        observed - mean, observed - float(hi_q), observed - float(lo_q), len(draws) if n is None else n, p, null
+    )
 
 
 def markdown(results: list[Result]) -> list[str]:
     """The claims table: every row with its figures, not just the word."""
-    lines = ["| claim (where the paper states it) | statistic, claimed side | effect | 95% interval | p (one-sided) | "
-             "null | n | verdict |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| claim (where the paper states it) | statistic, claimed side | effect | 95% interval | p (one-sided) | "
+        "null | n | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r.row()) + " |")
     notes = [f"- {r.claim.key}: {n}" for r in results for n in r.notes]
@@ -167,6 +179,8 @@ def declared(claims: list[Claim]) -> list[str]:
     lines = ["| key | claim | statistic | test | held if | min n |", "|---|---|---|---|---|---|"]
     for c in claims:
         side = ">" if c.side == "greater" else "<"
-        lines.append(f"| {c.key} | {c.wording} | {c.statistic} | {c.test} | 95% interval {side} {c.threshold:g} | "
-                     f"{c.min_n} {c.unit} |")  # fmt: skip
+        lines.append(
+            f"| {c.key} | {c.wording} | {c.statistic} | {c.test} | 95% interval {side} {c.threshold:g} | "
+            f"{c.min_n} {c.unit} |"
+        )
     return lines

@@ -20,12 +20,20 @@ from typing import Any
 
 import numpy as np
 
-NAMES = {"test/acc": "test accuracy", "test/auroc_macro": "macro AUROC (one-vs-rest)",
-         "test/recall_worst": "worst-class recall", "test/fnr": "false-negative rate (positive class)",
-         "test/fpr": "false-positive rate (positive class)", "flops_ratio": "FLOPs (share of dense)"}  # fmt: skip
+NAMES = {
+    "test/acc": "test accuracy",
+    "test/auroc_macro": "macro AUROC (one-vs-rest)",
+    "test/recall_worst": "worst-class recall",
+    "test/fnr": "false-negative rate (positive class)",
+    "test/fpr": "false-positive rate (positive class)",
+    "flops_ratio": "FLOPs (share of dense)",
+}
 RATES = {"test/acc", "test/auroc_macro", "test/recall_worst", "test/fnr", "test/fpr"}
-X_AXES = {"density": ("sparsity", "weights remaining (log scale)"), "sparsity": ("sparsity", "sparsity"),
-          "flops": ("flops_ratio", "FLOPs (share of dense)")}  # fmt: skip
+X_AXES = {
+    "density": ("sparsity", "weights remaining (log scale)"),
+    "sparsity": ("sparsity", "sparsity"),
+    "flops": ("flops_ratio", "FLOPs (share of dense)"),
+}
 MANIFEST: list[dict[str, Any]] = []  # what each figure of the current report shows (figures.json)
 LEVEL = re.compile(r"(^|, )schedule\.(final_sparsity|sparsity)=[^,]*")
 
@@ -95,8 +103,15 @@ def metric_panels(summary: list[dict], out: Path, x_axis: str = "density") -> Pa
         xs: list[float] = []
         for name, rows in _curves(summary, metric, key).items():
             xs += _x(rows, key, x_axis)
-            ax.errorbar(_x(rows, key, x_axis), [r[f"{metric}_mean"] for r in rows], yerr=_errors(rows, metric),
-                        marker="o", markersize=4, capsize=3, label=name)  # fmt: skip
+            ax.errorbar(
+                _x(rows, key, x_axis),
+                [r[f"{metric}_mean"] for r in rows],
+                yerr=_errors(rows, metric),
+                marker="o",
+                markersize=4,
+                capsize=3,
+                label=name,
+            )
         ax.set_title(NAMES[metric])
         ax.set_ylabel(NAMES[metric].split(" (")[0])
         _axis(ax, x_axis, label, xs)
@@ -107,8 +122,9 @@ def metric_panels(summary: list[dict], out: Path, x_axis: str = "density") -> Pa
     fig.tight_layout(rect=(0, 0.04 + 0.035 * math.ceil(len(names) / 3), 1, 1))
     path = out / f"metrics_vs_{x_axis}.png"
     fig.savefig(path, dpi=120)
-    MANIFEST.append({"file": path.name, "kind": "metrics", "panels": [NAMES[m] for m in metrics],
-                     "xlabel": label, "curves": names})  # fmt: skip
+    MANIFEST.append(
+        {"file": path.name, "kind": "metrics", "panels": [NAMES[m] for m in metrics], "xlabel": label, "curves": names}
+    )
     plt.close(fig)
     return path
 
@@ -117,8 +133,15 @@ def flops_accuracy(summary: list[dict], out: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
     for name, rows in _curves(summary, "test/acc", "flops_ratio").items():
-        ax.errorbar([r["flops_ratio_mean"] for r in rows], [r["test/acc_mean"] for r in rows],
-                    yerr=_errors(rows, "test/acc"), marker="o", markersize=4, capsize=3, label=name)  # fmt: skip
+        ax.errorbar(
+            [r["flops_ratio_mean"] for r in rows],
+            [r["test/acc_mean"] for r in rows],
+            yerr=_errors(rows, "test/acc"),
+            marker="o",
+            markersize=4,
+            capsize=3,
+            label=name,
+        )
     ax.set_xlabel("FLOPs left (share of dense; masked weights counted as removed)")
     ax.set_ylabel("test accuracy")
     ax.set_title("accuracy against FLOPs (a count, not a speed-up)")
@@ -152,8 +175,15 @@ def class_heatmap(rows: list[dict], population: str, out: Path, lim: float) -> P
     if grid.size <= 400:
         for (i, j), v in np.ndenumerate(grid):
             if not math.isnan(v):
-                ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if abs(v) > 0.6 * lim else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{v:+.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if abs(v) > 0.6 * lim else "black",
+                )
     ax.set_xticks(range(len(levels)), [f"{left[lv]:.3g}" for lv in levels])
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("weights remaining")
@@ -165,8 +195,17 @@ def class_heatmap(rows: list[dict], population: str, out: Path, lim: float) -> P
     path = out / f"class_delta_{slug(population)}.png"
     fig.savefig(path, dpi=120)
     vmin, vmax = im.get_clim()
-    MANIFEST.append({"file": path.name, "kind": "class_delta", "population": population, "xlabel": ax.get_xlabel(),
-                     "ylabel": ax.get_ylabel(), "vmin": float(vmin), "vmax": float(vmax)})  # fmt: skip
+    MANIFEST.append(
+        {
+            "file": path.name,
+            "kind": "class_delta",
+            "population": population,
+            "xlabel": ax.get_xlabel(),
+            "ylabel": ax.get_ylabel(),
+            "vmin": float(vmin),
+            "vmax": float(vmax),
+        }
+    )
     plt.close(fig)
     return path
 

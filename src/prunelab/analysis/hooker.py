@@ -45,8 +45,9 @@ class ClassImpact:
         return int(self.impacted.sum())
 
 
-def class_impact(dense: np.ndarray, compressed: np.ndarray, labels: np.ndarray, num_classes: int,
-                 alpha: float = 0.05) -> ClassImpact:  # fmt: skip
+def class_impact(
+    dense: np.ndarray, compressed: np.ndarray, labels: np.ndarray, num_classes: int, alpha: float = 0.05
+) -> ClassImpact:
     """Welch tests of mean-shifted per-class recall between two populations of predictions."""
     if len(dense) < 2 or len(compressed) < 2:
         raise ValueError("each population needs at least 2 models for a t-test")
@@ -78,8 +79,9 @@ def pie_accuracy(preds: np.ndarray, labels: np.ndarray, pie: np.ndarray) -> dict
     """Mean top-1 of a population on the PIE and non-PIE subsets."""
     out = {"pie_count": int(pie.sum()), "pie_share": float(pie.mean())}
     for name, subset in (("pie", pie), ("non_pie", ~pie)):
-        out[f"acc_{name}"] = float(top1(np.atleast_2d(preds)[:, subset], labels[subset]).mean()) if subset.any() \
-            else float("nan")  # fmt: skip
+        out[f"acc_{name}"] = (
+            float(top1(np.atleast_2d(preds)[:, subset], labels[subset]).mean()) if subset.any() else float("nan")
+        )
     return out
 
 
@@ -127,8 +129,12 @@ def hooker_table(runs, alpha: float = 0.05) -> tuple[list[dict], dict[str, np.nd
     rows, masks = [], {}
     for name, preds in pops.items():
         acc = top1(preds, labels)
-        row = {"population": name, "models": len(preds), "top1_mean": float(acc.mean()),
-               "top1_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0}  # fmt: skip
+        row = {
+            "population": name,
+            "models": len(preds),
+            "top1_mean": float(acc.mean()),
+            "top1_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        }
         if name != "sparsity 0" and len(preds) >= 2 and len(dense) >= 2:
             impact = class_impact(dense, preds, labels, num_classes, alpha)
             row["impacted_classes"] = impact.count
@@ -142,8 +148,28 @@ def hooker_table(runs, alpha: float = 0.05) -> tuple[list[dict], dict[str, np.nd
     return rows, masks
 
 
-def pie_gallery(images: np.ndarray, labels: np.ndarray | None, indices: np.ndarray, path, columns: int = 10,
-                class_names: list[str] | None = None, title: str = "") -> None:  # fmt: skip
+def _scaled_rgb(images: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The chosen images as (n, h, w, 3), each scaled to [0, 1] on its own (grey repeated into RGB)."""
+    x = np.asarray(images[chosen], dtype=float)
+    if x.ndim == 4:  # (n, c, h, w) -> (n, h, w[, c])
+        x = x[:, 0] if x.shape[1] == 1 else np.moveaxis(x, 1, -1)
+    lo = x.reshape(len(x), -1).min(1).reshape(-1, *[1] * (x.ndim - 1))
+    hi = x.reshape(len(x), -1).max(1).reshape(-1, *[1] * (x.ndim - 1))
+    x = (x - lo) / np.maximum(hi - lo, 1e-12)
+    if x.ndim == 3:  # grey -> RGB, as the gray colour map shows it
+        x = np.repeat(x[..., None], 3, axis=-1)
+    return x
+
+
+def pie_gallery(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    indices: np.ndarray,
+    path,
+    columns: int = 10,
+    class_names: list[str] | None = None,
+    title: str = "",
+) -> None:
     """A labelled grid of PIE images (the first ``columns * 4``), each scaled to [0, 1] and titled with its true
     class; ``title`` names the population.
 
@@ -157,14 +183,7 @@ def pie_gallery(images: np.ndarray, labels: np.ndarray | None, indices: np.ndarr
     chosen = np.asarray(indices)[: columns * 4]
     if len(chosen) == 0:
         return
-    x = np.asarray(images[chosen], dtype=float)
-    if x.ndim == 4:  # (n, c, h, w) -> (n, h, w[, c])
-        x = x[:, 0] if x.shape[1] == 1 else np.moveaxis(x, 1, -1)
-    lo = x.reshape(len(x), -1).min(1).reshape(-1, *[1] * (x.ndim - 1))
-    hi = x.reshape(len(x), -1).max(1).reshape(-1, *[1] * (x.ndim - 1))
-    x = (x - lo) / np.maximum(hi - lo, 1e-12)
-    if x.ndim == 3:  # grey -> RGB, as the gray colour map shows it
-        x = np.repeat(x[..., None], 3, axis=-1)
+    x = _scaled_rgb(images, chosen)
     n, h, w = x.shape[:3]
     rows = -(-n // columns)
     gap, band = max(2, w // 8), max(4, h * 2 // 5)  # between tiles; above each tile, for its class name
@@ -182,9 +201,21 @@ def pie_gallery(images: np.ndarray, labels: np.ndarray | None, indices: np.ndarr
     if labels is not None:
         for k, i in enumerate(chosen):
             name = class_names[int(labels[i])] if class_names else str(int(labels[i]))
-            ax.text((k % columns) * cell_w + w / 2, (k // columns) * cell_h + band - 1, name[:12], fontsize=8,
-                    ha="center", va="bottom")  # fmt: skip
-    fig.suptitle(f"{title}: {len(indices)} PIEs (first {len(chosen)}, titled with their true class)"
-                 if title else f"{len(indices)} PIEs", fontsize=10, y=1 - 0.1 / fig_h, va="top")  # fmt: skip
+            ax.text(
+                (k % columns) * cell_w + w / 2,
+                (k // columns) * cell_h + band - 1,
+                name[:12],
+                fontsize=8,
+                ha="center",
+                va="bottom",
+            )
+    fig.suptitle(
+        f"{title}: {len(indices)} PIEs (first {len(chosen)}, titled with their true class)"
+        if title
+        else f"{len(indices)} PIEs",
+        fontsize=10,
+        y=1 - 0.1 / fig_h,
+        va="top",
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -52,8 +52,10 @@ def to_html(markdown: str, title: str = "prunelab report") -> str:
             out.append(f"<p>{_inline(line)}</p>")
         i += 1
     page = "\n".join(out).replace("</ul>\n<ul>", "\n")
-    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head>\n<body>\n{page}\n</body></html>\n")  # fmt: skip
+    return (
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head>\n<body>\n{page}\n</body></html>\n"
+    )
 
 
 def write_html(markdown_path: Path, html_path: Path) -> Path:

@@ -28,8 +28,11 @@ from prunelab.config import IDENTITY_KEYS
 log = logging.getLogger("prunelab")
 
 METRICS = ["test/acc", "test/auroc_macro", "test/recall_worst", "test/fnr", "test/fpr", "flops_ratio"]
-X_AXES = {"density": ("sparsity", "weights remaining"), "sparsity": ("sparsity", "sparsity"),
-          "flops": ("flops_ratio", "FLOPs (share of dense)")}  # fmt: skip
+X_AXES = {
+    "density": ("sparsity", "weights remaining"),
+    "sparsity": ("sparsity", "sparsity"),
+    "flops": ("flops_ratio", "FLOPs (share of dense)"),
+}
 
 
 def _stats(values: Sequence[float | None]) -> tuple[float, float]:
@@ -104,10 +107,19 @@ def class_deltas(runs: list[Run], labels: dict[Path, str]) -> list[dict]:
             for key, value in row.items():
                 if key.startswith("test/recall/") and dense.get(key) is not None and value is not None:
                     acc.setdefault((pop, level, key[12:]), []).append(value - dense[key])
-    return [{"population": p, "round": r, "class": c, "sparsity": statistics.fmean(sparsity[(p, r)]),
-             "recall_delta_mean": _stats(v)[0], "recall_delta_std": _stats(v)[1], "n": len(v),
-             "baseline": baseline[p]}
-            for (p, r, c), v in sorted(acc.items(), key=lambda kv: (kv[0][0], float(kv[0][1]), kv[0][2]))]  # fmt: skip
+    return [
+        {
+            "population": p,
+            "round": r,
+            "class": c,
+            "sparsity": statistics.fmean(sparsity[(p, r)]),
+            "recall_delta_mean": _stats(v)[0],
+            "recall_delta_std": _stats(v)[1],
+            "n": len(v),
+            "baseline": baseline[p],
+        }
+        for (p, r, c), v in sorted(acc.items(), key=lambda kv: (kv[0][0], float(kv[0][1]), kv[0][2]))
+    ]
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -127,8 +139,12 @@ def _fmt(mean: float | None, std: float | None, n: int = 1) -> str:
 
 def markdown(summary: list[dict], runs: list[Run]) -> str:
     cols = [m for m in ["sparsity", *METRICS] if any(f"{m}_mean" in r for r in summary)]
-    lines = ["# prunelab report", "", "| population | round | n | " + " | ".join(cols) + " |",
-             "|" + "---|" * (3 + len(cols))]  # fmt: skip
+    lines = [
+        "# prunelab report",
+        "",
+        "| population | round | n | " + " | ".join(cols) + " |",
+        "|" + "---|" * (3 + len(cols)),
+    ]
     for r in summary:
         cells = [_fmt(r.get(f"{c}_mean"), r.get(f"{c}_std"), int(r["n"])) for c in cols]
         lines.append(f"| {r['population']} | {r['round']} | {r['n']} | " + " | ".join(cells) + " |")
@@ -174,16 +190,40 @@ def figures_section(files: list[Path], deltas: list[dict]) -> str:
     lines = ["", "## Figures", ""]
     lines += [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png" and not p.stem.startswith("class_delta")]
     if deltas:
-        lines += ["", "## Per class: which classes pay", "",
-                  f"Recall change against the dense baseline ({deltas[0]['baseline']}); every heatmap uses the same "
-                  f"colour scale (±{figures.shared_limit(deltas):.2f}).", "",
-                  "| population | most impacted classes at its sparsest level (recall change) | weights remaining |",
-                  "|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Per class: which classes pay",
+            "",
+            f"Recall change against the dense baseline ({deltas[0]['baseline']}); every heatmap uses the same "
+            f"colour scale (±{figures.shared_limit(deltas):.2f}).",
+            "",
+            "| population | most impacted classes at its sparsest level (recall change) | weights remaining |",
+            "|---|---|---|",
+        ]
         for pop, worst in figures.most_impacted(deltas).items():
             names = ", ".join(f"{c} ({d:+.3f})" for c, d, _ in worst)
             lines.append(f"| {pop} | {names} | {worst[0][2]:.3g} |" if worst else f"| {pop} | - | - |")
         lines += [""] + [f"![{p.stem}]({p.name})" for p in files if p.stem.startswith("class_delta")]
     return "\n".join(lines) + "\n"
+
+
+HOOKER_COLUMNS = ["population", "models", "top1_mean", "top1_std", "impacted_classes", "pie_count", "acc_pie",
+                  "acc_non_pie", "dense_acc_pie", "dense_acc_non_pie"]  # fmt: skip
+
+
+def _hooker_table_lines(rows: list[dict]) -> list[str]:
+    cols = HOOKER_COLUMNS
+    lines = [
+        "",
+        "## Per-class impact and PIEs (Hooker et al.)",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for r in rows:
+        cells = [f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def hooker_section(runs: list[Run], out: Path) -> list[Path]:
@@ -198,15 +238,8 @@ def hooker_section(runs: list[Run], out: Path) -> list[Path]:
     if len(rows) < 2:
         return []
     write_csv(out / "hooker.csv", rows)
-    cols = ["population", "models", "top1_mean", "top1_std", "impacted_classes", "pie_count", "acc_pie",
-            "acc_non_pie", "dense_acc_pie", "dense_acc_non_pie"]  # fmt: skip
-    lines = ["", "## Per-class impact and PIEs (Hooker et al.)", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]  # fmt: skip
-    for r in rows:
-        cells = [f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in cols]
-        lines.append("| " + " | ".join(cells) + " |")
     with open(out / "report.md", "a") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(_hooker_table_lines(rows)) + "\n")
     import numpy as np
 
     write_csv(
@@ -214,13 +247,17 @@ def hooker_section(runs: list[Run], out: Path) -> list[Path]:
     )
     files = [out / "hooker.csv", out / "pies.csv"]
     names = _class_names(runs)
-    lines = ["", "Impacted classes (Welch test of mean-shifted per-class recall against the dense population, "
-             "p <= 0.05):", ""]  # fmt: skip
+    lines = [
+        "",
+        "Impacted classes (Welch test of mean-shifted per-class recall against the dense population, p <= 0.05):",
+        "",
+    ]
     for r in rows:
         if r.get("impacted_ids") is not None:
             ids = [int(i) for i in str(r["impacted_ids"]).split()]
-            lines.append(f"- {r['population']}: " + (", ".join(names[i] if i < len(names) else str(i) for i in ids)
-                                                       or "none"))  # fmt: skip
+            lines.append(
+                f"- {r['population']}: " + (", ".join(names[i] if i < len(names) else str(i) for i in ids) or "none")
+            )
     test = _test_images(runs)
     for name, mask in masks.items():  # one gallery per compressed population (sparsity levels and quantized)
         found = np.nonzero(mask)[0]
@@ -277,13 +314,19 @@ def report(root: Path, out: Path | None = None, x_axis: str = "density") -> dict
     out.mkdir(parents=True, exist_ok=True)
     labels = group_labels(runs)
     summary, deltas = aggregate(runs, labels), class_deltas(runs, labels)
-    all_rows = [{"run": r.path.name, "population": labels[r.path], "seed": r.seed, **row}
-                for r in runs if r.status == "complete" for row in r.rows]  # fmt: skip
+    all_rows = [
+        {"run": r.path.name, "population": labels[r.path], "seed": r.seed, **row}
+        for r in runs
+        if r.status == "complete"
+        for row in r.rows
+    ]
     write_csv(out / "summary.csv", summary)
     write_csv(out / "rounds.csv", all_rows)
     write_csv(out / "class_deltas.csv", deltas)
-    write_csv(out / "runs.csv", [{"run": r.path.name, "population": labels[r.path], "status": r.status,
-                                  "error": r.error or ""} for r in runs])  # fmt: skip
+    write_csv(
+        out / "runs.csv",
+        [{"run": r.path.name, "population": labels[r.path], "status": r.status, "error": r.error or ""} for r in runs],
+    )
     for stale in out.glob("*.png"):  # figures of an earlier report of this folder (other names) must not linger
         stale.unlink()
     files = plots(summary, deltas, out, x_axis) if summary else []
@@ -293,16 +336,27 @@ def report(root: Path, out: Path | None = None, x_axis: str = "density") -> dict
 
     files.append(write_html(out / "report.md", out / "report.html"))
     groups = {str(r.config.get("logger", {}).get("wandb", {}).get("group") or "") for r in runs} - {""}
-    return {"out": out, "runs": len(runs), "complete": sum(r.status == "complete" for r in runs), "plots": files,
-            "wandb_group": groups.pop() if len(groups) == 1 else None}  # fmt: skip
+    return {
+        "out": out,
+        "runs": len(runs),
+        "complete": sum(r.status == "complete" for r in runs),
+        "plots": files,
+        "wandb_group": groups.pop() if len(groups) == 1 else None,
+    }
 
 
 def log_to_wandb(result: dict, tables: dict[str, list[dict]], project: str = "prunelab", group: str = "report") -> Path:
     """Log the report's tables and plots as one offline W&B run (``wandb sync`` uploads it later)."""
     import wandb
 
-    run = wandb.init(project=project, group=group, job_type="report", dir=str(result["out"]), mode="offline",
-                     name=f"report-{result['out'].parent.name}")  # fmt: skip
+    run = wandb.init(
+        project=project,
+        group=group,
+        job_type="report",
+        dir=str(result["out"]),
+        mode="offline",
+        name=f"report-{result['out'].parent.name}",
+    )
     try:
         for name, rows in tables.items():
             if rows:
@@ -320,8 +374,12 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="prunelab report", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a run folder, a multirun folder or an outputs folder")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: <folder>/report)")
-    parser.add_argument("--x", choices=sorted(X_AXES), default="density",
-                        help="x axis of the metric plots (default: weights remaining, log scale)")  # fmt: skip
+    parser.add_argument(
+        "--x",
+        choices=sorted(X_AXES),
+        default="density",
+        help="x axis of the metric plots (default: weights remaining, log scale)",
+    )
     parser.add_argument("--wandb", action="store_true", help="also log the tables and plots to an offline W&B run")
     args = parser.parse_args(argv)
     try:
@@ -331,8 +389,11 @@ def main(argv: list[str]) -> None:
         raise SystemExit(2) from None
     except OSError as exc:  # a read-only results folder, a full disk, a file where the report folder should be
         where = exc.filename or args.out or args.folder / "report"
-        print(f"prunelab: error: --out: cannot write {where} ({exc.strerror or exc}) (fix: give --out "
-              "<a writable folder>)", file=sys.stderr)  # fmt: skip
+        print(
+            f"prunelab: error: --out: cannot write {where} ({exc.strerror or exc}) (fix: give --out "
+            "<a writable folder>)",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
     print(f"{result['runs']} runs ({result['complete']} complete) -> {result['out']}/report.md")
     if args.wandb:

@@ -65,15 +65,28 @@ def read_run_info(path: Path) -> dict:
     and whether it was closed (its exit record and exit code)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    info: dict = {"group": None, "name": None, "tags": [], "exited": False, "exit_code": None, "id": None,
-                  "job_type": None, "step_metrics": {}}  # fmt: skip
+    info: dict = {
+        "group": None,
+        "name": None,
+        "tags": [],
+        "exited": False,
+        "exit_code": None,
+        "id": None,
+        "job_type": None,
+        "step_metrics": {},
+    }
     for chunk in _chunks(Path(path).read_bytes()):
         record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class
         record.ParseFromString(chunk)
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            info.update(group=record.run.run_group, name=record.run.display_name, tags=list(record.run.tags),
-                        id=record.run.run_id, job_type=record.run.job_type)  # fmt: skip
+            info.update(
+                group=record.run.run_group,
+                name=record.run.display_name,
+                tags=list(record.run.tags),
+                id=record.run.run_id,
+                job_type=record.run.job_type,
+            )
         elif kind == "metric" and record.metric.step_metric:  # define_metric(name or glob, step_metric=...)
             info["step_metrics"][record.metric.name or record.metric.glob_name] = record.metric.step_metric
         elif kind == "exit":

@@ -63,8 +63,11 @@ def validate(raw: RawData, source: str) -> None:
     for split, x, y in splits:
 
         def bad(problem: str, split: str = split) -> PrunelabError:
-            return PrunelabError("data", f"{source}: {split} split {problem}", "replace the file with a complete copy "
-                                 "(see the dataset's README for where it comes from)")  # fmt: skip
+            return PrunelabError(
+                "data",
+                f"{source}: {split} split {problem}",
+                "replace the file with a complete copy (see the dataset's README for where it comes from)",
+            )
 
         if x is None or y is None:
             raise bad("has images or labels missing")
@@ -210,9 +213,12 @@ class TensorDataModule(pl.LightningDataModule):
             tr_idx, va_idx = stratified_split(y_tr, self.val_fraction, gen)
             x_va, y_va, x_tr, y_tr = x_tr[va_idx], y_tr[va_idx], x_tr[tr_idx], y_tr[tr_idx]
             if len(tr_idx) == 0:
-                raise PrunelabError("data.val_fraction", f"{self.val_fraction} moves every training example of "
-                                    f"{self.source()} into validation: the training split is empty",
-                                    "use a smaller data.val_fraction, e.g. 0.1")  # fmt: skip
+                raise PrunelabError(
+                    "data.val_fraction",
+                    f"{self.val_fraction} moves every training example of "
+                    f"{self.source()} into validation: the training split is empty",
+                    "use a smaller data.val_fraction, e.g. 0.1",
+                )
         names = list(raw.class_names)
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names = self._imbalance(
             (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names, gen

@@ -66,12 +66,15 @@ class LesionAugment:
         from torchvision.transforms import v2
 
         self.seed, self.normalize = seed, Normalize()
-        self.pipeline = v2.Compose([
-            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1),
-            v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
-            v2.RandomAffine(degrees=90, shear=20, scale=(0.8, 1.2)),
-            v2.RandomResizedCrop(size, scale=(0.4, 1.0), antialias=True),
-        ])  # fmt: skip
+        self.pipeline = v2.Compose(
+            [
+                v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1),
+                v2.RandomHorizontalFlip(),
+                v2.RandomVerticalFlip(),
+                v2.RandomAffine(degrees=90, shear=20, scale=(0.8, 1.2)),
+                v2.RandomResizedCrop(size, scale=(0.4, 1.0), antialias=True),
+            ]
+        )
 
     def __call__(self, x: Tensor, index: Tensor) -> Tensor:
         with torch.random.fork_rng():

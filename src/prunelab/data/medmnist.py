@@ -47,8 +47,15 @@ class MedMNISTDataModule(TensorDataModule):
         self.official = provenance.check_npz(self.path, self.flag, sizes)
         names = CLASS_NAMES.get(self.flag) or [str(i) for i in np.unique(arrays["train_labels"])]
         labels = {k: v.ravel() for k, v in arrays.items() if k.endswith("_labels")}
-        return RawData(arrays["train_images"], labels["train_labels"], arrays["test_images"], labels["test_labels"],
-                       names, arrays["val_images"], labels["val_labels"])  # fmt: skip
+        return RawData(
+            arrays["train_images"],
+            labels["train_labels"],
+            arrays["test_images"],
+            labels["test_labels"],
+            names,
+            arrays["val_images"],
+            labels["val_labels"],
+        )
 
 
 def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -59,8 +66,9 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as d:
             missing = [k for k in keys if k not in d.files]
             if missing:
-                raise PrunelabError("data.path", f"{path} has no {missing[0]!r} array (holds {', '.join(d.files)})",
-                                    fix)  # fmt: skip
+                raise PrunelabError(
+                    "data.path", f"{path} has no {missing[0]!r} array (holds {', '.join(d.files)})", fix
+                )
             return {k: d[k] for k in keys}
     except PrunelabError:
         raise

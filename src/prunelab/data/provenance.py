@@ -79,8 +79,11 @@ def check_idx_files(raw: Path, family: str) -> bool:
             continue
         official = False
         if got in known:
-            raise PrunelabError("paths.data_dir", f"{path} is {known[got]}, not {family}'s {name} (files swapped or "
-                                "put in the wrong folder)", f"put {family}'s official files in {raw}")  # fmt: skip
+            raise PrunelabError(
+                "paths.data_dir",
+                f"{path} is {known[got]}, not {family}'s {name} (files swapped or put in the wrong folder)",
+                f"put {family}'s official files in {raw}",
+            )
     return official
 
 
@@ -91,9 +94,12 @@ def check_split_sizes(sizes: dict[str, int], official: dict[str, int], source: s
         return True
     if sorted(sizes.values()) == sorted(official.values()):
         wrong = next(s for s in sizes if sizes[s] != official[s])
-        raise PrunelabError("data", f"{source}: the {wrong} split has {sizes[wrong]} examples, the official size of "
-                            f"another split (official: {official}): splits swapped",
-                            "use the official files, each split under its own name")  # fmt: skip
+        raise PrunelabError(
+            "data",
+            f"{source}: the {wrong} split has {sizes[wrong]} examples, the official size of "
+            f"another split (official: {official}): splits swapped",
+            "use the official files, each split under its own name",
+        )
     return False
 
 
@@ -105,8 +111,11 @@ def check_npz(path: Path, flag: str, sizes: dict[str, int]) -> bool:
     else:
         other = [f for f, digest in NPZ_MD5.items() if digest == got]
         if other:
-            raise PrunelabError("data.path", f"{path} is MedMNIST's official {other[0]} file, not {flag}",
-                                f"point data.path at {flag}.npz, or use data={other[0]}")  # fmt: skip
+            raise PrunelabError(
+                "data.path",
+                f"{path} is MedMNIST's official {other[0]} file, not {flag}",
+                f"point data.path at {flag}.npz, or use data={other[0]}",
+            )
         official = False
     known = NPZ_SIZES.get(flag)
     if known is not None:

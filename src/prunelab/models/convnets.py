@@ -65,9 +65,14 @@ class LeNet5(nn.Module):
         super().__init__()
         pool = nn.MaxPool2d(2) if min(input_shape[1:]) >= 16 else nn.Identity()
         self.features = nn.Sequential(
-            nn.Conv2d(input_shape[0], 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5, padding=0 if min(input_shape[1:]) >= 16 else 2), nn.ReLU(), pool, nn.Flatten(),
-        )  # fmt: skip
+            nn.Conv2d(input_shape[0], 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, padding=0 if min(input_shape[1:]) >= 16 else 2),
+            nn.ReLU(),
+            pool,
+            nn.Flatten(),
+        )
         self.classifier = _head(_flat_width(self.features, input_shape), (120, 84), num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

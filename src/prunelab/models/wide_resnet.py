@@ -28,8 +28,9 @@ class WideBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    def __init__(self, input_shape: Sequence[int], num_classes: int, depth: int = 28, widen: int = 10,
-                 dropout: float = 0.0):  # fmt: skip
+    def __init__(
+        self, input_shape: Sequence[int], num_classes: int, depth: int = 28, widen: int = 10, dropout: float = 0.0
+    ):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WRN depth {depth}: must be 6n+4 (16, 22, 28, 40)")

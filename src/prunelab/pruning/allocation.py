@@ -42,13 +42,13 @@ class Allocation:
         ratios = {str(k): float(v) for k, v in dict(prune.get("ratios") or {}).items()}
         how = str(prune.get("normalize", "none"))
         how = ("mean" if structured else "none") if how == "auto" else how
-        return cls(how, ratios, None if cap is None else float(cap),
-                   None if step is None else int(step))  # fmt: skip
+        return cls(how, ratios, None if cap is None else float(cap), None if step is None else int(step))
 
     @property
     def default(self) -> bool:
-        return (self.normalize == "none" and not self.ratios and self.max_layer_sparsity is None
-                and self.round_to is None)  # fmt: skip
+        return (
+            self.normalize == "none" and not self.ratios and self.max_layer_sparsity is None and self.round_to is None
+        )
 
     def rate_of(self, name: str) -> float | None:
         """The per-step rate of the first pattern matching ``name`` (a tensor or group name)."""

@@ -116,8 +116,9 @@ class PruningCallback(pl.Callback):
         if self.rewind.source is not None:  # rewind.masks_from: this round's masks are the source run's
             new = source.load(self.rewind.source, self.round)
         else:
-            context = ScoringContext(round=self.round, seed=self.seed, initial_state=self._initial_state(),
-                                     groups=self.groups, extra=extra)  # fmt: skip
+            context = ScoringContext(
+                round=self.round, seed=self.seed, initial_state=self._initial_state(), groups=self.groups, extra=extra
+            )
             batches = self.batches() if (self.criterion.needs_data and self.batches) else None
             scores = self.criterion.scores(model, current, batches=batches, context=context)
             new = self.select_masks(model, scores, current, target, context)
@@ -157,8 +158,14 @@ class PruningCallback(pl.Callback):
             part = {n: scores[n] for n in rest}
             if self.criterion.scope == "global":
                 part = normalized(part, alive, alloc.normalize)
-            kept = filters.select_filters(part, {n: alive[n] for n in rest}, target, self.min_filters,
-                                          scope=self.criterion.scope, max_share=alloc.max_layer_sparsity)  # fmt: skip
+            kept = filters.select_filters(
+                part,
+                {n: alive[n] for n in rest},
+                target,
+                self.min_filters,
+                scope=self.criterion.scope,
+                max_share=alloc.max_layer_sparsity,
+            )
             out.update(kept)
         if alloc.round_to is not None:
             out = filters.round_kept(out, alive, scores, alloc.round_to)
@@ -179,8 +186,13 @@ class PruningCallback(pl.Callback):
             alive = {n: current[n] > 0 for n in rest}
             global_ = self.criterion.scope == "global"
             cap = alloc.max_layer_sparsity if global_ else None
-            new = select(normalized(part, alive, alloc.normalize) if global_ else part, current, target,
-                         scope=self.criterion.scope, max_share=cap)  # fmt: skip
+            new = select(
+                normalized(part, alive, alloc.normalize) if global_ else part,
+                current,
+                target,
+                scope=self.criterion.scope,
+                max_share=cap,
+            )
             out.update({n: new[n] for n in rest})
         return out
 

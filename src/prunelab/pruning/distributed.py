@@ -53,11 +53,18 @@ def check_identical(masks: dict[str, Tensor]) -> None:
     """Raise if the ranks' masks differ (compares a checksum: the min and max over ranks must agree)."""
     if world_size() == 1:
         return
-    local = torch.stack([m.detach().double().cpu().flatten().dot(torch.arange(1, m.numel() + 1).double())
-                         for _, m in sorted(masks.items())])  # fmt: skip
+    local = torch.stack(
+        [
+            m.detach().double().cpu().flatten().dot(torch.arange(1, m.numel() + 1).double())
+            for _, m in sorted(masks.items())
+        ]
+    )
     lo, hi = local.clone().to(_device()), local.clone().to(_device())
     dist.all_reduce(lo, op=dist.ReduceOp.MIN)
     dist.all_reduce(hi, op=dist.ReduceOp.MAX)
     if not torch.equal(lo, hi):
-        raise PrunelabError("criterion", "ranks computed different masks", "report this: criteria must reduce "
-                            "their statistics across ranks (prunelab.pruning.distributed)")  # fmt: skip
+        raise PrunelabError(
+            "criterion",
+            "ranks computed different masks",
+            "report this: criteria must reduce their statistics across ranks (prunelab.pruning.distributed)",
+        )

@@ -61,8 +61,11 @@ def select_filters(
     removed = sum(int((~alive[n]).sum()) for n in names)
     goal = round(target * total)
     if goal < removed:
-        raise PrunelabError("schedule", f"target {target:.4f} is below the {removed / total:.4f} already removed",
-                            "schedules must not decrease sparsity")  # fmt: skip
+        raise PrunelabError(
+            "schedule",
+            f"target {target:.4f} is below the {removed / total:.4f} already removed",
+            "schedules must not decrease sparsity",
+        )
     layer = torch.cat([torch.full((len(alive[n]),), i) for i, n in enumerate(names)])
     flat = torch.cat([scores[n].detach().double().cpu().flatten() for n in names])
     if torch.isnan(flat).any():
@@ -86,8 +89,9 @@ def select_filters(
     return out
 
 
-def round_kept(kept: Mapping[str, Tensor], alive: Mapping[str, Tensor], scores: Mapping[str, Tensor],
-               step: int) -> dict[str, Tensor]:  # fmt: skip
+def round_kept(
+    kept: Mapping[str, Tensor], alive: Mapping[str, Tensor], scores: Mapping[str, Tensor], step: int
+) -> dict[str, Tensor]:
     """``kept`` with each group's count of kept units rounded up to a multiple of ``step`` (``prune.round_to``):
     the highest-scored units this step would remove stay. A group never gets back units pruned in earlier steps,
     so one already below a multiple keeps what it has (its count is then the largest it can be)."""
@@ -98,8 +102,11 @@ def round_kept(kept: Mapping[str, Tensor], alive: Mapping[str, Tensor], scores: 
         keep = keep.clone()
         if extra > 0:
             candidates = alive[name] & ~keep
-            order = torch.argsort(torch.where(candidates.cpu(), scores[name].detach().double().cpu(), -math.inf),
-                                  descending=True, stable=True)  # fmt: skip
+            order = torch.argsort(
+                torch.where(candidates.cpu(), scores[name].detach().double().cpu(), -math.inf),
+                descending=True,
+                stable=True,
+            )
             keep[order[:extra].to(keep.device)] = True
         out[name] = keep
     return out
@@ -170,8 +177,16 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
 @torch.no_grad()
 def _slice_conv(conv: nn.Conv2d, out_idx: Tensor, in_idx: Tensor) -> nn.Conv2d:
     kernel, stride, padding, dilation = cast(Any, (conv.kernel_size, conv.stride, conv.padding, conv.dilation))
-    new = nn.Conv2d(len(in_idx), len(out_idx), kernel, stride, padding, dilation, bias=conv.bias is not None,
-                    padding_mode=conv.padding_mode)  # fmt: skip
+    new = nn.Conv2d(
+        len(in_idx),
+        len(out_idx),
+        kernel,
+        stride,
+        padding,
+        dilation,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+    )
     new.weight.copy_(conv.weight[out_idx][:, in_idx])
     if conv.bias is not None and new.bias is not None:
         new.bias.copy_(conv.bias[out_idx])

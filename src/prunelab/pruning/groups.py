@@ -37,11 +37,29 @@ from prunelab.pruning.kinds import KINDS, check_kinds
 __all__ = ["KINDS", "FilterGroup", "check_kinds", "filter_groups", "refused"]
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
-_PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-                 nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d, nn.Identity)  # fmt: skip
-_PASS_FUNCTIONS = {functional.relu, functional.max_pool2d, functional.avg_pool2d, functional.adaptive_avg_pool2d,
-                   functional.adaptive_max_pool2d, functional.dropout, functional.relu6, functional.leaky_relu,
-                   torch.relu}  # fmt: skip
+_PASS_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
+)
+_PASS_FUNCTIONS = {
+    functional.relu,
+    functional.max_pool2d,
+    functional.avg_pool2d,
+    functional.adaptive_avg_pool2d,
+    functional.adaptive_max_pool2d,
+    functional.dropout,
+    functional.relu6,
+    functional.leaky_relu,
+    torch.relu,
+}
 _PASS_METHODS = {"relu", "relu_"}
 _ADD = {operator.add, operator.iadd, torch.add}
 _SCALAR_METHODS = {"size", "dim"}
@@ -272,8 +290,9 @@ def filter_groups(model: nn.Module, kinds: Any = ("conv",)) -> list[FilterGroup]
             continue
         producers = sorted(s.producers, key=g.order.__getitem__)
         blocks = {c: b for c, b in s.consumers.items() if isinstance(g.modules[c], nn.Linear)}
-        groups.append(FilterGroup(producers[0], s.size, list(s.norms), list(s.consumers), producers, blocks,
-                                  _kind(g, s)))  # fmt: skip
+        groups.append(
+            FilterGroup(producers[0], s.size, list(s.norms), list(s.consumers), producers, blocks, _kind(g, s))
+        )
     return groups
 
 

@@ -11,12 +11,14 @@ KINDS = ("conv", "flatten", "linear", "residual")
 
 # Criteria with one score per weight: ``prune.group_kinds`` does not change what they do, so it is left out of
 # their run identity (prunelab.config.identity). A test checks this list against the classes' ``structured``.
-UNSTRUCTURED_TARGETS = frozenset({
-    "prunelab.pruning.criteria.magnitude.Magnitude",
-    "prunelab.pruning.criteria.magnitude_increase.MagnitudeIncrease",
-    "prunelab.pruning.criteria.random.Random",
-    "prunelab.pruning.criteria.gradients.SNIP",
-})  # fmt: skip
+UNSTRUCTURED_TARGETS = frozenset(
+    {
+        "prunelab.pruning.criteria.magnitude.Magnitude",
+        "prunelab.pruning.criteria.magnitude_increase.MagnitudeIncrease",
+        "prunelab.pruning.criteria.random.Random",
+        "prunelab.pruning.criteria.gradients.SNIP",
+    }
+)
 
 
 def check_kinds(kinds: Any, scorable: tuple[str, ...] = KINDS) -> tuple[str, ...]:
@@ -29,8 +31,11 @@ def check_kinds(kinds: Any, scorable: tuple[str, ...] = KINDS) -> tuple[str, ...
         return tuple(scorable)
     bad = [k for k in values if k not in KINDS]
     if bad or not values:
-        raise PrunelabError("prune.group_kinds", f"unknown kind(s) {bad or values}",
-                            f"use a list of {', '.join(KINDS)}, all, or auto (all it can score)")  # fmt: skip
+        raise PrunelabError(
+            "prune.group_kinds",
+            f"unknown kind(s) {bad or values}",
+            f"use a list of {', '.join(KINDS)}, all, or auto (all it can score)",
+        )
     return tuple(values)
 
 
@@ -44,13 +49,22 @@ def check_allocation(prune: Any) -> None:
         raise PrunelabError("prune.normalize", f"unknown normaliser {how!r}", f"use one of {', '.join(NORMALIZERS)}")
     for pattern, rate in dict(prune.get("ratios") or {}).items():
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
-            raise PrunelabError(f"prune.ratios.{pattern}", f"{rate!r} is not a share in [0, 1)",
-                                "e.g. prune.ratios={'classifier.*': 0.1}")  # fmt: skip
+            raise PrunelabError(
+                f"prune.ratios.{pattern}",
+                f"{rate!r} is not a share in [0, 1)",
+                "e.g. prune.ratios={'classifier.*': 0.1}",
+            )
     step = prune.get("round_to")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
-        raise PrunelabError("prune.round_to", f"{step!r} is not a unit count >= 1",
-                            "e.g. prune.round_to=8, or null to keep counts as the ranking leaves them")  # fmt: skip
+        raise PrunelabError(
+            "prune.round_to",
+            f"{step!r} is not a unit count >= 1",
+            "e.g. prune.round_to=8, or null to keep counts as the ranking leaves them",
+        )
     cap = prune.get("max_layer_sparsity")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0.0 < float(cap) <= 1):
-        raise PrunelabError("prune.max_layer_sparsity", f"{cap!r} is not a share in (0, 1]",
-                            "e.g. prune.max_layer_sparsity=0.9, or null for no cap")  # fmt: skip
+        raise PrunelabError(
+            "prune.max_layer_sparsity",
+            f"{cap!r} is not a share in (0, 1]",
+            "e.g. prune.max_layer_sparsity=0.9, or null for no cap",
+        )

@@ -33,8 +33,14 @@ class Rewind:
     with the LR schedule resumed at ``step`` (Frankle et al. 2020; OpenLTH); ``restart`` gives each round the full
     budget and a fresh schedule."""
 
-    def __init__(self, kind: str = "none", step: int = 0, budget: str = "restart", masks_from: str | None = None,
-                 masks_sha1: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        kind: str = "none",
+        step: int = 0,
+        budget: str = "restart",
+        masks_from: str | None = None,
+        masks_sha1: str | None = None,
+    ):
         if kind not in KINDS:
             raise PrunelabError("rewind.kind", f"unknown kind {kind!r}", f"use one of {', '.join(KINDS)}")
         if kind == "step" and int(step) < 1:
@@ -42,15 +48,23 @@ class Rewind:
         if budget not in ("continue", "restart"):
             raise PrunelabError("rewind.budget", f"unknown budget {budget!r}", "use continue or restart")
         if masks_from and kind not in ("init", "reinit"):
-            raise PrunelabError("rewind.masks_from", f"rewind={kind} does not train another run's masks",
-                                "use rewind=reinit (the control) or rewind=init with masks_from")  # fmt: skip
+            raise PrunelabError(
+                "rewind.masks_from",
+                f"rewind={kind} does not train another run's masks",
+                "use rewind=reinit (the control) or rewind=init with masks_from",
+            )
         self.kind, self.step, self.budget = kind, int(step), budget
         self.masks_from, self.masks_sha1 = masks_from, masks_sha1
         self.source: Path | None = None  # the resolved source run folder (bound by the runner)
 
     def snapshot_name(self) -> str | None:
-        names = {"none": None, "init": "init.pt", "step": f"step{self.step}.pt", "reinit": "reinit.pt",
-                 "shuffle": "init.pt"}  # fmt: skip
+        names = {
+            "none": None,
+            "init": "init.pt",
+            "step": f"step{self.step}.pt",
+            "reinit": "reinit.pt",
+            "shuffle": "init.pt",
+        }
         return names[self.kind]
 
 
@@ -71,8 +85,11 @@ def load_snapshot(path: Path) -> dict[str, Tensor]:
 
     state = load_tensors(path, "rewind", "delete that file: prunelab rewrites init.pt from the seed")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise PrunelabError("rewind", f"{path} is not a weight snapshot (names to tensors)",
-                            "delete that file: prunelab rewrites init.pt from the seed")  # fmt: skip
+        raise PrunelabError(
+            "rewind",
+            f"{path} is not a weight snapshot (names to tensors)",
+            "delete that file: prunelab rewrites init.pt from the seed",
+        )
     return state
 
 

@@ -114,14 +114,23 @@ class Gradual(Schedule):
     num_rounds = 1
     target_key = "schedule.final_sparsity"
 
-    def __init__(self, final_sparsity: float = 0.5, begin_step: int = 0, end_step: int = 1000, frequency: int = 100,
-                 initial_sparsity: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        final_sparsity: float = 0.5,
+        begin_step: int = 0,
+        end_step: int = 1000,
+        frequency: int = 100,
+        initial_sparsity: float = 0.0,
+    ):
         self.final = _check_fraction("schedule.final_sparsity", final_sparsity)
         self.initial = _check_fraction("schedule.initial_sparsity", initial_sparsity)
         self.begin, self.end, self.frequency = int(begin_step), int(end_step), int(frequency)
         if self.end <= self.begin or self.begin < 0:
-            raise PrunelabError("schedule.end_step", f"end {self.end} must be after begin {self.begin} >= 0",
-                                "e.g. begin_step=0 end_step=1000")  # fmt: skip
+            raise PrunelabError(
+                "schedule.end_step",
+                f"end {self.end} must be after begin {self.begin} >= 0",
+                "e.g. begin_step=0 end_step=1000",
+            )
         if self.frequency < 1:
             raise PrunelabError("schedule.frequency", f"{frequency} must be >= 1", "e.g. 100 steps")
 

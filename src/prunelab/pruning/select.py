@@ -96,8 +96,9 @@ def _capped(scores, masks, flat_scores, flat_masks, n_prune: int, max_share: flo
     """The flat global selection with at most ``max_share`` of each tensor pruned (already-pruned entries stay)."""
     names = list(scores)
     ids = torch.cat([torch.full((masks[n].numel(),), i) for i, n in enumerate(names)])
-    allowed = torch.tensor([max(math.floor(max_share * masks[n].numel() + 1e-9), int((masks[n] == 0).sum()))
-                            for n in names])  # fmt: skip
+    allowed = torch.tensor(
+        [max(math.floor(max_share * masks[n].numel() + 1e-9), int((masks[n] == 0).sum())) for n in names]
+    )
     flat = torch.where(flat_masks > 0, flat_scores, float("-inf"))
     new = torch.ones_like(flat_masks)
     new[capped_lowest(flat, ids, allowed, max(n_prune, int((flat_masks == 0).sum())))] = 0

@@ -56,8 +56,11 @@ def resolve(folder: str | Path, seed: int, model: Any) -> Path:
             found.append(run)
     if len(found) != 1:
         what = "no finished run" if not found else f"{len(found)} finished runs"
-        raise PrunelabError(KEY, f"{root} holds {what} with seed {seed} and this model",
-                            "give one run folder, or a sweep folder with one finished run per seed")  # fmt: skip
+        raise PrunelabError(
+            KEY,
+            f"{root} holds {what} with seed {seed} and this model",
+            "give one run folder, or a sweep folder with one finished run per seed",
+        )
     return found[0]
 
 
@@ -122,8 +125,11 @@ def check(run_dir: Path, needed: int) -> None:
     """The source must hold finished rounds 1 .. ``needed - 1`` with masks."""
     have = rounds(run_dir)
     if len(have) < needed:
-        raise PrunelabError(KEY, f"{run_dir} has {len(have)} finished rounds; this run needs {needed}",
-                            f"finish the source run, or use schedule.rounds={max(len(have) - 1, 0)}")  # fmt: skip
+        raise PrunelabError(
+            KEY,
+            f"{run_dir} has {len(have)} finished rounds; this run needs {needed}",
+            f"finish the source run, or use schedule.rounds={max(len(have) - 1, 0)}",
+        )
     missing = [r["round"] for r in have[:needed] if f"rounds/r{r['round']:02d}/masks.pt" not in r["files"]]
     if missing:
         raise PrunelabError(KEY, f"{run_dir} has no masks.pt in round(s) {missing}", "rerun the source run")
@@ -133,8 +139,7 @@ def load(run_dir: Path, round_: int) -> dict[str, Tensor]:
     """Round ``round_``'s masks of the source, verified against the checksum its round recorded."""
     row, problem = results.verify_round(run_dir, round_)
     if row is None:
-        raise PrunelabError(KEY, f"{run_dir}: {problem or f'round {round_} is not finished'}",
-                            "rerun the source run")  # fmt: skip
+        raise PrunelabError(KEY, f"{run_dir}: {problem or f'round {round_} is not finished'}", "rerun the source run")
     path = results.round_dir(run_dir, round_) / "masks.pt"
     from prunelab.results import load_tensors
 

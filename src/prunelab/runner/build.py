@@ -69,8 +69,9 @@ def build_data(cfg: DictConfig) -> Any:
     return dm
 
 
-def build_model(cfg: DictConfig, dm: Any, structured: bool = False,
-                scorable: tuple[str, ...] = KINDS) -> tuple[torch.nn.Module, list[FilterGroup]]:  # fmt: skip
+def build_model(
+    cfg: DictConfig, dm: Any, structured: bool = False, scorable: tuple[str, ...] = KINDS
+) -> tuple[torch.nn.Module, list[FilterGroup]]:
     """The model with masks attached; for structured criteria also its groups (``prune.group_kinds``, each a kind
     the criterion can score: ``scorable``) and their companion masks."""
     seed_all(cfg.seed)
@@ -96,13 +97,18 @@ def build_model(cfg: DictConfig, dm: Any, structured: bool = False,
     prunable = set(names)  # a group whose producer the patterns leave out (prune.exclude, exclude_output_layer) is not
     groups = [g for g in filter_groups(model, kinds) if all(f"{p}.weight" in prunable for p in g.producers)]
     if not groups:
-        raise PrunelabError("prune.group_kinds", f"{type(model).__name__} has no structurally prunable group of "
-                            f"kind {list(kinds)}",
-                            "add kinds (e.g. [all]) or use an unstructured criterion")  # fmt: skip
+        raise PrunelabError(
+            "prune.group_kinds",
+            f"{type(model).__name__} has no structurally prunable group of kind {list(kinds)}",
+            "add kinds (e.g. [all]) or use an unstructured criterion",
+        )
     unsupported = sorted({g.kind for g in groups} - set(scorable))
     if unsupported:
-        raise PrunelabError("prune.group_kinds", f"the criterion cannot score {unsupported} groups",
-                            f"use kinds among {list(scorable)} or another criterion")  # fmt: skip
+        raise PrunelabError(
+            "prune.group_kinds",
+            f"the criterion cannot score {unsupported} groups",
+            f"use kinds among {list(scorable)} or another criterion",
+        )
     # a consumer left out of the patterns still loses the input columns of removed units: a companion mask
     consumers = sorted({f"{c}.weight" for g in groups for c in g.consumers} - prunable)
     masking.attach_masks(model, filters.companion_names(groups, model) + consumers, primary=False)
@@ -149,8 +155,11 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], key: str, 
     if missing or unexpected or wrong:
         found = (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
         detail = " ".join(f"{label} {keys[:2]}" for label, keys in found if keys)
-        raise PrunelabError(key, f"checkpoint {path} does not fit the model ({detail})",
-                            "use a checkpoint made with the same model and data config")  # fmt: skip
+        raise PrunelabError(
+            key,
+            f"checkpoint {path} does not fit the model ({detail})",
+            "use a checkpoint made with the same model and data config",
+        )
     model.load_state_dict(plain, strict=False)
     masking.apply_masks_to_weights(model)
 
@@ -167,9 +176,11 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
                 lg.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
         except Exception as exc:  # W&B online without a key or a network, a logger option it refuses
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise PrunelabError(f"logger.{name}", f"the {name} logger could not start ({type(exc).__name__}: {first})",
-                                "use logger.wandb.offline=true (the default; `wandb sync` uploads later) or "
-                                "logger=csv") from None  # fmt: skip
+            raise PrunelabError(
+                f"logger.{name}",
+                f"the {name} logger could not start ({type(exc).__name__}: {first})",
+                "use logger.wandb.offline=true (the default; `wandb sync` uploads later) or logger=csv",
+            ) from None
     return loggers
 
 
@@ -192,8 +203,9 @@ def make_trainer(cfg: DictConfig, rdir: Path, callbacks: list, loggers: list, **
         every = float(cfg.get("progress_log_seconds", 30))
         label = f"round {int(rdir.name[1:])} " if rdir.name[1:].isdigit() else ""
         callbacks = [*callbacks, Progress(refresh, every, label=label)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir),
-                          **overrides)  # fmt: skip
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir), **overrides
+    )
     if cfg.get("training_loop", "lean") == "lean":
         LeanEpochLoop.install(trainer)
     return trainer
@@ -221,8 +233,9 @@ def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:
     optimizer = make(cfg, "optimizer")
     preflight.check_optimizer(optimizer)
     scheduler = make(cfg, "scheduler") if cfg.get("scheduler") else None
-    module = ClassifierModule(model, loss, optimizer, dm.class_names, scheduler=scheduler,
-                              positive_class=dm.positive_class, seed=cfg.seed)  # fmt: skip
+    module = ClassifierModule(
+        model, loss, optimizer, dm.class_names, scheduler=scheduler, positive_class=dm.positive_class, seed=cfg.seed
+    )
     if cfg.monitor.get("metric"):
         module.callback_keys.add(str(cfg.monitor.metric))
     ctx = RunContext(cfg, Path(run_dir), dm, module, schedule, rewind, criterion, groups)

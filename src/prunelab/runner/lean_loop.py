@@ -42,10 +42,21 @@ CHECKED = ((2, 6), (2, 6))
 # hooks of the module that replace a part of the step: the lean loop does not run such a module
 TAKE_OVER = ("optimizer_step", "optimizer_zero_grad", "backward", "on_train_batch_start")
 BATCH_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
-CALLBACK_HOOKS = ("on_train_batch_start", "on_before_zero_grad", "on_before_backward", "on_after_backward",
-                  "on_before_optimizer_step", "on_train_batch_end")  # fmt: skip
-MODULE_HOOKS = ("on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
-                "on_train_batch_end")  # fmt: skip
+CALLBACK_HOOKS = (
+    "on_train_batch_start",
+    "on_before_zero_grad",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_train_batch_end",
+)
+MODULE_HOOKS = (
+    "on_before_zero_grad",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_train_batch_end",
+)
 
 
 log = logging.getLogger("prunelab")
@@ -265,9 +276,14 @@ class LeanEpochLoop(_TrainingEpochLoop):
                 self._hook("on_after_backward")
         self._hook("on_before_optimizer_step", optimizer)
         if self._clip:
-            self._as(module, "configure_gradient_clipping", module.configure_gradient_clipping, optimizer,
-                     gradient_clip_val=trainer.gradient_clip_val,
-                     gradient_clip_algorithm=trainer.gradient_clip_algorithm)  # fmt: skip
+            self._as(
+                module,
+                "configure_gradient_clipping",
+                module.configure_gradient_clipping,
+                optimizer,
+                gradient_clip_val=trainer.gradient_clip_val,
+                gradient_clip_algorithm=trainer.gradient_clip_algorithm,
+            )
         optimizer.step()
         progress.step.increment_completed()
         return {} if result.loss is None else result.asdict()

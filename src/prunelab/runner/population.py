@@ -143,11 +143,16 @@ def attempt(cfg: DictConfig, folder: status.RunFolder, members: list[Member]) ->
     objective = str(cfg.get("objective", "val/acc"))
     finals = [m.folder.read_summary().get("final", {}) for m in members]
     values = [f[objective] for f in finals if f.get(objective) is not None]
-    summary = {"status": "complete", "kind": "population", "run_id": run_id(cfg),
-               "members": [str(m.folder.run_dir.relative_to(folder.run_dir)) for m in members],
-               "seeds": [int(m.cfg.seed) for m in members], "wall_seconds": round(wall, 2),
-               "compute_seconds": round(sum(m.folder.read_summary().get("compute_seconds", 0.0) for m in members), 3),
-               "final": {objective: sum(values) / len(values)} if values else {}}  # fmt: skip
+    summary = {
+        "status": "complete",
+        "kind": "population",
+        "run_id": run_id(cfg),
+        "members": [str(m.folder.run_dir.relative_to(folder.run_dir)) for m in members],
+        "seeds": [int(m.cfg.seed) for m in members],
+        "wall_seconds": round(wall, 2),
+        "compute_seconds": round(sum(m.folder.read_summary().get("compute_seconds", 0.0) for m in members), 3),
+        "final": {objective: sum(values) / len(values)} if values else {},
+    }
     results.atomic_write_json(folder.summary_path, summary)
     folder.attempt("completed", wall, trained=len(todo))
     print(f"population folder: {folder.run_dir} ({len(members)} members, {len(todo)} trained)")
@@ -188,12 +193,22 @@ def fit(todo: list[Member]) -> tuple[int, float]:
         if not torch.equal(m.ctx.dm.x_train, dm0.x_train):
             raise PrunelabError("population", "members see different training data", "use population=1")
     if dm0.train_dataloader().dataset.transform is not None:
-        raise PrunelabError("data.augment", "population training does not support training transforms",
-                            "use population=1")  # fmt: skip
-    pruners = [PruningCallback(m.ctx.criterion, m.ctx.schedule, m.ctx.rewind, 0, m.ctx.run_dir / "rewind",
-                               int(m.cfg.seed), groups=m.ctx.groups,
-                               extra={"num_classes": m.ctx.dm.num_classes, "run_dir": str(m.ctx.run_dir)})
-               for m in todo]  # fmt: skip
+        raise PrunelabError(
+            "data.augment", "population training does not support training transforms", "use population=1"
+        )
+    pruners = [
+        PruningCallback(
+            m.ctx.criterion,
+            m.ctx.schedule,
+            m.ctx.rewind,
+            0,
+            m.ctx.run_dir / "rewind",
+            int(m.cfg.seed),
+            groups=m.ctx.groups,
+            extra={"num_classes": m.ctx.dm.num_classes, "run_dir": str(m.ctx.run_dir)},
+        )
+        for m in todo
+    ]
     modules = [m.ctx.module for m in todo]
     for module in modules:
         module.set_round(0)
@@ -210,9 +225,19 @@ def fit(todo: list[Member]) -> tuple[int, float]:
     start, step = time.perf_counter(), 0
     seeds = [int(m.ctx.dm.seed) for m in todo]
     for epoch in range(int(cfg0.trainer.max_epochs)):
-        step, loss_sum, correct = train_epoch(pop, optimizer, lambda k, logits, t: modules[k].loss_fn(logits, t),
-                                              dm0.x_train, dm0.y_train, dm0.batch_size, seeds, epoch,
-                                              on_step=on_step, step=step, per_member_loss=True)  # fmt: skip
+        step, loss_sum, correct = train_epoch(
+            pop,
+            optimizer,
+            lambda k, logits, t: modules[k].loss_fn(logits, t),
+            dm0.x_train,
+            dm0.y_train,
+            dm0.batch_size,
+            seeds,
+            epoch,
+            on_step=on_step,
+            step=step,
+            per_member_loss=True,
+        )
         for k, member_model in enumerate(pop.sync_to_members()):
             end_of_epoch(todo[k], member_model, epoch, step, float(loss_sum[k]), int(correct[k]))
     return step, time.perf_counter() - start
@@ -222,11 +247,18 @@ def end_of_epoch(m: Member, model: torch.nn.Module, epoch: int, step: int, loss_
     """What a Lightning epoch end does for one member: divergence check, validation, best-epoch tracking."""
     n = len(m.ctx.dm.y_train)
     if not torch.isfinite(torch.tensor(loss_sum)):
-        raise PrunelabError("optimizer.lr", f"training diverged (non-finite loss) in member seed={m.cfg.seed}, "
-                            f"epoch {epoch}", "lower optimizer.lr")  # fmt: skip
+        raise PrunelabError(
+            "optimizer.lr",
+            f"training diverged (non-finite loss) in member seed={m.cfg.seed}, epoch {epoch}",
+            "lower optimizer.lr",
+        )
     val = m.ctx.module.evaluate("val", m.ctx.dm.val_dataloader())
-    m.history.append((step - 1, {"train/loss": loss_sum / n, "train/acc": correct / n, "prune/round": 0.0,
-                                 "epoch": float(epoch), **val}))  # fmt: skip
+    m.history.append(
+        (
+            step - 1,
+            {"train/loss": loss_sum / n, "train/acc": correct / n, "prune/round": 0.0, "epoch": float(epoch), **val},
+        )
+    )
     monitor = None if m.ctx.schedule.in_fit else m.cfg.monitor.metric
     value = val.get(monitor) if monitor is not None else None
     better = (lambda a, b: a > b) if m.cfg.monitor.mode == "max" else (lambda a, b: a < b)
@@ -249,8 +281,18 @@ def finish_member(m: Member, step: int, fit_share: float, population: dict[str, 
                 lg.log_metrics(metrics, step=s)
         trainer = build.make_trainer(m.cfg, results.round_dir(ctx.run_dir, 0), [], loggers)
         val = evaluate(ctx, trainer)
-        row = record_round(ctx, 0, trainer, kept, fit_share, val, member_start,
-                           epochs=int(m.cfg.trainer.max_epochs), step=step, loop="population")  # fmt: skip
+        row = record_round(
+            ctx,
+            0,
+            trainer,
+            kept,
+            fit_share,
+            val,
+            member_start,
+            epochs=int(m.cfg.trainer.max_epochs),
+            step=step,
+            loop="population",
+        )
     except BaseException:
         build.finish_loggers(loggers, "failed")
         raise

@@ -74,18 +74,12 @@ def check_config(cfg: DictConfig, machine: bool = True) -> None:
         raise PrunelabError(missing[0], "has no value (??? in its config file)", f"set it: {missing[0]}=<value>")
     name = str(cfg.get("name", ""))
     if not SAFE_NAME.fullmatch(name) or name in (".", "..") or len(name) > 200:
-        raise PrunelabError("name", f"{name!r} is not a single safe folder name",
-                            "use up to 200 letters, digits, '.', '_', '+' and '-' (no '/' or '..')")  # fmt: skip
-    seed = cfg.get("seed")
-    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
-        raise PrunelabError("seed", f"{seed!r} is not an integer in 0..2^63-1", "e.g. seed=0")
-    members = population_size(cfg)
-    if seed + members - 1 > MAX_SEED:
-        raise PrunelabError("seed", f"population={members} from seed {seed} needs seeds beyond 2^63-1",
-                            f"use seed <= {MAX_SEED - members + 1}")  # fmt: skip
-    split_seed = cfg_get(cfg, "data.split_seed")
-    if split_seed is not None and (not _is_int(split_seed) or not 0 <= split_seed <= MAX_SEED):
-        raise PrunelabError("data.split_seed", f"{split_seed!r} is not an integer in 0..2^63-1", "e.g. 0")
+        raise PrunelabError(
+            "name",
+            f"{name!r} is not a single safe folder name",
+            "use up to 200 letters, digits, '.', '_', '+' and '-' (no '/' or '..')",
+        )
+    _check_seeds(cfg)
     _check_paths(cfg)
     _check_trainer(cfg)
     _check_device(cfg, machine)
@@ -98,14 +92,21 @@ def check_config(cfg: DictConfig, machine: bool = True) -> None:
     _int_at_least(cfg, "progress_bar_refresh", 1, "e.g. progress_bar_refresh=25")
     every = cfg_get(cfg, "progress_log_seconds")
     if every is not None and (isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0):
-        raise PrunelabError("progress_log_seconds", f"{every!r} is not a number of seconds >= 0",
-                            "e.g. progress_log_seconds=30")  # fmt: skip
+        raise PrunelabError(
+            "progress_log_seconds", f"{every!r} is not a number of seconds >= 0", "e.g. progress_log_seconds=30"
+        )
     if not isinstance(cfg.get("share_round0", True), bool):
-        raise PrunelabError("share_round0", f"{cfg.get('share_round0')!r} is not true or false",
-                            "use share_round0=true (reuse an identical run's round 0) or false")  # fmt: skip
+        raise PrunelabError(
+            "share_round0",
+            f"{cfg.get('share_round0')!r} is not true or false",
+            "use share_round0=true (reuse an identical run's round 0) or false",
+        )
     if cfg.get("training_loop", "lean") not in ("lean", "lightning"):
-        raise PrunelabError("training_loop", f"{cfg.get('training_loop')!r} is not a training loop",
-                            "use training_loop=lean (the default) or training_loop=lightning")  # fmt: skip
+        raise PrunelabError(
+            "training_loop",
+            f"{cfg.get('training_loop')!r} is not a training loop",
+            "use training_loop=lean (the default) or training_loop=lightning",
+        )
     _check_lists(cfg)
     _check_loggers(cfg)
     _check_monitor(cfg)
@@ -119,8 +120,12 @@ def check_config(cfg: DictConfig, machine: bool = True) -> None:
 
 
 # Options that are lists of strings: a bare string would be read as a list of its characters
-STRING_LISTS = {"prune.include": "[*.weight]", "prune.exclude": "[classifier.*]", "quantize.methods": "[fp16]",
-                "run_id_ignore": "[data.path]"}  # fmt: skip
+STRING_LISTS = {
+    "prune.include": "[*.weight]",
+    "prune.exclude": "[classifier.*]",
+    "quantize.methods": "[fp16]",
+    "run_id_ignore": "[data.path]",
+}
 
 
 def _check_lists(cfg: DictConfig) -> None:
@@ -156,10 +161,12 @@ def _check_loggers(cfg: DictConfig) -> None:
     wandb = (cfg.get("logger") or {}).get("wandb")
     online = wandb is not None and wandb.get("offline") is False and os.environ.get("WANDB_MODE") != "offline"
     if online and not _wandb_key():
-        raise PrunelabError("logger.wandb.offline", "false logs to W&B live, but no W&B API key is set "
-                            "(WANDB_API_KEY or `wandb login`)",
-                            "log offline (logger.wandb.offline=true, the default; `wandb sync` uploads later) or "
-                            "run `wandb login` first")  # fmt: skip
+        raise PrunelabError(
+            "logger.wandb.offline",
+            "false logs to W&B live, but no W&B API key is set (WANDB_API_KEY or `wandb login`)",
+            "log offline (logger.wandb.offline=true, the default; `wandb sync` uploads later) or "
+            "run `wandb login` first",
+        )
 
 
 def _check_allocation(cfg: DictConfig) -> None:
@@ -169,12 +176,33 @@ def _check_allocation(cfg: DictConfig) -> None:
     custom = not raw or bool(prune.get("ratios")) or prune.get("max_layer_sparsity") is not None
     progressive = str(cfg_get(cfg, "schedule._target_") or "").endswith("Progressive")
     if prune.get("round_to") is not None and progressive:
-        raise PrunelabError("prune.round_to", "the progressive schedule removes a set share of one layer's kernels",
-                            "leave prune.round_to=null with schedule=progressive")  # fmt: skip
+        raise PrunelabError(
+            "prune.round_to",
+            "the progressive schedule removes a set share of one layer's kernels",
+            "leave prune.round_to=null with schedule=progressive",
+        )
     if custom and progressive:
-        raise PrunelabError("prune.ratios", "the progressive schedule prunes one layer at a time by its own rate",
-                            "leave prune.normalize, prune.ratios and prune.max_layer_sparsity at their "
-                            "defaults")  # fmt: skip
+        raise PrunelabError(
+            "prune.ratios",
+            "the progressive schedule prunes one layer at a time by its own rate",
+            "leave prune.normalize, prune.ratios and prune.max_layer_sparsity at their defaults",
+        )
+
+
+def _check_seeds(cfg: DictConfig) -> None:
+    seed = cfg.get("seed")
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise PrunelabError("seed", f"{seed!r} is not an integer in 0..2^63-1", "e.g. seed=0")
+    members = population_size(cfg)
+    if seed + members - 1 > MAX_SEED:
+        raise PrunelabError(
+            "seed",
+            f"population={members} from seed {seed} needs seeds beyond 2^63-1",
+            f"use seed <= {MAX_SEED - members + 1}",
+        )
+    split_seed = cfg_get(cfg, "data.split_seed")
+    if split_seed is not None and (not _is_int(split_seed) or not 0 <= split_seed <= MAX_SEED):
+        raise PrunelabError("data.split_seed", f"{split_seed!r} is not an integer in 0..2^63-1", "e.g. 0")
 
 
 def _check_paths(cfg: DictConfig) -> None:
@@ -186,31 +214,53 @@ def _check_paths(cfg: DictConfig) -> None:
         except Exception:  # an interpolation only Hydra's runtime resolves
             continue
         if value is not None and not str(value).strip():
-            raise PrunelabError(key, f"is empty (the {var} environment variable is set but empty?)",
-                                f"unset {var}, or set it (or {key}=<folder>) to a folder")  # fmt: skip
+            raise PrunelabError(
+                key,
+                f"is empty (the {var} environment variable is set but empty?)",
+                f"unset {var}, or set it (or {key}=<folder>) to a folder",
+            )
 
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
-              "transformer-engine", "transformer-engine-float16")  # Lightning 2.x's names  # fmt: skip
+PRECISIONS = (
+    "64-true",
+    "64",
+    "32-true",
+    "32",
+    "16-mixed",
+    "16",
+    "bf16-mixed",
+    "bf16",
+    "16-true",
+    "bf16-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+)  # Lightning 2.x's names
 
 
 def _check_device(cfg: DictConfig, machine: bool = True) -> None:
     """Accelerator and precision, as Lightning would refuse them inside the first fit (with a traceback)."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if accelerator not in ACCELERATORS:
-        raise PrunelabError("trainer.accelerator", f"{accelerator!r} is not an accelerator",
-                            f"use one of {', '.join(ACCELERATORS)}")  # fmt: skip
+        raise PrunelabError(
+            "trainer.accelerator", f"{accelerator!r} is not an accelerator", f"use one of {', '.join(ACCELERATORS)}"
+        )
     if accelerator in ("gpu", "cuda") and machine:
         import torch
 
         if not torch.cuda.is_available():
-            raise PrunelabError("trainer.accelerator", f"{accelerator} asked for, but this machine has no CUDA GPU",
-                                "use trainer.accelerator=auto (or cpu), or run on a machine with a GPU")  # fmt: skip
+            raise PrunelabError(
+                "trainer.accelerator",
+                f"{accelerator} asked for, but this machine has no CUDA GPU",
+                "use trainer.accelerator=auto (or cpu), or run on a machine with a GPU",
+            )
     precision = cfg.trainer.get("precision", "32-true")
     if precision is not None and str(precision) not in PRECISIONS:
-        raise PrunelabError("trainer.precision", f"{precision!r} is not a precision Lightning knows",
-                            "use 32-true (the default), 16-mixed or bf16-mixed")  # fmt: skip
+        raise PrunelabError(
+            "trainer.precision",
+            f"{precision!r} is not a precision Lightning knows",
+            "use 32-true (the default), 16-mixed or bf16-mixed",
+        )
     clip = cfg.trainer.get("gradient_clip_val")
     number = isinstance(clip, (int, float)) and not isinstance(clip, bool)
     if clip is not None and not (number and math.isfinite(clip) and clip > 0):
@@ -240,9 +290,12 @@ def _check_scope(cfg: DictConfig) -> None:
 
 def _check_rewind(cfg: DictConfig) -> None:
     if cfg_get(cfg, "schedule.at_init") and cfg_get(cfg, "rewind.kind") == "step":
-        raise PrunelabError("rewind", "rewind=step restores the weights after step k of round 0's training; "
-                            "schedule.at_init=true prunes before any training, so there are none",
-                            "use rewind=init (or none) with schedule.at_init=true")  # fmt: skip
+        raise PrunelabError(
+            "rewind",
+            "rewind=step restores the weights after step k of round 0's training; "
+            "schedule.at_init=true prunes before any training, so there are none",
+            "use rewind=init (or none) with schedule.at_init=true",
+        )
 
 
 def _check_model(cfg: DictConfig) -> None:
@@ -255,17 +308,25 @@ def _check_model(cfg: DictConfig) -> None:
 
 
 def _check_trainer(cfg: DictConfig) -> None:
-    _int_at_least(cfg, "trainer.max_epochs", 0, "use trainer.max_epochs >= 1 (0 evaluates the untrained model; "
-                  "-1, train forever, is not allowed)")  # fmt: skip
+    _int_at_least(
+        cfg,
+        "trainer.max_epochs",
+        0,
+        "use trainer.max_epochs >= 1 (0 evaluates the untrained model; -1, train forever, is not allowed)",
+    )
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         value = cfg.trainer.get(key)
         if value is None:
             continue
         ok = (_is_int(value) and value >= 1) or (isinstance(value, float) and 0.0 < value <= 1.0)
         if not ok:
-            raise PrunelabError(f"trainer.{key}", f"{value!r} leaves no batches" if value in (0, 0.0) else
-                                f"{value!r} is neither a batch count >= 1 nor a share in (0, 1]",
-                                f"use trainer.{key}=null (all batches), a count >= 1 or a share in (0, 1]")  # fmt: skip
+            raise PrunelabError(
+                f"trainer.{key}",
+                f"{value!r} leaves no batches"
+                if value in (0, 0.0)
+                else f"{value!r} is neither a batch count >= 1 nor a share in (0, 1]",
+                f"use trainer.{key}=null (all batches), a count >= 1 or a share in (0, 1]",
+            )
     if cfg.trainer.get("accumulate_grad_batches") is not None:
         _int_at_least(cfg, "trainer.accumulate_grad_batches", 1, "e.g. trainer.accumulate_grad_batches=1")
 
@@ -284,8 +345,9 @@ def _check_quantize(cfg: DictConfig) -> None:
     methods = list(quantize.get("methods") or [])
     unknown = [m for m in methods if m not in QUANTIZE_METHODS]
     if unknown:
-        raise PrunelabError("quantize.methods", f"unknown method {unknown[0]!r}",
-                            f"use any of {', '.join(QUANTIZE_METHODS)}")  # fmt: skip
+        raise PrunelabError(
+            "quantize.methods", f"unknown method {unknown[0]!r}", f"use any of {', '.join(QUANTIZE_METHODS)}"
+        )
     if methods:
         _int_at_least(cfg, "quantize.calibration_batches", 1, "static int8 needs calibration batches: e.g. 8")
     if quantize.get("rounds", "last") not in ("last", "all"):
@@ -296,10 +358,15 @@ def _check_imbalance(cfg: DictConfig) -> None:
     imbalance = cfg_get(cfg, "data.imbalance") or {}
     keep = imbalance.get("keep_fraction")
     if keep is not None and not (OmegaConf.is_dict(keep) and all(_is_int(k) for k in keep)):
-        raise PrunelabError("data.imbalance.keep_fraction", f"{keep!r} is not a mapping of class index to share",
-                            "e.g. 'data.imbalance.keep_fraction={3: 0.1, 5: 0.5}' (quoted for the shell)")  # fmt: skip
-    rules = {"neg_pos_ratio": ("> 0", lambda v: v > 0, "e.g. 5.0 (five negatives per positive)"),
-             "long_tail_ratio": (">= 1", lambda v: v >= 1, "e.g. 10 (head class 10x the tail class)")}  # fmt: skip
+        raise PrunelabError(
+            "data.imbalance.keep_fraction",
+            f"{keep!r} is not a mapping of class index to share",
+            "e.g. 'data.imbalance.keep_fraction={3: 0.1, 5: 0.5}' (quoted for the shell)",
+        )
+    rules = {
+        "neg_pos_ratio": ("> 0", lambda v: v > 0, "e.g. 5.0 (five negatives per positive)"),
+        "long_tail_ratio": (">= 1", lambda v: v >= 1, "e.g. 10 (head class 10x the tail class)"),
+    }
     for key, (bound, ok, fix) in rules.items():
         value = imbalance.get(key)
         if value is None:
@@ -312,31 +379,49 @@ def _check_imbalance(cfg: DictConfig) -> None:
 # -- checks on built objects ---------------------------------------------------------------------------------------
 def check_progressive(groups: list, rewind: Any) -> None:
     if not groups:
-        raise PrunelabError("schedule", "the progressive schedule prunes kernels: it needs a structured criterion",
-                            "e.g. criterion=activation_energy")  # fmt: skip
+        raise PrunelabError(
+            "schedule",
+            "the progressive schedule prunes kernels: it needs a structured criterion",
+            "e.g. criterion=activation_energy",
+        )
     if rewind.kind != "none":
-        raise PrunelabError("rewind", f"rewind={rewind.kind} would reset the layers a progressive round freezes",
-                            "use rewind=none (progressive retraining continues from the trained weights)")  # fmt: skip
+        raise PrunelabError(
+            "rewind",
+            f"rewind={rewind.kind} would reset the layers a progressive round freezes",
+            "use rewind=none (progressive retraining continues from the trained weights)",
+        )
 
 
 def check_round_to(cfg: DictConfig, criterion: Any) -> None:
     """``prune.round_to`` rounds kept unit counts: structured criteria only."""
     if cfg_get(cfg, "prune.round_to") is not None and not criterion.structured:
-        raise PrunelabError("prune.round_to", "rounds the number of kept filters/neurons: it needs a structured "
-                            "criterion", "use e.g. criterion=l1_filter, or prune.round_to=null")  # fmt: skip
+        raise PrunelabError(
+            "prune.round_to",
+            "rounds the number of kept filters/neurons: it needs a structured criterion",
+            "use e.g. criterion=l1_filter, or prune.round_to=null",
+        )
 
 
 def check_controls(rewind: Any, criterion: Any, schedule: Any) -> None:
     """The lottery-ticket controls rewind after pruning rounds of weights: not inside a fit, not whole filters."""
     if rewind.masks_from and schedule.in_fit:
-        raise PrunelabError("rewind.masks_from", f"masks are taken between rounds; the {type(schedule).__name__} "
-                            "prunes inside a fit", "use an iterative or one-shot schedule")  # fmt: skip
+        raise PrunelabError(
+            "rewind.masks_from",
+            f"masks are taken between rounds; the {type(schedule).__name__} prunes inside a fit",
+            "use an iterative or one-shot schedule",
+        )
     if rewind.kind in ("reinit", "shuffle") and schedule.in_fit:
-        raise PrunelabError("rewind", f"rewind={rewind.kind} acts between rounds; the {type(schedule).__name__} "
-                            "schedule prunes inside a fit", "use schedule=iterative or one_shot")  # fmt: skip
+        raise PrunelabError(
+            "rewind",
+            f"rewind={rewind.kind} acts between rounds; the {type(schedule).__name__} schedule prunes inside a fit",
+            "use schedule=iterative or one_shot",
+        )
     if rewind.kind == "shuffle" and criterion.structured:
-        raise PrunelabError("rewind", "rewind=shuffle permutes single weights; the criterion prunes whole filters",
-                            "use rewind=reinit, or an unstructured criterion")  # fmt: skip
+        raise PrunelabError(
+            "rewind",
+            "rewind=shuffle permutes single weights; the criterion prunes whole filters",
+            "use rewind=reinit, or an unstructured criterion",
+        )
 
 
 def check_init_weights(model: Any, path: Path) -> None:
@@ -347,12 +432,18 @@ def check_init_weights(model: Any, path: Path) -> None:
 
     for name, value in model.state_dict().items():
         if value.is_floating_point() and not torch.isfinite(value).all():
-            raise PrunelabError("init_weights", f"{path} holds non-finite values (NaN or inf) in {name}",
-                                "give a checkpoint with finite weights")  # fmt: skip
+            raise PrunelabError(
+                "init_weights",
+                f"{path} holds non-finite values (NaN or inf) in {name}",
+                "give a checkpoint with finite weights",
+            )
     sparsity = masking.sparsity_stats(model)["sparsity"]
     if sparsity > 0:
-        raise PrunelabError("init_weights", f"{path} holds a pruned model (sparsity {sparsity:.4f}): round 0 must be "
-                            "dense", "start from a dense checkpoint, e.g. round 0's model.pt")  # fmt: skip
+        raise PrunelabError(
+            "init_weights",
+            f"{path} holds a pruned model (sparsity {sparsity:.4f}): round 0 must be dense",
+            "start from a dense checkpoint, e.g. round 0's model.pt",
+        )
 
 
 def check_optimizer(optimizer: Any) -> None:
@@ -392,27 +483,40 @@ def _check_converge(cfg: DictConfig) -> None:
     if dense is None:
         return
     if not hasattr(dense, "keys") or set(dense.keys()) - {"max_epochs", "patience", "min_delta", "rounds"}:
-        raise PrunelabError("converge", f"{dense!r} is not a mapping of max_epochs, patience, min_delta, rounds",
-                            "e.g. converge='{max_epochs: 60, patience: 5, min_delta: 0.0, rounds: first}'")  # fmt: skip
+        raise PrunelabError(
+            "converge",
+            f"{dense!r} is not a mapping of max_epochs, patience, min_delta, rounds",
+            "e.g. converge='{max_epochs: 60, patience: 5, min_delta: 0.0, rounds: first}'",
+        )
     if dense.get("rounds", "first") not in ("first", "all"):
-        raise PrunelabError("converge.rounds", f"{dense.get('rounds')!r} is not first or all",
-                            "use converge.rounds=first (the dense round) or all (every round)")  # fmt: skip
+        raise PrunelabError(
+            "converge.rounds",
+            f"{dense.get('rounds')!r} is not first or all",
+            "use converge.rounds=first (the dense round) or all (every round)",
+        )
     continued = cfg_get(cfg, "rewind.kind") == "step" and cfg_get(cfg, "rewind.budget") == "continue"
     if continued and dense.get("rounds", "first") == "all":
-        raise PrunelabError("rewind.budget", "continue trains round 0's remaining steps; converge.rounds=all trains "
-                            "every round until it stops improving",
-                            "use rewind.budget=restart or converge.rounds=first")  # fmt: skip
+        raise PrunelabError(
+            "rewind.budget",
+            "continue trains round 0's remaining steps; converge.rounds=all trains "
+            "every round until it stops improving",
+            "use rewind.budget=restart or converge.rounds=first",
+        )
     _int_at_least(cfg, "converge.max_epochs", 1, "e.g. converge.max_epochs=60")
     _int_at_least(cfg, "converge.patience", 1, "e.g. converge.patience=5")
     delta = dense.get("min_delta", 0.0)
     if not isinstance(delta, (int, float)) or isinstance(delta, bool) or not math.isfinite(delta) or delta < 0:
         raise PrunelabError("converge.min_delta", f"{delta!r} is not a finite number >= 0", "e.g. 0.0")
     if cfg.monitor.metric is None:
-        raise PrunelabError("converge", "training to convergence needs a monitor metric",
-                            "set monitor.metric (e.g. val/acc)")  # fmt: skip
+        raise PrunelabError(
+            "converge", "training to convergence needs a monitor metric", "set monitor.metric (e.g. val/acc)"
+        )
     if population_size(cfg) > 1:
-        raise PrunelabError("converge", "populations train every member for the same epochs",
-                            "use population=1 (one job per seed) or converge=null")  # fmt: skip
+        raise PrunelabError(
+            "converge",
+            "populations train every member for the same epochs",
+            "use population=1 (one job per seed) or converge=null",
+        )
 
 
 def _check_objective(cfg: DictConfig) -> None:
@@ -429,17 +533,26 @@ def check_built(ctx: Any) -> list[str]:
     """Checks that need the data, model and schedule; returns warnings for allowed but degenerate settings."""
     cfg, dm = ctx.cfg, ctx.dm
     if len(dm.y_val) == 0:
-        raise PrunelabError("data.val_fraction", "the validation split is empty (the monitor and every val/ metric "
-                            "need it)", "use data.val_fraction > 0, e.g. 0.1")  # fmt: skip
+        raise PrunelabError(
+            "data.val_fraction",
+            "the validation split is empty (the monitor and every val/ metric need it)",
+            "use data.val_fraction > 0, e.g. 0.1",
+        )
     metric = cfg.monitor.metric
     if metric is not None and metric not in (keys := logged_keys(dm)):
         close = sorted(k for k in keys if k.split("/")[-1] in metric or metric.split("/")[-1] in k)[:3]
-        raise PrunelabError("monitor.metric", f"{metric!r} is not a metric this run logs",
-                            f"use e.g. {', '.join(close or ['val/acc', 'val/auroc_macro', 'val/loss'])}")  # fmt: skip
+        raise PrunelabError(
+            "monitor.metric",
+            f"{metric!r} is not a metric this run logs",
+            f"use e.g. {', '.join(close or ['val/acc', 'val/auroc_macro', 'val/loss'])}",
+        )
     steps = round_steps(dm, cfg)
     if ctx.rewind.kind == "step" and ctx.rewind.step > steps:
-        raise PrunelabError("rewind.step", f"step {ctx.rewind.step} is beyond round 0's {steps} training steps",
-                            f"use rewind.step <= {steps}")  # fmt: skip
+        raise PrunelabError(
+            "rewind.step",
+            f"step {ctx.rewind.step} is beyond round 0's {steps} training steps",
+            f"use rewind.step <= {steps}",
+        )
     if ctx.schedule.in_fit and cfg.get("converge"):
         raise PrunelabError(
             "converge",
@@ -447,16 +560,27 @@ def check_built(ctx: Any) -> list[str]:
             "use converge=null with schedule=gradual (every level trains the same epochs)",
         )
     if ctx.schedule.in_fit and ctx.schedule.last_step() > steps:
-        raise PrunelabError("schedule.end_step", f"end step {ctx.schedule.last_step()} is beyond the fit's {steps} "
-                            "steps", f"use schedule.end_step <= {steps} or more trainer.max_epochs")  # fmt: skip
+        raise PrunelabError(
+            "schedule.end_step",
+            f"end step {ctx.schedule.last_step()} is beyond the fit's {steps} steps",
+            f"use schedule.end_step <= {steps} or more trainer.max_epochs",
+        )
     if not ctx.criterion.structured:
         check_targets_keep_weights(ctx)
     counts = dm.class_counts("train").tolist()
-    warnings = [] if getattr(dm, "official", None) is not False else [
-        f"data: {dm.source()} is not the official {dm.dataset_name} release (md5 or split sizes differ): results "
-        "are not comparable with published ones"]  # fmt: skip
-    return warnings + [f"data: class {dm.class_names[c]!r} has only {n} training example(s)"
-            for c, n in enumerate(counts) if n < MIN_CLASS_EXAMPLES]  # fmt: skip
+    warnings = (
+        []
+        if getattr(dm, "official", None) is not False
+        else [
+            f"data: {dm.source()} is not the official {dm.dataset_name} release (md5 or split sizes differ): results "
+            "are not comparable with published ones"
+        ]
+    )
+    return warnings + [
+        f"data: class {dm.class_names[c]!r} has only {n} training example(s)"
+        for c, n in enumerate(counts)
+        if n < MIN_CLASS_EXAMPLES
+    ]
 
 
 def check_targets_keep_weights(ctx: Any) -> None:
@@ -472,8 +596,11 @@ def check_targets_keep_weights(ctx: Any) -> None:
         emptied = [n for n, k in sizes.items() if n.endswith("weight") and k - round(target * k) < 1]
         if total - round(target * total) < 1 or (ctx.criterion.scope == "layer" and emptied):
             where = f"every weight of {emptied[0]}" if emptied and ctx.criterion.scope == "layer" else "every weight"
-            raise PrunelabError(ctx.schedule.target_key, f"round {r}'s target sparsity {target:.6f} removes {where}",
-                                "use a lower rate, fewer rounds or a lower final sparsity")  # fmt: skip
+            raise PrunelabError(
+                ctx.schedule.target_key,
+                f"round {r}'s target sparsity {target:.6f} removes {where}",
+                "use a lower rate, fewer rounds or a lower final sparsity",
+            )
 
 
 def check_masks_source(ctx: Any) -> None:
@@ -484,8 +611,11 @@ def check_masks_source(ctx: Any) -> None:
 
     cfg, rewind = ctx.cfg, ctx.rewind
     if population_size(cfg) > 1:
-        raise PrunelabError("rewind.masks_from", "a population trains several seeds at once; each needs its own "
-                            "source run", "use population=1 (a seed sweep)")  # fmt: skip
+        raise PrunelabError(
+            "rewind.masks_from",
+            "a population trains several seeds at once; each needs its own source run",
+            "use population=1 (a seed sweep)",
+        )
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     run_dir = source.resolve(rewind.masks_from, int(cfg.seed), model_cfg)
     source.check(run_dir, ctx.num_rounds)
@@ -493,6 +623,9 @@ def check_masks_source(ctx: Any) -> None:
     theirs = source.load(run_dir, ctx.num_rounds - 1)
     wrong = sorted(set(own) ^ set(theirs)) or [n for n in own if own[n].shape != theirs[n].shape]
     if wrong:
-        raise PrunelabError("rewind.masks_from", f"{run_dir}'s masks do not fit this model ({wrong[0]} differs)",
-                            "give a run of the same model and prune settings")  # fmt: skip
+        raise PrunelabError(
+            "rewind.masks_from",
+            f"{run_dir}'s masks do not fit this model ({wrong[0]} differs)",
+            "give a run of the same model and prune settings",
+        )
     rewind.source = run_dir

@@ -69,14 +69,28 @@ def run_round(ctx: RunContext, r: int) -> dict:
     seed_all(epoch_seed(cfg.seed, r, 0))
     module.set_round(r)
     # an in-fit (gradual) schedule keeps the last epoch: an earlier "best" one would not have the final masks
-    ckpt = RoundCheckpoint(dirpath=str(rdir / "checkpoints"), filename="best-epoch{epoch:03d}",
-                           monitor=None if ctx.schedule.in_fit else cfg.monitor.metric, mode=cfg.monitor.mode,
-                           save_last=True, save_top_k=1, auto_insert_metric_name=False)  # fmt: skip
-    pruner = PruningCallback(ctx.criterion, ctx.schedule, ctx.rewind, r, ctx.run_dir / "rewind", cfg.seed,
-                             batches=lambda: iter(dm.train_dataloader()), groups=ctx.groups,
-                             extra={"num_classes": dm.num_classes, "run_dir": str(ctx.run_dir)},
-                             min_filters=int(cfg.prune.get("min_filters", 1)),
-                             allocation=Allocation.from_config(cfg.prune, ctx.criterion.structured))  # fmt: skip
+    ckpt = RoundCheckpoint(
+        dirpath=str(rdir / "checkpoints"),
+        filename="best-epoch{epoch:03d}",
+        monitor=None if ctx.schedule.in_fit else cfg.monitor.metric,
+        mode=cfg.monitor.mode,
+        save_last=True,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
+    pruner = PruningCallback(
+        ctx.criterion,
+        ctx.schedule,
+        ctx.rewind,
+        r,
+        ctx.run_dir / "rewind",
+        cfg.seed,
+        batches=lambda: iter(dm.train_dataloader()),
+        groups=ctx.groups,
+        extra={"num_classes": dm.num_classes, "run_dir": str(ctx.run_dir)},
+        min_filters=int(cfg.prune.get("min_filters", 1)),
+        allocation=Allocation.from_config(cfg.prune, ctx.criterion.structured),
+    )
     stop, overrides = convergence(cfg, r)
     overrides.update(rewind_budget(ctx, r))
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks, *stop], ctx.loggers, **overrides)
@@ -91,8 +105,17 @@ def run_round(ctx: RunContext, r: int) -> dict:
     else:  # max_epochs=0: evaluate the (pruned) weights as they are, e.g. SNIP without training
         best = rdir / "untrained"
     val = evaluate(ctx, trainer)
-    return record_round(ctx, r, trainer, best.name, fit_s, val, start, stopped=stop[0].stopped_epoch if stop else None,
-                        loop=LeanEpochLoop.used(trainer))  # fmt: skip
+    return record_round(
+        ctx,
+        r,
+        trainer,
+        best.name,
+        fit_s,
+        val,
+        start,
+        stopped=stop[0].stopped_epoch if stop else None,
+        loop=LeanEpochLoop.used(trainer),
+    )
 
 
 def rewind_budget(ctx: RunContext, r: int) -> dict[str, Any]:
@@ -118,8 +141,13 @@ def convergence(cfg, r: int) -> tuple[list, dict[str, Any]]:
     dense = cfg.get("converge")
     if not dense or (r != 0 and dense.get("rounds", "first") != "all"):
         return [], {}
-    stop = EarlyStopping(monitor=cfg.monitor.metric, mode=cfg.monitor.mode, patience=int(dense.patience),
-                         min_delta=float(dense.get("min_delta", 0.0)), check_finite=True)  # fmt: skip
+    stop = EarlyStopping(
+        monitor=cfg.monitor.metric,
+        mode=cfg.monitor.mode,
+        patience=int(dense.patience),
+        min_delta=float(dense.get("min_delta", 0.0)),
+        check_finite=True,
+    )
     return [stop], {"max_epochs": int(dense.max_epochs)}
 
 
@@ -138,10 +166,20 @@ def round_row(ctx: RunContext, r: int, kept: str, fit_s: float, val: dict, epoch
     test = ctx.module.last_metrics["test"]
     stats, flops = masking.sparsity_stats(model), count_flops(model, dm.input_shape)
     worst, worst_recall = worst_class(test, dm.class_names)
-    row = {"round": r, "sparsity": stats["sparsity"], "target_sparsity": ctx.schedule.sparsity_at(r),
-           **masking.count_parameters(model), **flops, "best_checkpoint": kept, "epochs": epochs,
-           "fit_seconds": round(fit_s, 3), "worst_class": worst, "worst_class_recall": worst_recall,
-           **{k: v for k, v in val.items() if k != "prune/round"}, **test}  # fmt: skip
+    row = {
+        "round": r,
+        "sparsity": stats["sparsity"],
+        "target_sparsity": ctx.schedule.sparsity_at(r),
+        **masking.count_parameters(model),
+        **flops,
+        "best_checkpoint": kept,
+        "epochs": epochs,
+        "fit_seconds": round(fit_s, 3),
+        "worst_class": worst,
+        "worst_class_recall": worst_recall,
+        **{k: v for k, v in val.items() if k != "prune/round"},
+        **test,
+    }
     row["prune/round"], row["prune/sparsity"], row["prune/flops"] = r, stats["sparsity"], flops["flops"]
     if ctx.groups:
         row.update(filters.filter_stats(filters.alive_filters(model, ctx.groups)))
@@ -149,9 +187,19 @@ def round_row(ctx: RunContext, r: int, kept: str, fit_s: float, val: dict, epoch
     return row
 
 
-def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s: float, val: dict, start: float,
-                 epochs: int | None = None, step: int | None = None, stopped: int | None = None,
-                 loop: str | None = None) -> dict:  # fmt: skip
+def record_round(
+    ctx: RunContext,
+    r: int,
+    trainer: pl.Trainer,
+    kept: str,
+    fit_s: float,
+    val: dict,
+    start: float,
+    epochs: int | None = None,
+    step: int | None = None,
+    stopped: int | None = None,
+    loop: str | None = None,
+) -> dict:
     """Save the round's files and record (``epochs``/``step`` when the fit ran outside ``trainer``: populations;
     ``stopped``: the epoch early stopping ended a ``converge`` round at, 0 if it ran to ``max_epochs``; ``loop``: the
     training loop that ran the fit's epochs, :meth:`LeanEpochLoop.used`, or ``population``)."""
@@ -179,8 +227,12 @@ def record_round(ctx: RunContext, r: int, trainer: pl.Trainer, kept: str, fit_s:
     per_tensor = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("sparsity/")}
     kept_files = results.round_files(rdir) + (sorted((ctx.run_dir / "rewind").glob("step*.pt")) if r == 0 else [])
     files = results.record_files(ctx.run_dir, kept_files) if results.is_writer() else {}
-    record = {**row, "confusion_matrix": confusion(probs, labels, ctx.dm), "sparsity_per_tensor": per_tensor,
-              "files": files}  # fmt: skip
+    record = {
+        **row,
+        "confusion_matrix": confusion(probs, labels, ctx.dm),
+        "sparsity_per_tensor": per_tensor,
+        "files": files,
+    }
     if loop is not None:
         record["training_loop"] = loop
     record["data_fingerprint"] = ctx.dm.fingerprint  # a lost data.json can be rebuilt only from matching data
@@ -227,17 +279,29 @@ def quantize_round(ctx: RunContext, r: int, rdir: Path, step: int) -> None:
         probs, labels, seconds = predict(qmodel, dm.test_dataloader())
         metrics = classification_metrics(probs, labels, dm.class_names, "test", dm.positive_class)
         worst, worst_recall = worst_class(metrics, dm.class_names)
-        row = {"round": r, "method": method, "sparsity": masking.sparsity_stats(module.model)["sparsity"],
-               "model_bytes": serialized_bytes(qmodel), "test_seconds_cpu": round(seconds, 4),
-               "agreement_with_float": float((probs.argmax(1) == ref_probs.argmax(1)).float().mean()),
-               "worst_class": worst, "worst_class_recall": worst_recall, **metrics}  # fmt: skip
+        row = {
+            "round": r,
+            "method": method,
+            "sparsity": masking.sparsity_stats(module.model)["sparsity"],
+            "model_bytes": serialized_bytes(qmodel),
+            "test_seconds_cpu": round(seconds, 4),
+            "agreement_with_float": float((probs.argmax(1) == ref_probs.argmax(1)).float().mean()),
+            "worst_class": worst,
+            "worst_class_recall": worst_recall,
+            **metrics,
+        }
         qdir = rdir / "quant" / method
         results.save_predictions(qdir / "predictions.npz", probs.numpy(), labels.numpy())
         results.atomic_write_json(qdir / "metrics.json", row)
         for lg in ctx.loggers:
             lg.log_metrics({f"quant/{method}/{k}": v for k, v in metrics.items()}, step=step)
-        log.info("round %d %s: test acc %.4f (float agreement %.4f)", r, method, metrics["test/acc"],
-                 row["agreement_with_float"])  # fmt: skip
+        log.info(
+            "round %d %s: test acc %.4f (float agreement %.4f)",
+            r,
+            method,
+            metrics["test/acc"],
+            row["agreement_with_float"],
+        )
 
 
 def test_outputs(ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:

@@ -108,8 +108,9 @@ def attempt(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict
             status.reinit_snapshot(ctx.run_dir, ctx.module.model, build.fresh_model(ctx.cfg, ctx.dm))
         folder.set_status("running", ctx.cfg)
         if results.is_writer():
-            print(f"run folder: {ctx.run_dir}" + (f" (resuming after round {len(done) - 1})" if done else ""),
-                  flush=True)  # fmt: skip
+            print(
+                f"run folder: {ctx.run_dir}" + (f" (resuming after round {len(done) - 1})" if done else ""), flush=True
+            )
         ctx.loggers = build.build_loggers(ctx.cfg)
         rows = loop(ctx, done)
         summary = folder.complete(ctx, rows, time.perf_counter() - started)

@@ -39,8 +39,19 @@ from prunelab.runner.context import RunContext
 
 log = logging.getLogger("prunelab")
 VERSION = "round0/1"  # changes when what round 0 writes changes
-KEYS = ("data", "model", "loss", "optimizer", "scheduler", "trainer", "seed", "monitor", "converge", "quantize",
-        "export")  # fmt: skip
+KEYS = (
+    "data",
+    "model",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "seed",
+    "monitor",
+    "converge",
+    "quantize",
+    "export",
+)
 
 
 def _value(cfg: Any, key: str) -> Any:
@@ -53,8 +64,14 @@ def key(ctx: RunContext) -> str | None:
     cfg, schedule = ctx.cfg, ctx.schedule
     trainer = _value(cfg, "trainer") or {}
     ddp = "ddp" in str(trainer.get("strategy", "")) or str(trainer.get("devices", 1)) not in ("1", "auto")
-    if (not cfg.get("share_round0", True) or int(cfg.get("population") or 1) > 1 or ddp or schedule.in_fit
-            or schedule.sparsity_at(0) != 0 or cfg.get("init_weights")):  # fmt: skip
+    if (
+        not cfg.get("share_round0", True)
+        or int(cfg.get("population") or 1) > 1
+        or ddp
+        or schedule.in_fit
+        or schedule.sparsity_at(0) != 0
+        or cfg.get("init_weights")
+    ):
         return None
     ident = {k: _value(cfg, k) for k in KEYS}
     for ignored in cfg.get("run_id_ignore", []) or []:  # display and data-location keys, as in the run id
@@ -76,8 +93,9 @@ def folder(ctx: RunContext, k: str) -> Path:
 def _files(run_dir: Path) -> list[tuple[Path, Path]]:
     """(source, relative path) of what round 0 leaves: its round folder (no checkpoints) and step snapshots."""
     rdir = results.round_dir(run_dir, 0)
-    out = [(p, p.relative_to(run_dir)) for p in results.round_files(rdir)] + [(rdir / "metrics.json",
-           (rdir / "metrics.json").relative_to(run_dir))]  # fmt: skip
+    out = [(p, p.relative_to(run_dir)) for p in results.round_files(rdir)] + [
+        (rdir / "metrics.json", (rdir / "metrics.json").relative_to(run_dir))
+    ]
     return out + [(p, p.relative_to(run_dir)) for p in sorted((run_dir / "rewind").glob("step*.pt"))]
 
 

@@ -38,10 +38,16 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 def write_error(path: Path, exc: OSError) -> PrunelabError:
     """The one-line error for a failed write (full disk, read-only or missing folder)."""
     if exc.errno in DISK_FULL:
-        return PrunelabError("paths.output_dir", f"cannot write {path}: the disk is full ({exc.strerror})",
-                             "free space, or point paths.output_dir (PRUNELAB_OUTPUT_DIR) at another disk")  # fmt: skip
-    return PrunelabError("hydra.run.dir", f"cannot write {path} ({exc.strerror or exc})",
-                         "choose a writable folder: paths.output_dir=<folder> or hydra.run.dir=<folder>")  # fmt: skip
+        return PrunelabError(
+            "paths.output_dir",
+            f"cannot write {path}: the disk is full ({exc.strerror})",
+            "free space, or point paths.output_dir (PRUNELAB_OUTPUT_DIR) at another disk",
+        )
+    return PrunelabError(
+        "hydra.run.dir",
+        f"cannot write {path} ({exc.strerror or exc})",
+        "choose a writable folder: paths.output_dir=<folder> or hydra.run.dir=<folder>",
+    )
 
 
 @contextmanager
@@ -67,8 +73,11 @@ def _acquire(fd: int, run_dir: Path, wait: bool) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
-        raise PrunelabError("hydra.run.dir", f"{run_dir} is in use by {holder}",
-                            "wait for that run to end, or rerun with --wait to queue behind it") from None  # fmt: skip
+        raise PrunelabError(
+            "hydra.run.dir",
+            f"{run_dir} is in use by {holder}",
+            "wait for that run to end, or rerun with --wait to queue behind it",
+        ) from None
     info = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
     os.ftruncate(fd, 0)
     os.pwrite(fd, info.encode(), 0)
@@ -92,26 +101,38 @@ class RunFolder:
         if not self.config_path.exists():
             found = [name for name in self.RUN_FILES if (self.run_dir / name).exists()]
             if found:
-                raise PrunelabError("hydra.run.dir", f"{self.run_dir} holds run files ({', '.join(found)}) but no "
-                                    f"{self.config_path.name}: the run they belong to cannot be checked",
-                                    "choose another folder or delete this one")  # fmt: skip
+                raise PrunelabError(
+                    "hydra.run.dir",
+                    f"{self.run_dir} holds run files ({', '.join(found)}) but no "
+                    f"{self.config_path.name}: the run they belong to cannot be checked",
+                    "choose another folder or delete this one",
+                )
             return
         try:
             old = OmegaConf.load(self.config_path)
         except Exception as exc:
-            raise PrunelabError("hydra.run.dir", f"{self.config_path} is unreadable: the folder cannot be matched "
-                                "to this config", "choose another folder or delete this one") from exc  # fmt: skip
+            raise PrunelabError(
+                "hydra.run.dir",
+                f"{self.config_path} is unreadable: the folder cannot be matched to this config",
+                "choose another folder or delete this one",
+            ) from exc
         if run_id(old) != run_id(cfg):
             new, was = identity(cfg), identity(old)
             diff = [k for k in sorted(set(new) | set(was)) if new.get(k) != was.get(k)]
-            raise PrunelabError("hydra.run.dir", f"{self.run_dir} holds a run of another config (differs in "
-                                f"{', '.join(diff)})", "choose another folder or delete this one")  # fmt: skip
+            raise PrunelabError(
+                "hydra.run.dir",
+                f"{self.run_dir} holds a run of another config (differs in {', '.join(diff)})",
+                "choose another folder or delete this one",
+            )
         summary = results.read_json_or_none(self.summary_path) if self.summary_path.exists() else None
         recorded = summary.get("run_id") if isinstance(summary, dict) else None
         if recorded is not None and recorded != run_id(cfg):
-            raise PrunelabError("hydra.run.dir", f"{self.summary_path} names run {recorded}, not this config's "
-                                f"{run_id(cfg)}: the folder's files do not belong together",
-                                "choose another folder or delete this one")  # fmt: skip
+            raise PrunelabError(
+                "hydra.run.dir",
+                f"{self.summary_path} names run {recorded}, not this config's "
+                f"{run_id(cfg)}: the folder's files do not belong together",
+                "choose another folder or delete this one",
+            )
 
     def check_data(self, record: dict) -> None:
         """The data this request loads must be the data the folder's rounds were made with (a moved copy is)."""
@@ -125,15 +146,20 @@ class RunFolder:
             elif results.round_done(self.run_dir, 0):
                 recorded = row.get("data_fingerprint") if row is not None else None
                 why = "was made with other data" if recorded else "records no data fingerprint (an older prunelab)"
-                raise PrunelabError("data", f"{self.run_dir} has finished rounds but no readable data record "
-                                    f"(data.json), and its round 0 {why}",
-                                    "restore data.json from a copy of the folder, or choose another "
-                                    "folder")  # fmt: skip
+                raise PrunelabError(
+                    "data",
+                    f"{self.run_dir} has finished rounds but no readable data record "
+                    f"(data.json), and its round 0 {why}",
+                    "restore data.json from a copy of the folder, or choose another folder",
+                )
             return
         if old.get("fingerprint") != record["fingerprint"]:
-            raise PrunelabError("data", f"{self.run_dir} was made with other data (fingerprint "
-                                f"{old.get('fingerprint')}, now {record['fingerprint']})",
-                                "choose another hydra.run.dir or delete this folder")  # fmt: skip
+            raise PrunelabError(
+                "data",
+                f"{self.run_dir} was made with other data (fingerprint "
+                f"{old.get('fingerprint')}, now {record['fingerprint']})",
+                "choose another hydra.run.dir or delete this folder",
+            )
 
     def record(self, cfg: DictConfig, data_record: dict | None, overrides: list[str] | None = None) -> None:
         """Write the identity (resolved config, data record) and Hydra's record of the command; after the checks."""

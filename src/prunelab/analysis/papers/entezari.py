@@ -25,16 +25,47 @@ CLAIMS = [
     Claim("E2", "black beats red in accuracy at pruned levels", SRC, "accuracy black - red", PAIRED, 0.0, "greater", 3),
     Claim("E3", "black beats red in FNR (lower) at pruned levels", SRC, "FNR black - red", PAIRED, 0.0, "less", 3),
     Claim("E4", "black beats red in FPR (lower) at pruned levels", SRC, "FPR black - red", PAIRED, 0.0, "less", 3),
-    Claim("E5", "pruning raises FN less with the class-dependent loss (black) than with plain LT (red)",
-          "\"up to 35% lower FN\", abstract", "FNR rise from own dense: red - black", PAIRED, 0.0, "greater", 3),
-    Claim("E6", "pruning raises FN less with strong class weighting (green) than with plain LT (red)",
-          "\"35% improvement\" (green vs red), §IV", "FNR rise from own dense: red - green", PAIRED, 0.0,
-          "greater", 3),
-    Claim("E7", "green has the lowest FNR", "Fig. 4c, methods §1", "FNR green - min(red, blue, black)", PAIRED,
-          0.0, "less", 3),
-    Claim("E8", "green has the highest FPR", "Fig. 4d, methods §1", "FPR green - max(red, blue, black)", PAIRED,
-          0.0, "greater", 3),
-]  # fmt: skip
+    Claim(
+        "E5",
+        "pruning raises FN less with the class-dependent loss (black) than with plain LT (red)",
+        '"up to 35% lower FN", abstract',
+        "FNR rise from own dense: red - black",
+        PAIRED,
+        0.0,
+        "greater",
+        3,
+    ),
+    Claim(
+        "E6",
+        "pruning raises FN less with strong class weighting (green) than with plain LT (red)",
+        '"35% improvement" (green vs red), §IV',
+        "FNR rise from own dense: red - green",
+        PAIRED,
+        0.0,
+        "greater",
+        3,
+    ),
+    Claim(
+        "E7",
+        "green has the lowest FNR",
+        "Fig. 4c, methods §1",
+        "FNR green - min(red, blue, black)",
+        PAIRED,
+        0.0,
+        "less",
+        3,
+    ),
+    Claim(
+        "E8",
+        "green has the highest FPR",
+        "Fig. 4d, methods §1",
+        "FPR green - max(red, blue, black)",
+        PAIRED,
+        0.0,
+        "greater",
+        3,
+    ),
+]
 SCENARIOS = ("red", "blue", "black", "green")
 
 
@@ -71,8 +102,14 @@ def evaluate(m: dict[str, dict[str, np.ndarray]]) -> list[Result]:
     out = []
     for claim, (diff, excluded) in zip(CLAIMS, plan):
         pruned = excluded[:, 1:]
-        notes = [f"{int(pruned.sum())} of {pruned.size} (seed, pruned level) pairs left out: a compared model "
-                 "collapsed to one class"] if pruned.any() else []  # fmt: skip
+        notes = (
+            [
+                f"{int(pruned.sum())} of {pruned.size} (seed, pruned level) pairs left out: a compared model "
+                "collapsed to one class"
+            ]
+            if pruned.any()
+            else []
+        )
         values = per_seed(diff, excluded)
         out.append(judge(claim, mean_interval(values, claim.threshold, claim.side), notes))
     return out

@@ -33,23 +33,95 @@ MAX_SPLITS = 300
 SRC = "Hooker et al. 2019, methods §3"
 NULL = "against dense-vs-dense splits"
 CLAIMS = [
-    Claim("H1", "top-1 barely moves at moderate sparsity (<= 70%; 1-point margin)", f"Table 1, {SRC}",
-          "top-1 (level <= 0.7) - dense", "Welch t, independent seeds", -0.01, "greater", 3, "models"),
-    Claim("H2", "top-1 falls at high sparsity (the regime where forgetting shows)", f"Table 1 (90%), {SRC}",
-          "top-1 (highest level) - dense", "Welch t, independent seeds", 0.0, "less", 3, "models"),
-    Claim("H3", "compression disparately impacts a subset of classes", f"§3.1, {SRC}",
-          "impacted classes (highest level) - null", NULL, 0.0, "greater", 3, "models"),
-    Claim("H4", "more classes are impacted as sparsity grows", f"Fig. 2, {SRC}",
-          "impacted classes: highest - lowest level", NULL, 0.0, "greater", 3, "models"),
-    Claim("H5", "compression creates Pruning Identified Exemplars (PIEs)", f"§3.2, {SRC}",
-          "PIEs (highest level) - null", NULL, 0.0, "greater", 3, "models"),
-    Claim("H6", "the number of PIEs grows with sparsity", f"Fig. 3, {SRC}", "PIEs: highest - lowest level", NULL,
-          0.0, "greater", 3, "models"),
-    Claim("H7", "PIEs are harder: top-1 on PIEs far below the rest", f"§3.3, {SRC}",
-          "top-1 gap non-PIE - PIE (highest level) - null", NULL, 0.0, "greater", 3, "models"),
-    Claim("H8", "quantization impacts fewer classes than high pruning", f"§3.1, {SRC}",
-          "impacted classes: highest level - quantized", NULL, 0.0, "greater", 3, "models"),
-]  # fmt: skip
+    Claim(
+        "H1",
+        "top-1 barely moves at moderate sparsity (<= 70%; 1-point margin)",
+        f"Table 1, {SRC}",
+        "top-1 (level <= 0.7) - dense",
+        "Welch t, independent seeds",
+        -0.01,
+        "greater",
+        3,
+        "models",
+    ),
+    Claim(
+        "H2",
+        "top-1 falls at high sparsity (the regime where forgetting shows)",
+        f"Table 1 (90%), {SRC}",
+        "top-1 (highest level) - dense",
+        "Welch t, independent seeds",
+        0.0,
+        "less",
+        3,
+        "models",
+    ),
+    Claim(
+        "H3",
+        "compression disparately impacts a subset of classes",
+        f"§3.1, {SRC}",
+        "impacted classes (highest level) - null",
+        NULL,
+        0.0,
+        "greater",
+        3,
+        "models",
+    ),
+    Claim(
+        "H4",
+        "more classes are impacted as sparsity grows",
+        f"Fig. 2, {SRC}",
+        "impacted classes: highest - lowest level",
+        NULL,
+        0.0,
+        "greater",
+        3,
+        "models",
+    ),
+    Claim(
+        "H5",
+        "compression creates Pruning Identified Exemplars (PIEs)",
+        f"§3.2, {SRC}",
+        "PIEs (highest level) - null",
+        NULL,
+        0.0,
+        "greater",
+        3,
+        "models",
+    ),
+    Claim(
+        "H6",
+        "the number of PIEs grows with sparsity",
+        f"Fig. 3, {SRC}",
+        "PIEs: highest - lowest level",
+        NULL,
+        0.0,
+        "greater",
+        3,
+        "models",
+    ),
+    Claim(
+        "H7",
+        "PIEs are harder: top-1 on PIEs far below the rest",
+        f"§3.3, {SRC}",
+        "top-1 gap non-PIE - PIE (highest level) - null",
+        NULL,
+        0.0,
+        "greater",
+        3,
+        "models",
+    ),
+    Claim(
+        "H8",
+        "quantization impacts fewer classes than high pruning",
+        f"§3.1, {SRC}",
+        "impacted classes: highest level - quantized",
+        NULL,
+        0.0,
+        "greater",
+        3,
+        "models",
+    ),
+]
 
 
 def _gap(preds: np.ndarray, labels: np.ndarray, pie: np.ndarray) -> float:
@@ -61,18 +133,23 @@ def _gap(preds: np.ndarray, labels: np.ndarray, pie: np.ndarray) -> float:
 def figures(dense: np.ndarray, other: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
     """Impacted classes, PIE count and PIE gap of population ``other`` against ``dense``."""
     pie = pies(dense, other, num_classes)
-    return {"impacted": class_impact(dense, other, labels, num_classes).count, "pies": int(pie.sum()),
-            "gap": _gap(other, labels, pie)}  # fmt: skip
+    return {
+        "impacted": class_impact(dense, other, labels, num_classes).count,
+        "pies": int(pie.sum()),
+        "gap": _gap(other, labels, pie),
+    }
 
 
-def null_draws(dense: np.ndarray, null: np.ndarray, labels: np.ndarray, num_classes: int,
-               seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+def null_draws(
+    dense: np.ndarray, null: np.ndarray, labels: np.ndarray, num_classes: int, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Each figure for ``dense`` against sub-populations of ``null`` (size ``len(dense)``), and, under
     ``<figure>_diff``, the difference between two disjoint sub-populations (for "grows with sparsity")."""
     k = len(dense)
     if len(null) < 2 * k:
-        raise ValueError(f"the null population needs at least {2 * k} models (twice the dense population), "
-                         f"has {len(null)}")  # fmt: skip
+        raise ValueError(
+            f"the null population needs at least {2 * k} models (twice the dense population), has {len(null)}"
+        )
     subsets = list(itertools.combinations(range(len(null)), k))
     rng = np.random.default_rng(seed)
     if len(subsets) > MAX_SPLITS:
@@ -114,8 +191,14 @@ def against_diffs(observed: float, draws: dict[str, np.ndarray], key: str, k: in
     return iv
 
 
-def evaluate(dense: np.ndarray, null: np.ndarray, levels: dict[float, np.ndarray], labels: np.ndarray,
-             quant: dict[str, np.ndarray] | None = None, num_classes: int | None = None) -> list[Result]:  # fmt: skip
+def evaluate(
+    dense: np.ndarray,
+    null: np.ndarray,
+    levels: dict[float, np.ndarray],
+    labels: np.ndarray,
+    quant: dict[str, np.ndarray] | None = None,
+    num_classes: int | None = None,
+) -> list[Result]:
     """``levels``: pruned populations by sparsity (> 0); ``quant``: quantized dense populations by method."""
     c = int(num_classes or max(labels.max(), dense.max()) + 1)
     k = min([len(dense), len(null), *(len(p) for p in levels.values())])
@@ -133,8 +216,12 @@ def evaluate(dense: np.ndarray, null: np.ndarray, levels: dict[float, np.ndarray
         "H6": against_diffs(obs[hi]["pies"] - obs[lo]["pies"], draws, "pies", k),
         "H7": against_null(obs[hi]["gap"], draws, "gap", k),
     }
-    notes = {"H1": [f"level {moderate:g}"], "H2": [f"level {hi:g}"], "H4": [f"levels {hi:g} vs {lo:g}"],
-             "H6": [f"levels {hi:g} vs {lo:g}"]}  # fmt: skip
+    notes = {
+        "H1": [f"level {moderate:g}"],
+        "H2": [f"level {hi:g}"],
+        "H4": [f"levels {hi:g} vs {lo:g}"],
+        "H6": [f"levels {hi:g} vs {lo:g}"],
+    }
     if quant:
         counts = {m: figures(dense, p, labels, c)["impacted"] for m, p in quant.items()}
         iv["H8"] = against_diffs(obs[hi]["impacted"] - max(counts.values()), draws, "impacted", k)

@@ -15,18 +15,32 @@ from prunelab.analysis.claims import Claim, Interval, Result, judge, mean_interv
 
 FLOPS_TOL = 0.01
 CLAIMS = [
-    Claim("J1", "PLS+VIP removes FLOPs \"without penalizing accuracy\" (1-point margin)", "abstract, methods §2",
-          "accuracy of PLS+VIP (global ranking) after the last round - converged dense", "paired t over seeds", -0.01,
-          "greater", 3),
-    Claim("J2", "PLS+VIP is more accurate than L1-norm filter pruning at equal FLOPs and fine-tuning budget",
-          "§5 comparison with other criteria, methods §2",
-          "accuracy PLS+VIP - L1 (layer scope: same filters per layer, FLOPs; same round)",
-          "paired t over seeds", 0.0, "greater", 3),
-]  # fmt: skip
+    Claim(
+        "J1",
+        'PLS+VIP removes FLOPs "without penalizing accuracy" (1-point margin)',
+        "abstract, methods §2",
+        "accuracy of PLS+VIP (global ranking) after the last round - converged dense",
+        "paired t over seeds",
+        -0.01,
+        "greater",
+        3,
+    ),
+    Claim(
+        "J2",
+        "PLS+VIP is more accurate than L1-norm filter pruning at equal FLOPs and fine-tuning budget",
+        "§5 comparison with other criteria, methods §2",
+        "accuracy PLS+VIP - L1 (layer scope: same filters per layer, FLOPs; same round)",
+        "paired t over seeds",
+        0.0,
+        "greater",
+        3,
+    ),
+]
 
 
-def evaluate(dense: np.ndarray, pls: np.ndarray, l1: np.ndarray, flops_pls: np.ndarray,
-             flops_l1: np.ndarray) -> list[Result]:  # fmt: skip
+def evaluate(
+    dense: np.ndarray, pls: np.ndarray, l1: np.ndarray, flops_pls: np.ndarray, flops_l1: np.ndarray
+) -> list[Result]:
     """Both claims on arrays paired by seed (the same seeds in every array)."""
     return [no_drop(dense, pls), versus_l1(pls, l1, flops_pls, flops_l1)]
 
@@ -42,5 +56,8 @@ def versus_l1(pls: np.ndarray, l1: np.ndarray, flops_pls: np.ndarray, flops_l1: 
     if not gap <= FLOPS_TOL:
         iv = Interval(float("nan"), float("nan"), float("nan"), len(pls))
         return judge(CLAIMS[1], iv, [f"FLOPs shares differ by up to {gap:.3f}: not a matched comparison"])
-    return judge(CLAIMS[1], mean_interval(pls - l1, CLAIMS[1].threshold, CLAIMS[1].side),
-                 [f"FLOPs shares equal within {gap:.4f} for every seed"])  # fmt: skip
+    return judge(
+        CLAIMS[1],
+        mean_interval(pls - l1, CLAIMS[1].threshold, CLAIMS[1].side),
+        [f"FLOPs shares equal within {gap:.4f} for every seed"],
+    )

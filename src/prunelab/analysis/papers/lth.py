@@ -19,18 +19,47 @@ from prunelab.analysis.claims import Claim, Result, judge, mean_interval
 
 LEVELS = (0.211, 0.070)  # weights remaining, as in the paper's figures
 CLAIMS = [
-    Claim("L1", "a winning ticket at 21.1% of the weights reaches a higher test accuracy than the original network",
-          "Fig. 3-4 (LeNet-300-100)", "accuracy ticket (21% of weights) - dense", "paired t over seeds", 0.0,
-          "greater", 3),
-    Claim("L2", "... and still at 7.0% of the weights", "Fig. 3-4 (LeNet-300-100)",
-          "accuracy ticket (7% of weights) - dense", "paired t over seeds", 0.0, "greater", 3),
-    Claim("L3", "the ticket beats random reinitialisation of its own masks at 21.1% of the weights",
-          "Fig. 4 (random reinit)", "accuracy ticket - reinit (21% of weights)", "paired t over seeds", 0.0,
-          "greater", 3),
-    Claim("L4", "... and at 7.0% of the weights",
-          "Fig. 4 (random reinit)", "accuracy ticket - reinit (7% of weights)", "paired t over seeds", 0.0,
-          "greater", 3),
-]  # fmt: skip
+    Claim(
+        "L1",
+        "a winning ticket at 21.1% of the weights reaches a higher test accuracy than the original network",
+        "Fig. 3-4 (LeNet-300-100)",
+        "accuracy ticket (21% of weights) - dense",
+        "paired t over seeds",
+        0.0,
+        "greater",
+        3,
+    ),
+    Claim(
+        "L2",
+        "... and still at 7.0% of the weights",
+        "Fig. 3-4 (LeNet-300-100)",
+        "accuracy ticket (7% of weights) - dense",
+        "paired t over seeds",
+        0.0,
+        "greater",
+        3,
+    ),
+    Claim(
+        "L3",
+        "the ticket beats random reinitialisation of its own masks at 21.1% of the weights",
+        "Fig. 4 (random reinit)",
+        "accuracy ticket - reinit (21% of weights)",
+        "paired t over seeds",
+        0.0,
+        "greater",
+        3,
+    ),
+    Claim(
+        "L4",
+        "... and at 7.0% of the weights",
+        "Fig. 4 (random reinit)",
+        "accuracy ticket - reinit (7% of weights)",
+        "paired t over seeds",
+        0.0,
+        "greater",
+        3,
+    ),
+]
 
 
 def evaluate(dense: np.ndarray, ticket: dict[float, np.ndarray], reinit: dict[float, np.ndarray]) -> list[Result]:

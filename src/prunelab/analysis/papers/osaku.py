@@ -12,10 +12,17 @@ import numpy as np
 from prunelab.analysis.claims import Claim, Result, judge, mean_interval
 
 CLAIMS = [
-    Claim("O1", "progressive retraining gives better results than retraining the whole model after each layer",
-          "abstract, methods §4", "accuracy progressive - whole-model (last round)", "paired t over seeds", 0.0,
-          "greater", 3),
-]  # fmt: skip
+    Claim(
+        "O1",
+        "progressive retraining gives better results than retraining the whole model after each layer",
+        "abstract, methods §4",
+        "accuracy progressive - whole-model (last round)",
+        "paired t over seeds",
+        0.0,
+        "greater",
+        3,
+    ),
+]
 
 
 def evaluate(progressive: np.ndarray, whole: np.ndarray) -> list[Result]:

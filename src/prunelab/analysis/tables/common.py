@@ -31,9 +31,18 @@ def pm(values: list[float]) -> str:
 
 
 def claims_section(declared: list, results: list) -> list[str]:
-    return ["", "## Claims (rules stated in code before the runs: prunelab/analysis/papers/)", "",
-            *claims.markdown(results), "", "<details><summary>The declared rules</summary>", "",
-            *claims.declared(declared), "", "</details>"]  # fmt: skip
+    return [
+        "",
+        "## Claims (rules stated in code before the runs: prunelab/analysis/papers/)",
+        "",
+        *claims.markdown(results),
+        "",
+        "<details><summary>The declared rules</summary>",
+        "",
+        *claims.declared(declared),
+        "",
+        "</details>",
+    ]
 
 
 def seeds_text(runs: list[Run]) -> str:
@@ -52,17 +61,24 @@ def by_population(runs: list[Run]) -> dict[str, dict[int, list[dict]]]:
 
 
 def curve_table(pops: dict[str, dict[int, list[dict]]], title: str, first: str) -> list[str]:
-    lines = [title, "", f"| population | round | n | {first} | FLOPs (share of dense) | accuracy | change vs dense | "
-             "worst-class recall | worst class |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        title,
+        "",
+        f"| population | round | n | {first} | FLOPs (share of dense) | accuracy | change vs dense | "
+        "worst-class recall | worst class |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for pop, rounds in sorted(pops.items()):
         dense = mean([x["test/acc"] for x in rounds[0]])
         for r, rows in sorted(rounds.items()):
             share = mean([x.get("filters_removed_share", x["sparsity"]) for x in rows])
             worst = max({x["worst_class"] for x in rows}, key=[x["worst_class"] for x in rows].count)
             acc = [x["test/acc"] for x in rows]
-            lines.append(f"| {pop} | {r} | {len(rows)} | {share:.3f} | {pm([x['flops_ratio'] for x in rows])} | "
-                         f"{pm(acc)} | {mean(acc) - dense:+.4f} | {pm([x['test/recall_worst'] for x in rows])} | "
-                         f"{worst} |")  # fmt: skip
+            lines.append(
+                f"| {pop} | {r} | {len(rows)} | {share:.3f} | {pm([x['flops_ratio'] for x in rows])} | "
+                f"{pm(acc)} | {mean(acc) - dense:+.4f} | {pm([x['test/recall_worst'] for x in rows])} | "
+                f"{worst} |"
+            )
     return lines
 
 
@@ -80,5 +96,7 @@ def dense_line(pops: dict[str, dict[int, list[dict]]]) -> str:
     if not dense or "converged" not in dense[0]:
         return "Dense round: a fixed number of epochs (not trained to convergence)."
     stopped, epochs = sum(bool(x["converged"]) for x in dense), [x["epochs"] for x in dense]
-    return (f"Dense round: trained until validation accuracy stopped improving; {stopped} of {len(dense)} dense "
-            f"models stopped by patience (epochs {min(epochs)}-{max(epochs)}).")  # fmt: skip
+    return (
+        f"Dense round: trained until validation accuracy stopped improving; {stopped} of {len(dense)} dense "
+        f"models stopped by patience (epochs {min(epochs)}-{max(epochs)})."
+    )

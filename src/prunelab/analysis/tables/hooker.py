@@ -35,34 +35,55 @@ def table(runs: list[Run], root: Path) -> str:
     quant = {m: _population_predictions(groups["dense"], m)[0] for m in quant_names}
     c = int(max(labels.max(), dense.max()) + 1)
     paper = {0.0: 76.675, 0.3: 76.459, 0.5: 75.874, 0.7: 75.019, 0.9: 72.569}
-    lines = ["# Hooker et al. at CPU scale: Fashion-MNIST, LeNet-300-100, gradual layer-wise magnitude pruning", "",
-             f"Populations: dense {len(dense)} models (seeds {seeds_text(groups['dense'])}), null {len(null)} "
-             f"dense models (seeds {seeds_text(groups['null'])}), each level its own "
-             f"{min(len(p) for p in levels.values())} seeds.", "",
-             "| population | models | top-1 (ours) | top-1 ResNet-50 ImageNet (paper code) | impacted classes | PIEs |"
-             " top-1 on PIEs | top-1 on non-PIEs |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    pops = {"dense": dense, "null (dense, other seeds)": null, **{f"sparsity {k:g}": v for k, v in
-            sorted(levels.items())}, **{f"{m} (dense)": v for m, v in quant.items()}}  # fmt: skip
+    lines = [
+        "# Hooker et al. at CPU scale: Fashion-MNIST, LeNet-300-100, gradual layer-wise magnitude pruning",
+        "",
+        f"Populations: dense {len(dense)} models (seeds {seeds_text(groups['dense'])}), null {len(null)} "
+        f"dense models (seeds {seeds_text(groups['null'])}), each level its own "
+        f"{min(len(p) for p in levels.values())} seeds.",
+        "",
+        "| population | models | top-1 (ours) | top-1 ResNet-50 ImageNet (paper code) | impacted classes | PIEs |"
+        " top-1 on PIEs | top-1 on non-PIEs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    pops = {
+        "dense": dense,
+        "null (dense, other seeds)": null,
+        **{f"sparsity {k:g}": v for k, v in sorted(levels.items())},
+        **{f"{m} (dense)": v for m, v in quant.items()},
+    }
     for name, preds in pops.items():
         acc = top1(preds, labels)
         ref = dense if name != "dense" else null[: len(dense)]
         pa = pie_accuracy(preds, labels, pies(ref, preds, c))
         level = float(name.split()[1]) if name.startswith("sparsity") else 0.0 if name == "dense" else None
         p = f"{paper[level]:.3f}%" if level in paper else "-"
-        lines.append(f"| {name} | {len(preds)} | {acc.mean():.4f} ± {acc.std(ddof=1):.4f} | {p} | "
-                     f"{class_impact(ref, preds, labels, c).count} | {pa['pie_count']} | "
-                     f"{pa['acc_pie']:.3f} | {pa['acc_non_pie']:.3f} |")  # fmt: skip
-    lines += ["", "Impacted classes and PIEs of a population are counted against the dense population (the dense "
-              "row: against the first null models). The paper's column is the ResNet-50/ImageNet mean top-1 from "
-              "the authors' code (docs/methods.md §3)."]  # fmt: skip
+        lines.append(
+            f"| {name} | {len(preds)} | {acc.mean():.4f} ± {acc.std(ddof=1):.4f} | {p} | "
+            f"{class_impact(ref, preds, labels, c).count} | {pa['pie_count']} | "
+            f"{pa['acc_pie']:.3f} | {pa['acc_non_pie']:.3f} |"
+        )
+    lines += [
+        "",
+        "Impacted classes and PIEs of a population are counted against the dense population (the dense "
+        "row: against the first null models). The paper's column is the ResNet-50/ImageNet mean top-1 from "
+        "the authors' code (docs/methods.md §3).",
+    ]
     results = hooker_claims.evaluate(dense, null, levels, labels, quant or None, c)
     return "\n".join([*lines, *claims_section(hooker_claims.CLAIMS, results)]) + "\n"
 
 
 SPEC: dict[str, Any] = {
-    "sweeps": {"dense": ["experiment=hooker_fashion", "schedule.final_sparsity=0.0", "seed=0"],
-               "null": ["experiment=hooker_fashion", "schedule.final_sparsity=0.0", "seed=100", "@2"],
-               **{f"s{lvl:g}": ["experiment=hooker_fashion", f"schedule.final_sparsity={lvl}",
-                                f"seed={1000 + 100 * i}"] for i, lvl in enumerate(HOOKER_LEVELS)}},
-    "seeds": 5, "population": True, "data": sorted(FASHION), "configs": ["hooker_fashion"],
-}  # fmt: skip
+    "sweeps": {
+        "dense": ["experiment=hooker_fashion", "schedule.final_sparsity=0.0", "seed=0"],
+        "null": ["experiment=hooker_fashion", "schedule.final_sparsity=0.0", "seed=100", "@2"],
+        **{
+            f"s{lvl:g}": ["experiment=hooker_fashion", f"schedule.final_sparsity={lvl}", f"seed={1000 + 100 * i}"]
+            for i, lvl in enumerate(HOOKER_LEVELS)
+        },
+    },
+    "seeds": 5,
+    "population": True,
+    "data": sorted(FASHION),
+    "configs": ["hooker_fashion"],
+}

@@ -31,16 +31,21 @@ def _closest_round(rounds: dict[int, list[dict]], left: float) -> int:
 def table(runs: list[Run], root: Path) -> str:
     pops = _by_rewind(runs)
     names = {"init": "winning ticket (rewind to init)", "reinit": "reinit control (ticket's masks, fresh init)"}
-    lines = ["# Frankle & Carbin 2019 at CPU scale: LeNet-300-100 on MNIST, 20% per round (output layer 10%)", "",
-             "| variant | round | n | weights remaining | accuracy | change vs dense | worst-class recall |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# Frankle & Carbin 2019 at CPU scale: LeNet-300-100 on MNIST, 20% per round (output layer 10%)",
+        "",
+        "| variant | round | n | weights remaining | accuracy | change vs dense | worst-class recall |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for kind, rounds in sorted(pops.items()):
         dense = mean([x["test/acc"] for x in rounds[0]])
         for r, rows in sorted(rounds.items()):
             acc, left = [x["test/acc"] for x in rows], 1 - mean([x["sparsity"] for x in rows])
             worst = pm([x["test/recall_worst"] for x in rows])
-            lines.append(f"| {names.get(kind, kind)} | {r} | {len(rows)} | {left:.3f} | {pm(acc)} | "
-                         f"{mean(acc) - dense:+.4f} | {worst} |")  # fmt: skip
+            lines.append(
+                f"| {names.get(kind, kind)} | {r} | {len(rows)} | {left:.3f} | {pm(acc)} | "
+                f"{mean(acc) - dense:+.4f} | {worst} |"
+            )
     lines += ["", dense_line(pops)]
     ticket, reinit = pops.get("init"), pops.get("reinit")
     if not (ticket and reinit):
@@ -55,19 +60,32 @@ def table(runs: list[Run], root: Path) -> str:
         found = per_seed(pop, levels[level], "test/acc")
         return np.array([found.get(s, np.nan) if reached[level] else np.nan for s in seeds])
 
-    results = lth_claims.evaluate(np.array([dense_acc[s] for s in seeds]),
-                                  {lv: pick(ticket, lv) for lv in levels},
-                                  {lv: pick(reinit, lv) for lv in levels})  # fmt: skip
-    lines += ["", "Levels: " + ", ".join(f"{lv:.1%} of weights -> round {r}" + ("" if reached[lv] else " (not "
-              "reached: its claims are undecided)") for lv, r in levels.items()) + " (the round whose remaining "
-              "share is closest, within 15% of the level). Paper: LeNet-300-100 on MNIST, 50k iterations per "
-              "round, accuracy read at the early-stopping iteration (docs/methods.md)."]  # fmt: skip
+    results = lth_claims.evaluate(
+        np.array([dense_acc[s] for s in seeds]),
+        {lv: pick(ticket, lv) for lv in levels},
+        {lv: pick(reinit, lv) for lv in levels},
+    )
+    lines += [
+        "",
+        "Levels: "
+        + ", ".join(
+            f"{lv:.1%} of weights -> round {r}" + ("" if reached[lv] else " (not reached: its claims are undecided)")
+            for lv, r in levels.items()
+        )
+        + " (the round whose remaining "
+        "share is closest, within 15% of the level). Paper: LeNet-300-100 on MNIST, 50k iterations per "
+        "round, accuracy read at the early-stopping iteration (docs/methods.md).",
+    ]
     return "\n".join([*lines, *claims_section(lth_claims.CLAIMS, results)]) + "\n"
 
 
 LTH = ["schedule.rounds=12", EVERY, "trainer.limit_train_batches=0.25"]
 SPEC: dict[str, Any] = {
-    "sweeps": {"ticket": ["experiment=lth_mnist", "rewind=init", *LTH],  # first: the controls need its masks
-               "reinit": ["experiment=lth_mnist", "rewind=reinit", "rewind.masks_from={runs}/ticket", *LTH]},
-    "seeds": 3, "data": sorted(MNIST), "configs": ["lth_mnist"],
-}  # fmt: skip
+    "sweeps": {
+        "ticket": ["experiment=lth_mnist", "rewind=init", *LTH],  # first: the controls need its masks
+        "reinit": ["experiment=lth_mnist", "rewind=reinit", "rewind.masks_from={runs}/ticket", *LTH],
+    },
+    "seeds": 3,
+    "data": sorted(MNIST),
+    "configs": ["lth_mnist"],
+}

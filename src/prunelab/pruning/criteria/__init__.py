@@ -40,8 +40,11 @@ class ScoringContext:
 def required(context: ScoringContext | None) -> ScoringContext:
     """The context a criterion that needs run-level facts (groups, seed, round) was given."""
     if context is None:
-        raise PrunelabError("criterion", "this criterion needs a ScoringContext (groups, seed, round)",
-                            "call it through prunelab's PruningCallback or pass a ScoringContext")  # fmt: skip
+        raise PrunelabError(
+            "criterion",
+            "this criterion needs a ScoringContext (groups, seed, round)",
+            "call it through prunelab's PruningCallback or pass a ScoringContext",
+        )
     return context
 
 

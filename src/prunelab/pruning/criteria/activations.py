@@ -80,8 +80,11 @@ def read_ratings(path: Path) -> dict[str, dict[int, str]]:
         for row in csv.DictReader(f):
             decision = row["decision"].strip().lower()
             if decision not in ("keep", "drop"):
-                raise PrunelabError("criterion.ratings", f"{path}: decision {decision!r} for {row['layer']} "
-                                    f"kernel {row['kernel']}", "write keep or drop")  # fmt: skip
+                raise PrunelabError(
+                    "criterion.ratings",
+                    f"{path}: decision {decision!r} for {row['layer']} kernel {row['kernel']}",
+                    "write keep or drop",
+                )
             out.setdefault(row["layer"].strip(), {})[int(row["kernel"])] = decision
     return out
 
@@ -109,8 +112,9 @@ class HumanRatings:
             maps = kernel_maps(model, missing, batches, self.images)
             for g in missing:
                 save_kernel_grid(maps[g.conv], export / f"{g.conv}.png", self.images)
-                (export / f"{g.conv}.csv").write_text("layer,kernel,decision\n" + "".join(
-                    f"{g.conv},{k},keep\n" for k in range(g.out_channels)))  # fmt: skip
+                (export / f"{g.conv}.csv").write_text(
+                    "layer,kernel,decision\n" + "".join(f"{g.conv},{k},keep\n" for k in range(g.out_channels))
+                )
             where, layer = self.ratings or "<ratings file>", missing[0].conv
             grid, template = export / f"{layer}.png", export / f"{layer}.csv"
             raise PrunelabError(
@@ -118,5 +122,7 @@ class HumanRatings:
                 f"no ratings for layer {layer} in {where}: look at {grid} (row k = kernel k, one column per image)",
                 f"add the rows of {template} to {where}, mark each kernel keep or drop, and rerun the same command",
             )
-        return {g.conv: torch.tensor([1.0 if rated[g.conv][k] == "keep" else 0.0 for k in range(g.out_channels)])
-                for g in groups}  # fmt: skip
+        return {
+            g.conv: torch.tensor([1.0 if rated[g.conv][k] == "keep" else 0.0 for k in range(g.out_channels)])
+            for g in groups
+        }

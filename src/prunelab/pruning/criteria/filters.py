@@ -32,8 +32,10 @@ class L1Filter:
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         context = required(context)
-        return {g.conv: sum(masking.effective(model, f"{p}.weight").detach().abs().flatten(1).sum(1)
-                            for p in g.producers) for g in context.groups}  # fmt: skip
+        return {
+            g.conv: sum(masking.effective(model, f"{p}.weight").detach().abs().flatten(1).sum(1) for p in g.producers)
+            for g in context.groups
+        }
 
 
 class RandomFilter:

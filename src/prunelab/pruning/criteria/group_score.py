@@ -70,17 +70,20 @@ class GroupScore:
     structured = True
     needs_data = False
 
-    def __init__(self, fn: str, scope: str = "global", kinds: list[str] | None = None,
-                 options: dict[str, Any] | None = None):  # fmt: skip
+    def __init__(
+        self, fn: str, scope: str = "global", kinds: list[str] | None = None, options: dict[str, Any] | None = None
+    ):
         module, _, attr = str(fn).rpartition(".")
         try:
             self.fn = getattr(importlib.import_module(module), attr)
             if not callable(self.fn):
                 raise TypeError(f"{fn} is not callable")
         except Exception as exc:
-            raise PrunelabError("criterion.fn", f"cannot import the score function {fn!r} ({type(exc).__name__})",
-                                "give a dotted path to a function importable here, e.g. "
-                                "prunelab.pruning.importances.fpgm.fpgm") from exc  # fmt: skip
+            raise PrunelabError(
+                "criterion.fn",
+                f"cannot import the score function {fn!r} ({type(exc).__name__})",
+                "give a dotted path to a function importable here, e.g. prunelab.pruning.importances.fpgm.fpgm",
+            ) from exc
         self.name = fn
         self.scope = check_scope(scope)
         self.group_kinds = check_kinds(kinds) if kinds else ALL_KINDS
@@ -91,8 +94,9 @@ class GroupScore:
         out = {}
         for g in context.groups:
             alive = masks[f"{g.conv}.weight"].flatten(1).any(1)
-            view = GroupView(model, g.conv, g.kind, g.out_channels, alive, list(g.producers), list(g.batchnorms),
-                             list(g.consumers))  # fmt: skip
+            view = GroupView(
+                model, g.conv, g.kind, g.out_channels, alive, list(g.producers), list(g.batchnorms), list(g.consumers)
+            )
             try:
                 scores = self.fn(model, view, **self.options)
             except PrunelabError:
@@ -115,10 +119,16 @@ class GroupScore:
         if not isinstance(scores, Tensor) or tuple(scores.shape) != (group.out_channels,):
             shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
             n = group.out_channels
-            raise PrunelabError("criterion.fn", f"{self.name} returned {shape} for {group.conv}, not one score "
-                                f"per unit ({n},)", "return a 1-D tensor, one score per unit")  # fmt: skip
+            raise PrunelabError(
+                "criterion.fn",
+                f"{self.name} returned {shape} for {group.conv}, not one score per unit ({n},)",
+                "return a 1-D tensor, one score per unit",
+            )
         scores = scores.detach().float()
         if not bool(torch.isfinite(scores).all()):
-            raise PrunelabError("criterion.fn", f"{self.name} returned non-finite scores for {group.conv}",
-                                "return finite scores (higher = keep)")  # fmt: skip
+            raise PrunelabError(
+                "criterion.fn",
+                f"{self.name} returned non-finite scores for {group.conv}",
+                "return finite scores (higher = keep)",
+            )
         return scores

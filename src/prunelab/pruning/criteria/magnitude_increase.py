@@ -25,8 +25,11 @@ class MagnitudeIncrease:
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         init = context.initial_state if context else None
         if init is None:
-            raise PrunelabError("criterion", "magnitude_increase needs the round-0 initial weights",
-                                "run it through prunelab (it saves rewind/init.pt)")  # fmt: skip
+            raise PrunelabError(
+                "criterion",
+                "magnitude_increase needs the round-0 initial weights",
+                "run it through prunelab (it saves rewind/init.pt)",
+            )
         out = {}
         for name in masks:
             w = masking.effective(model, name).detach()

@@ -33,8 +33,9 @@ def pooled_features(model: nn.Module, batches, num_samples: int, pooling: str = 
             return o
         return o.amax((2, 3)) if pooling == "max" else o.mean((2, 3))
 
-    labels = record_outputs(model, batches, num_samples,
-                            {n: (lambda o, n=n: store[n].append(pool(o).float().cpu())) for n in names})  # fmt: skip
+    labels = record_outputs(
+        model, batches, num_samples, {n: (lambda o, n=n: store[n].append(pool(o).float().cpu())) for n in names}
+    )
     feats = torch.cat([torch.cat(store[n])[:num_samples] for n in names], 1)
     ranges, start = {}, 0
     for n in names:
@@ -49,8 +50,14 @@ class PLSVIP:
     needs_data = True
     group_kinds = ALL_KINDS
 
-    def __init__(self, num_samples: int = 2000, n_components: int = 2, pooling: str = "max", layers: str = "all",
-                 scope: str = "global"):  # fmt: skip
+    def __init__(
+        self,
+        num_samples: int = 2000,
+        n_components: int = 2,
+        pooling: str = "max",
+        layers: str = "all",
+        scope: str = "global",
+    ):
         self.scope = check_scope(scope)
         if pooling not in ("max", "avg"):
             raise PrunelabError("criterion.pooling", f"unknown pooling {pooling!r}", "use max or avg")

@@ -14,7 +14,9 @@ from prunelab.errors import PrunelabError
 def bn_scale(model: nn.Module, group) -> Tensor:
     norms = [bn for bn in group.norms() if getattr(bn, "weight", None) is not None]
     if not norms:
-        raise PrunelabError("criterion", f"{group.key} has no BatchNorm with a scale to rank by",
-                            "use a model with BatchNorm after each prunable layer (e.g. model=cnn_small_bn), "
-                            "or another criterion")  # fmt: skip
+        raise PrunelabError(
+            "criterion",
+            f"{group.key} has no BatchNorm with a scale to rank by",
+            "use a model with BatchNorm after each prunable layer (e.g. model=cnn_small_bn), or another criterion",
+        )
     return sum(bn.weight.detach().abs() for bn in norms)
