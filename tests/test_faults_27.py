@@ -23,7 +23,7 @@ from prunelab.data.base import RawData, validate
 from prunelab.data.medmnist import MedMNISTDataModule
 from prunelab.errors import PrunelabError
 from tests.conftest import cli, compose_cfg
-from tests.test_faults import one_line_error
+from tests.test_faults import one_line_error, start, wait_for
 
 Q = ["logger=none", "trainer.max_epochs=1", "schedule.rounds=1"]
 
@@ -228,20 +228,8 @@ def test_seed_near_the_documented_limit_runs(tmp_path):
 
 def test_sighup_marks_the_run_interrupted(tmp_path):
     run = tmp_path / "hup"
-    env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(tmp_path), "WANDB_MODE": "offline"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "prunelab",
-        "logger=none",
-        "trainer.max_epochs=40",
-        "schedule.rounds=1",
-        "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={run}",
-    ]
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while not (run / "rounds/r00/checkpoints/last.ckpt").exists() and proc.poll() is None:
-        time.sleep(0.02)
+    proc = start(["logger=none", "trainer.max_epochs=40", "schedule.rounds=1", f"hydra.run.dir={run}"], tmp_path)
+    wait_for("rounds/r00/checkpoints/last.ckpt", run, proc)
     proc.send_signal(signal.SIGHUP)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGHUP, err[-2000:]
