@@ -198,7 +198,8 @@ def prunelab_epoch(
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from prunelab.config import conf_dir, register_resolvers
+    from prunelab.config.groups import conf_dir
+    from prunelab.config.register import register_resolvers
     from prunelab.runner.build import prepare
     from prunelab.runner.round import run_round
 

@@ -18,7 +18,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from prunelab.config import conf_dir, register_resolvers
+from prunelab.config.groups import conf_dir
+from prunelab.config.register import register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
 register_resolvers()

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from prunelab.config import run_id
+from prunelab.config.identity import run_id
 from prunelab.models.mlp import MLP
 from prunelab.models.vgg import VGG
 from prunelab.pruning import filters

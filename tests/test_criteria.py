@@ -7,7 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from prunelab.config import config_groups
+from prunelab.config.groups import config_groups
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
 from prunelab.pruning import rewind as rewinding

@@ -112,7 +112,7 @@ def test_every_mapping_override_in_the_readme_composes():
 
 
 def test_null_mappings_keep_the_run_ids():
-    from prunelab.config import run_id
+    from prunelab.config.identity import run_id
 
     default = compose_cfg([])
     assert default.prune.ratios is None and default.data.imbalance.keep_fraction is None

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf, open_dict
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunelab.config import run_id
+from prunelab.config.identity import run_id
 from prunelab.errors import PrunelabError
 from prunelab.models.convnets import ConvNet
 from prunelab.models.mlp import MLP
@@ -141,31 +141,38 @@ def test_unknown_kind_names_the_key():
     assert check_kinds("all") == ("conv", "flatten", "linear", "residual")
 
 
-def test_group_kinds_default_keeps_run_ids():
+def test_group_kinds_enter_the_id_only_for_structured_criteria():
     base = compose_cfg([])
-    assert run_id(base) == "1efe7b9747"  # the pin of test_configs: earlier runs keep their folders
     # an unstructured criterion is not affected by the kinds, so they stay out of its identity
     assert run_id(base) == run_id(compose_cfg(["prune.group_kinds=[conv,linear]"]))
     l1 = compose_cfg(["criterion=l1_filter"])
     conv = compose_cfg(["criterion=l1_filter", "prune.group_kinds=[conv]"])
-    legacy = compose_cfg(["criterion=l1_filter"])
-    with open_dict(legacy):
-        del legacy.prune["group_kinds"]  # a config from before kinds existed: it pruned conv filters only
-    assert run_id(conv) == run_id(legacy) == run_id(compose_cfg(["criterion=l1_filter", "prune.group_kinds=conv"]))
-    assert run_id(l1) != run_id(conv)  # the new default (auto: all the criterion can score) is a new result
+    assert run_id(conv) == run_id(compose_cfg(["criterion=l1_filter", "prune.group_kinds=conv"]))  # one = [one]
+    assert run_id(l1) != run_id(conv)  # the default (auto: all the criterion can score) is another result
     assert run_id(l1) != run_id(compose_cfg(["criterion=l1_filter", "prune.group_kinds=[conv,linear]"]))
+    missing = compose_cfg(["criterion=l1_filter"])
+    with open_dict(missing):
+        del missing.prune["group_kinds"]  # a key left out stands for its default
+    assert run_id(missing) == run_id(l1)
 
 
-def test_unstructured_targets_list_matches_the_criteria():
+def test_the_identity_asks_the_criterion_class_whether_it_is_structured():
     from hydra.utils import get_class
 
-    from prunelab.config import conf_dir
-    from prunelab.pruning.kinds import UNSTRUCTURED_TARGETS
+    from prunelab.config.groups import conf_dir
 
-    targets = {p.stem: OmegaConf.load(p)["_target_"] for p in (conf_dir() / "criterion").glob("*.yaml")}
-    for name, target in targets.items():
-        assert (not get_class(target).structured) == (target in UNSTRUCTURED_TARGETS), name
-    assert set(targets.values()) >= UNSTRUCTURED_TARGETS
+    structured = {}
+    for path in (conf_dir() / "criterion").glob("*.yaml"):
+        target = OmegaConf.load(path)["_target_"]
+        structured[path.stem] = get_class(target).structured
+        with_kinds = compose_cfg([f"criterion={path.stem}", "prune.group_kinds=[conv]", *_needs(path.stem)])
+        plain = compose_cfg([f"criterion={path.stem}", *_needs(path.stem)])
+        assert (run_id(with_kinds) != run_id(plain)) == structured[path.stem], path.stem
+    assert sorted(k for k, v in structured.items() if not v) == ["magnitude", "magnitude_increase", "random", "snip"]
+
+
+def _needs(option: str) -> list[str]:
+    return ["criterion.fn=prunelab.pruning.importances.fpgm.fpgm"] if option == "group_score" else []
 
 
 def test_auto_kinds_are_what_the_criterion_can_score():

@@ -11,7 +11,7 @@ from importlib.metadata import version
 import pytest
 
 from prunelab.cli import main
-from prunelab.config import config_groups
+from prunelab.config.groups import config_groups
 from prunelab.reproduce import PAPERS
 from tests.test_faults import one_line_error
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from prunelab.config import run_id
+from prunelab.config.identity import run_id
 from prunelab.errors import PrunelabError
 from prunelab.pruning import source
 from tests.conftest import cli, compose_cfg, run_dirs

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from prunelab import results
-from prunelab.config import conf_dir, config_groups
-from prunelab.schemas import SCHEMA_GROUPS, register, schema_for
+from prunelab.config.groups import conf_dir, config_groups
+from prunelab.config.schemas import SCHEMA_GROUPS, register, schema_for
 from tests.conftest import cli, compose_cfg
 
 BAD_KEY = (ConfigKeyError, ConfigAttributeError)

@@ -22,7 +22,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from prunelab.config import conf_dir, config_groups, register_resolvers
+from prunelab.config.groups import conf_dir, config_groups
+from prunelab.config.register import register_resolvers
 from prunelab.errors import PrunelabError, describe
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 

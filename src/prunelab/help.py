@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from prunelab import __version__
-from prunelab.config import conf_dir, config_groups
+from prunelab.config.groups import conf_dir, config_groups
 
 # CPU wall time of each paper's first launch on a 2-core machine, from docs/reproductions.md
 PAPER_TIMES = {

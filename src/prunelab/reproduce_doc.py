@@ -17,7 +17,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from prunelab.config import conf_dir
+from prunelab.config.groups import conf_dir
 
 SRC = Path(__file__).resolve().parent
 # shared by every paper; each paper adds its claims (analysis/papers/<paper>.py), its sweeps and table

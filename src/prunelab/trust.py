@@ -42,7 +42,7 @@ READ_GROUPS = ("model", "data")
 @functools.cache
 def allowed_targets(group: str) -> frozenset[str]:
     """The ``_target_`` of every option prunelab ships for ``group`` (``conf/<group>/*.yaml``)."""
-    from prunelab.config import conf_dir
+    from prunelab.config.groups import conf_dir
 
     targets = set()
     for path in sorted((conf_dir() / group).glob("*.yaml")):

@@ -23,7 +23,7 @@ from typing import Any
 
 from prunelab import results
 from prunelab.analysis.runs import Run, find_runs, group_labels
-from prunelab.config import IDENTITY_KEYS
+from prunelab.config.identity import IDENTITY_KEYS
 
 log = logging.getLogger("prunelab")
 

@@ -9,17 +9,6 @@ from prunelab.errors import PrunelabError
 
 KINDS = ("conv", "flatten", "linear", "residual")
 
-# Criteria with one score per weight: ``prune.group_kinds`` does not change what they do, so it is left out of
-# their run identity (prunelab.config.identity). A test checks this list against the classes' ``structured``.
-UNSTRUCTURED_TARGETS = frozenset(
-    {
-        "prunelab.pruning.criteria.magnitude.Magnitude",
-        "prunelab.pruning.criteria.magnitude_increase.MagnitudeIncrease",
-        "prunelab.pruning.criteria.random.Random",
-        "prunelab.pruning.criteria.gradients.SNIP",
-    }
-)
-
 
 def check_kinds(kinds: Any, scorable: tuple[str, ...] = KINDS) -> tuple[str, ...]:
     """The kinds named by ``prune.group_kinds``: a list, one name, ``all`` (every kind) or ``auto`` (every kind

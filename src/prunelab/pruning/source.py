@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
 from prunelab import results
+from prunelab.config.names import code_name
 from prunelab.errors import PrunelabError
 
 KEY = "rewind.masks_from"
@@ -47,12 +48,13 @@ def resolve(folder: str | Path, seed: int, model: Any) -> Path:
         raise PrunelabError(KEY, f"{root} is not a folder", "give the ticket run's folder (or its sweep folder)")
     if (root / "run_config.yaml").exists():
         return root
-    found = []
+    found, want = [], _named(model)  # classes by name, not by module path (a moved class is the same model)
     for cfg_path in sorted(root.rglob("run_config.yaml")):
         cfg, run = _config(cfg_path.parent), cfg_path.parent
         rewind = cfg.get("rewind")
         rewind = rewind if isinstance(rewind, dict) else {}
-        if cfg.get("seed") == seed and cfg.get("model") == model and not rewind.get("masks_from") and _complete(run):
+        same_model = _named(cfg.get("model")) == want
+        if cfg.get("seed") == seed and same_model and not rewind.get("masks_from") and _complete(run):
             found.append(run)
     if len(found) != 1:
         what = "no finished run" if not found else f"{len(found)} finished runs"
@@ -62,6 +64,14 @@ def resolve(folder: str | Path, seed: int, model: Any) -> Path:
             "give one run folder, or a sweep folder with one finished run per seed",
         )
     return found[0]
+
+
+def _named(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _named(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_named(v) for v in value]
+    return code_name(value) if isinstance(value, str) else value
 
 
 def rounds(run_dir: Path) -> list[dict]:

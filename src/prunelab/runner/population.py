@@ -29,12 +29,12 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from prunelab import results
-from prunelab.config import run_id
+from prunelab.config.identity import run_id
 from prunelab.errors import PrunelabError, describe
 from prunelab.module import epoch_seed
 from prunelab.population import Population, train_epoch
 from prunelab.pruning.callback import PruningCallback
-from prunelab.runner import build, status
+from prunelab.runner import build, migrate, status
 from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 from prunelab.runner.round import evaluate, record_round
@@ -114,6 +114,7 @@ def run_population(cfg: DictConfig, run_dir: Path) -> dict:
 
 def checked_member(mc: DictConfig, path: Path) -> Member:
     """A member's folder checked as a single run's would be: identity, built objects, data, verified round."""
+    migrate.adopt(mc, path)  # a member folder named by its old run id
     folder = status.RunFolder(path)
     folder.check_identity(mc)
     ctx = build.prepare(mc, path)

@@ -20,7 +20,7 @@ from prunelab import results
 from prunelab.console import round_line
 from prunelab.errors import PrunelabError, describe
 from prunelab.pruning import source
-from prunelab.runner import build, preflight, share, status
+from prunelab.runner import build, migrate, preflight, share, status
 from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 from prunelab.runner.population import run_population
@@ -39,7 +39,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     except PrunelabError as exc:
         refused_before_work(cfg, run_dir, exc, new_folder)
         raise
-    if preflight.population_size(cfg) > 1:
+    population = preflight.population_size(cfg) > 1
+    if migrate.adopt(cfg, run_dir, "population_config.yaml" if population else "run_config.yaml"):
+        new_folder = False  # the folder an earlier prunelab made for this config, under its old id
+    if population:
         return run_population(cfg, run_dir)
     with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.get("wait", False))):
         folder = status.RunFolder(run_dir)

@@ -19,8 +19,6 @@ The attempt records where round 0 came from and the compute it saved (``sweep_su
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -33,12 +31,13 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from prunelab import results
+from prunelab.config.identity import canonical, digest
 from prunelab.pruning import masks as masking
 from prunelab.runner import status
 from prunelab.runner.context import RunContext
 
 log = logging.getLogger("prunelab")
-VERSION = "round0/1"  # changes when what round 0 writes changes
+VERSION = "round0/2"  # changes when what round 0 writes, or how its key is computed, changes (2: issue 28)
 KEYS = (
     "data",
     "model",
@@ -73,17 +72,12 @@ def key(ctx: RunContext) -> str | None:
         or cfg.get("init_weights")
     ):
         return None
-    ident = {k: _value(cfg, k) for k in KEYS}
-    for ignored in cfg.get("run_id_ignore", []) or []:  # display and data-location keys, as in the run id
-        top, _, rest = str(ignored).partition(".")
-        if isinstance(ident.get(top), dict) and rest:
-            ident[top].pop(rest, None)
+    ident = canonical(cfg, KEYS)  # as in the run id: names, not code paths; defaults and run_id_ignore left out
     ident["masked"] = masking.masked_names(ctx.module.model)
     ident["groups"] = [[g.kind, g.conv, g.out_channels] for g in ctx.groups]
     ident["rewind_step"] = ctx.rewind.step if ctx.rewind.kind == "step" else None
     ident["version"] = VERSION
-    blob = json.dumps(ident, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+    return digest(ident, 16)
 
 
 def folder(ctx: RunContext, k: str) -> Path:

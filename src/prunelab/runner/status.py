@@ -25,7 +25,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from prunelab import results
-from prunelab.config import identity, run_id
+from prunelab.config.identity import differences, run_id
 from prunelab.errors import PrunelabError
 from prunelab.runner.context import RunContext
 
@@ -116,9 +116,8 @@ class RunFolder:
                 f"{self.config_path} is unreadable: the folder cannot be matched to this config",
                 "choose another folder or delete this one",
             ) from exc
-        if run_id(old) != run_id(cfg):
-            new, was = identity(cfg), identity(old)
-            diff = [k for k in sorted(set(new) | set(was)) if new.get(k) != was.get(k)]
+        diff = differences(cfg, old)
+        if diff:
             raise PrunelabError(
                 "hydra.run.dir",
                 f"{self.run_dir} holds a run of another config (differs in {', '.join(diff)})",
