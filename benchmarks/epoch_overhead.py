@@ -8,7 +8,7 @@ model being ~100x costlier per step) with Adam on the same in-memory MNIST tenso
   fair baseline of a prunelab round, which validates every epoch.
 - bare+masks: the same loop on the masked model (isolates the parametrization's cost).
 - prunelab: ``Trainer.fit`` for one epoch of a round as ``prunelab.runner`` builds it (ClassifierModule,
-  PruningCallback, ModelCheckpoint, CSV logger, the lean training loop of ``prunelab.runner.lean_loop``), validation
+  PruningCallback, ModelCheckpoint, CSV logger, the lean training loop of ``prunelab.training.lean_loop``), validation
   off so both sides do the same work; the fit setup is inside the timing. A variant runs the same round with
   Lightning's own training loop (``training_loop=lightning``). Progress bar off, except in two variants that show what a
   redraw per step costs (Lightning's default) against prunelab's default, one redraw per 25 steps.
@@ -378,7 +378,7 @@ def checkpoint_tail(dm: MNISTDataModule, lightnings: bool, epochs: int) -> float
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from prunelab.runner import round as round_module
-    from prunelab.runner.checkpoint import RoundCheckpoint
+    from prunelab.training.checkpoint import RoundCheckpoint
 
     class Marks(pl.Callback):
         start = end = 0.0

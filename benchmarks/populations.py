@@ -1,4 +1,4 @@
-"""P6 populations: K seeds of LeNet-300-100 trained at once (``prunelab.population``) against K sequential runs.
+"""P6 populations: K seeds of LeNet-300-100 trained at once (``prunelab.population.engine``) against K sequential runs.
 
 Fashion-MNIST tensors in memory, batch 128, SGD (momentum 0.9, Nesterov, weight decay 1e-4, as the Hooker
 experiment), prunelab's masks attached (half the weights of every layer pruned by magnitude, as a mid-level
@@ -27,7 +27,7 @@ from torch import nn
 from benchmarks.common import data_dir, interleaved, print_table, verdict
 from prunelab.data.mnist import FashionMNISTDataModule
 from prunelab.models.mlp import MLP
-from prunelab.population import Population, member_batches, train_epoch
+from prunelab.population.engine import Population, member_batches, train_epoch
 from prunelab.pruning import masks as masking
 from prunelab.pruning.select import select
 

@@ -23,9 +23,9 @@ from prunelab.models.mlp import MLP
 from prunelab.models.resnet import ResNet
 from prunelab.models.vgg import VGG
 from prunelab.models.wide_resnet import WideResNet
-from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
 from prunelab.pruning import rewind as rewinding
+from prunelab.pruning import units as filters
 from prunelab.pruning.allocation import Allocation
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.criteria import ScoringContext

@@ -23,8 +23,8 @@ from torch import nn
 
 from benchmarks.common import interleaved, print_table
 from prunelab.models.vgg import VGG
-from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
+from prunelab.pruning import units as filters
 from prunelab.pruning.cost import count_flops
 from prunelab.pruning.groups import filter_groups
 

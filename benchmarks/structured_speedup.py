@@ -2,7 +2,7 @@
 
 VGG-16 with BatchNorm for 32x32 inputs (prunelab's CIFAR variant), 10 classes, eval mode. Filters are removed with
 the same share in every prunable conv (lowest L1 norm first; the share is found by bisection so that the model's
-FLOPs fall by 50% and 80%), the masked model is compacted (``prunelab.pruning.filters.compact``: the removed
+FLOPs fall by 50% and 80%), the masked model is compacted (``prunelab.pruning.units.compact``: the removed
 filters, their BatchNorm channels and the next conv's input channels are physically dropped), and both models are
 timed with ``torch.inference_mode`` at batch 1 and 64 (median of interleaved repetitions). The compacted model's
 outputs are checked against the masked model's. Target: speedup >= 0.8 x (dense FLOPs / compacted FLOPs).
@@ -22,8 +22,8 @@ from torch import nn
 
 from benchmarks.common import interleaved, print_table, verdict
 from prunelab.models.vgg import VGG
-from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
+from prunelab.pruning import units as filters
 from prunelab.pruning.cost import count_flops
 from prunelab.pruning.groups import filter_groups
 

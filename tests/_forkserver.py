@@ -26,7 +26,7 @@ import threading
 
 
 def _warm() -> None:
-    import prunelab.cli  # Hydra, OmegaConf, the config schema
+    import prunelab.cli.main  # Hydra, OmegaConf, the config schema
     import prunelab.runner.run  # noqa: F401  (torch, Lightning, the module, the callbacks)
 
     if threading.active_count() != 1:  # a thread would not survive fork: serve nothing rather than hang a child

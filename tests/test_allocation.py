@@ -11,9 +11,9 @@ import torch
 from prunelab.config.identity import run_id
 from prunelab.models.mlp import MLP
 from prunelab.models.vgg import VGG
-from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
 from prunelab.pruning import rewind as rewinding
+from prunelab.pruning import units as filters
 from prunelab.pruning.allocation import Allocation, layer_target
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.criteria import ScoringContext
@@ -21,6 +21,7 @@ from prunelab.pruning.criteria.filters import L1Filter
 from prunelab.pruning.criteria.magnitude import Magnitude
 from prunelab.pruning.groups import filter_groups
 from prunelab.pruning.schedules import Iterative, OneShot
+from prunelab.runs.files import SnapshotFolder
 from tests.conftest import cli, compose_cfg
 from tests.test_faults import one_line_error
 
@@ -33,7 +34,13 @@ def vgg_kept_shares(allocation: Allocation, scope: str = "global") -> dict[str, 
     groups = filter_groups(model)
     masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
     cb = PruningCallback(
-        L1Filter(scope), OneShot(0.5), rewinding.Rewind(), 1, "unused", groups=groups, allocation=allocation
+        L1Filter(scope),
+        OneShot(0.5),
+        rewinding.Rewind(),
+        1,
+        SnapshotFolder("unused"),
+        groups=groups,
+        allocation=allocation,
     )
     context = ScoringContext(round=1, seed=0, groups=groups)
     current = masking.get_masks(model, primary_only=True)
@@ -83,7 +90,7 @@ def frankle_carbin_round(rounds: int, scope: str) -> dict[str, float]:
             sched,
             rewinding.Rewind(),
             r,
-            "unused",
+            SnapshotFolder("unused"),
             allocation=Allocation(ratios={"classifier.*": 0.1}),
         )
         current = masking.get_masks(model, primary_only=True)
@@ -156,7 +163,12 @@ def test_max_layer_sparsity_caps_unstructured_global_magnitude():
     current = masking.get_masks(model, primary_only=True)
     for cap, below in ((None, False), (0.82, True)):
         cb = PruningCallback(
-            Magnitude(), OneShot(0.8), rewinding.Rewind(), 1, "unused", allocation=Allocation(max_layer_sparsity=cap)
+            Magnitude(),
+            OneShot(0.8),
+            rewinding.Rewind(),
+            1,
+            SnapshotFolder("unused"),
+            allocation=Allocation(max_layer_sparsity=cap),
         )
         scores = cb.criterion.scores(model, current, context=ScoringContext(round=1, seed=0))
         masks = cb.select_masks(model, scores, current, 0.8, ScoringContext(round=1, seed=0))

@@ -83,7 +83,7 @@ def test_a_changed_file_is_refused(runs, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt2"])
 def test_export_writes_a_checked_model(runs, tmp_path, fmt):
-    from prunelab.export_cmd import export
+    from prunelab.cli.export import export
 
     path, diff, compact = export(runs["units"], fmt, out=tmp_path / f"m.{fmt}")
     assert path.exists() and compact and diff <= 1e-4

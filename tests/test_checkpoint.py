@@ -1,4 +1,4 @@
-"""RoundCheckpoint (prunelab.runner.checkpoint): an epoch that is both the best and the last is written once (the
+"""RoundCheckpoint (prunelab.training.checkpoint): an epoch that is both the best and the last is written once (the
 second name a hard link), and every file holds what Lightning's ModelCheckpoint would have written."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from prunelab.data.digits import DigitsDataModule
-from prunelab.losses import CrossEntropy
 from prunelab.models.mlp import MLP
-from prunelab.module import ClassifierModule
 from prunelab.pruning import masks as masking
-from prunelab.runner import checkpoint
-from prunelab.runner.checkpoint import RoundCheckpoint
+from prunelab.training import checkpoint
+from prunelab.training.checkpoint import RoundCheckpoint
+from prunelab.training.losses import CrossEntropy
+from prunelab.training.module import ClassifierModule
 
 
 class Score(Callback):

@@ -86,7 +86,7 @@ def test_wandb_run_is_named_typed_and_plots_over_rounds(two_round_run):
     """Issue 15: a round-aware x-axis (prune/step keeps counting; round summaries over prune/sparsity), a name with
     criterion and seed, job type "run", one W&B run id per run folder, and per-round tables."""
     from prunelab.analysis.wandb_offline import read_run_info
-    from prunelab.loggers import wandb_id
+    from prunelab.training.loggers import wandb_id
 
     _, run_dir, _ = two_round_run
     (wandb_file,) = run_files(run_dir)

@@ -110,9 +110,9 @@ def test_run_naming_is_pinned():
 
 def test_progress_bar_redraws_every_n_steps_not_every_step(tmp_path):
     """A per-step progress-bar redraw is a hot-path cost (issue 6): runs redraw every progress_bar_refresh steps."""
-    from prunelab.console import Progress as TQDMProgressBar  # prunelab's own display (issue 15)
     from prunelab.errors import PrunelabError
     from prunelab.runner.build import make_trainer
+    from prunelab.training.console import Progress as TQDMProgressBar  # prunelab's own display (issue 15)
 
     cfg = compose_cfg(["progress_bar_refresh=40"])
     cfg.trainer.enable_progress_bar = True  # compose_cfg turns it off for tests

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from prunelab.console import Progress, round_line
-from prunelab.results import format_table
+from prunelab.runs.files import format_table
+from prunelab.training.console import Progress, round_line
 from tests.conftest import cli
 
 ROW = {

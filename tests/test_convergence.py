@@ -7,8 +7,8 @@ import json
 from omegaconf import OmegaConf
 
 from prunelab.analysis.report import markdown
-from prunelab.analysis.runs import find_runs
 from prunelab.config.identity import run_id
+from prunelab.runs.folders import find_runs
 from tests.conftest import cli
 from tests.test_faults import one_line_error
 

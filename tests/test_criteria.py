@@ -72,7 +72,7 @@ def test_magnitude_increase_values_and_needs_init():
 
 
 def check_structured(criterion) -> None:
-    from prunelab.pruning import filters
+    from prunelab.pruning import units as filters
     from tests.test_structured import structured_model
 
     model, groups = structured_model("convnet-bn")

@@ -13,8 +13,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning import distributed, filters
+from prunelab.pruning import distributed
 from prunelab.pruning import masks as masking
+from prunelab.pruning import units as filters
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.criteria.activations import ActivationEnergy
 from prunelab.pruning.criteria.gradients import SNIP, TaylorFilter

@@ -1,5 +1,5 @@
-"""Issue 14 item 5: structured rounds keep ``kept.json``; prunelab.export.load_compact rebuilds the compacted model
-from it and ``model.pt`` with ``weights_only=True`` loading (no pickled module), equal to the masked model."""
+"""Issue 14 item 5: structured rounds keep ``kept.json``; prunelab.runs.compact.load_compact rebuilds the compacted
+model from it and ``model.pt`` with ``weights_only=True`` loading (no pickled module), equal to the masked model."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 from omegaconf import OmegaConf
 
 from prunelab.errors import PrunelabError
-from prunelab.export import dense_state, kept_record, load_compact
-from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
+from prunelab.pruning import units as filters
 from prunelab.pruning.groups import filter_groups
 from prunelab.runner.build import make
+from prunelab.runs.compact import dense_state, kept_record, load_compact
 from tests.conftest import cli, compose_cfg, run_dirs
 from tests.test_group_kinds import prune_half
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab import results
 from prunelab.data.base import RawData, validate
 from prunelab.data.medmnist import MedMNISTDataModule
 from prunelab.errors import PrunelabError
+from prunelab.runs import files as results
 from tests.conftest import cli, compose_cfg
 from tests.test_faults import one_line_error, start, wait_for
 

@@ -21,12 +21,12 @@ import torch
 import yaml
 
 import prunelab
-from prunelab import results
 from prunelab.analysis import report as report_mod
-from prunelab.analysis.runs import load_run as report_load_run
 from prunelab.errors import PrunelabError
-from prunelab.export import FORMAT, load_compact
-from prunelab.pruning import source
+from prunelab.runs import files as results
+from prunelab.runs import source
+from prunelab.runs.compact import FORMAT, load_compact
+from prunelab.runs.folders import load_run as report_load_run
 from tests.conftest import cli
 from tests.test_faults import Q, comparable, one_line_error, snapshot
 
@@ -130,7 +130,7 @@ def test_export_and_report_commands_never_run_the_folders_code(complete_run, tmp
 
 
 def test_trust_refuses_directives_interpolations_and_foreign_targets():
-    from prunelab.trust import buildable
+    from prunelab.runs.trust import buildable
 
     good = {"model": {"_target_": "prunelab.models.mlp.MLP", "hidden": [64, 32]}}
     assert buildable(good, "model") == good["model"]
@@ -158,7 +158,7 @@ def test_every_torch_load_is_the_one_helper():
         if "torch.load(" in line and not line.strip().startswith(("#", "``", "-"))
     ]
     code = [(p.name, line.strip()) for p, line in calls if "``" not in line]
-    assert code == [("results.py", 'return torch.load(path, map_location="cpu", weights_only=True)')], code
+    assert code == [("files.py", 'return torch.load(path, map_location="cpu", weights_only=True)')], code
 
 
 # -- 2: identity cannot be skipped ---------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from prunelab.models.mlp import MLP
 from prunelab.models.resnet import ResNet
 from prunelab.models.vgg import VGG
 from prunelab.models.wide_resnet import WideResNet
-from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
+from prunelab.pruning import units as filters
 from prunelab.pruning.cost import count_flops
 from prunelab.pruning.groups import check_kinds, filter_groups, refused
 from tests.conftest import cli, compose_cfg

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
+from prunelab.pruning import units as filters
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.criteria.group_score import GroupScore, GroupView
 from prunelab.pruning.groups import filter_groups

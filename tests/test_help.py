@@ -10,9 +10,9 @@ from importlib.metadata import version
 
 import pytest
 
-from prunelab.cli import main
+from prunelab.cli.main import main
+from prunelab.cli.reproduce import PAPERS
 from prunelab.config.groups import config_groups
-from prunelab.reproduce import PAPERS
 from tests.test_faults import one_line_error
 
 

@@ -53,9 +53,10 @@ def moved_module(monkeypatch):
     import importlib
 
     module = types.ModuleType("prunelab.elsewhere")
-    for name, path in LEGACY_PATHS.items():
+    for path in shipped_targets() | {"prunelab.pruning.importances.fpgm.fpgm"}:
         mod, _, attr = path.rpartition(".")
-        setattr(module, name, getattr(importlib.import_module(mod), attr))
+        if path.startswith("prunelab."):
+            setattr(module, attr, getattr(importlib.import_module(mod), attr))
     monkeypatch.setitem(sys.modules, "prunelab.elsewhere", module)
     return "prunelab.elsewhere"
 

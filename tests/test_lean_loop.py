@@ -1,4 +1,4 @@
-"""The lean training loop (prunelab.runner.lean_loop) against Lightning's own: the same fit, bit for bit.
+"""The lean training loop (prunelab.training.lean_loop) against Lightning's own: the same fit, bit for bit.
 
 Each case fits the same ClassifierModule twice from the same seed — once with Lightning's training-epoch loop, once
 with the lean one — and compares everything a run keeps or a callback can see: weights, optimizer state, the loop's
@@ -21,12 +21,12 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from prunelab.data.digits import DigitsDataModule
-from prunelab.losses import CrossEntropy
 from prunelab.models.mlp import MLP
-from prunelab.module import ClassifierModule
 from prunelab.pruning import masks as masking
-from prunelab.runner import lean_loop
-from prunelab.runner.lean_loop import LeanEpochLoop
+from prunelab.training import lean_loop
+from prunelab.training.lean_loop import LeanEpochLoop
+from prunelab.training.losses import CrossEntropy
+from prunelab.training.module import ClassifierModule
 
 STEP_HOOKS = (
     "on_train_batch_start",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from prunelab.errors import PrunelabError
-from prunelab.losses import ClassDependentLoss, class_balanced_weights, pairwise_squared_hinge
+from prunelab.training.losses import ClassDependentLoss, class_balanced_weights, pairwise_squared_hinge
 
 
 def test_class_balanced_weights_by_hand():

@@ -11,7 +11,7 @@ import torch
 
 from prunelab.config.identity import run_id
 from prunelab.errors import PrunelabError
-from prunelab.pruning import source
+from prunelab.runs import source
 from tests.conftest import cli, compose_cfg, run_dirs
 from tests.test_faults import one_line_error
 
@@ -60,7 +60,7 @@ def test_the_run_id_follows_the_masks_content_not_the_path(ticket, tmp_path):
     masks[name] = torch.zeros_like(masks[name])
     torch.save(masks, other / "rounds" / "r02" / "masks.pt")
     record = json.loads((other / "rounds" / "r02" / "metrics.json").read_text())
-    from prunelab.results import digest
+    from prunelab.runs.files import digest
 
     record["files"]["rounds/r02/masks.pt"] = digest(other / "rounds" / "r02" / "masks.pt")
     (other / "rounds" / "r02" / "metrics.json").write_text(json.dumps(record))

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from prunelab.pruning import filters
+from prunelab.pruning import units as filters
+from prunelab.runs.files import SnapshotFolder
 from tests.conftest import cli, run_dirs
 
 SHORT = ["logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=10"]
@@ -160,7 +161,7 @@ def test_human_ratings_loop(tmp_path, data_dir, monkeypatch):
         ctx.schedule,
         ctx.rewind,
         1,
-        tmp_path / "rewind",
+        SnapshotFolder(tmp_path / "rewind"),
         0,
         batches=lambda: iter(dm.train_dataloader()),
         groups=ctx.groups,

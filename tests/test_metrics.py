@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from prunelab.metrics import classification_metrics, safe_name, worst_class
+from prunelab.training.metrics import classification_metrics, safe_name, worst_class
 
 
 def random_predictions(n: int, c: int, seed: int, skew: float = 2.0):
@@ -84,7 +84,7 @@ def test_fast_metrics_equal_torchmetrics_on_the_same_predictions():
     """The bincount confusion matrix and the one-sort AUROC give torchmetrics' figures (which they replaced)."""
     from torchmetrics.functional.classification import multiclass_auroc, multiclass_confusion_matrix
 
-    from prunelab.metrics import auroc_ovr, confusion_matrix
+    from prunelab.training.metrics import auroc_ovr, confusion_matrix
 
     probs, labels = random_predictions(1000, 7, 5)
     p, y = torch.tensor(probs), torch.tensor(labels)

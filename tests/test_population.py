@@ -1,4 +1,4 @@
-"""Population training (prunelab.population): K members at once give exactly the K single runs."""
+"""Population training (prunelab.population.engine): K members at once give exactly the K single runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from prunelab.data.digits import DigitsDataModule
 from prunelab.errors import PrunelabError
 from prunelab.models.convnets import ConvNet, LeNet5
 from prunelab.models.mlp import MLP
-from prunelab.population import Population, member_batches, train_epoch
+from prunelab.population.engine import Population, member_batches, train_epoch
 from prunelab.pruning import masks as masking
 from prunelab.pruning.criteria.magnitude import Magnitude
 from prunelab.pruning.select import select
@@ -145,7 +145,7 @@ def test_unsupported_models_and_optimizers_fail_clearly():
         train_epoch(pop, torch.optim.LBFGS(pop.params.values()), nn.CrossEntropyLoss(), x, y, 10, [0, 1], 0)
 
 
-# -- population=K jobs (prunelab.runner.population) -------------------------------------------------------------------
+# -- population=K jobs (prunelab.population.run) -------------------------------------------------------------------
 HOOKER_TINY = [
     "experiment=hooker_fashion",
     "data=digits",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from prunelab.reproduce import PAPERS
-from prunelab.reproduce_doc import code_hash, sections, stamp, write_section
+from prunelab.analysis.reproduce_doc import code_hash, sections, stamp, write_section
+from prunelab.cli.reproduce import PAPERS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reproductions.md"
 

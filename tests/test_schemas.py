@@ -12,9 +12,9 @@ import pytest
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from prunelab import results
 from prunelab.config.groups import conf_dir, config_groups
 from prunelab.config.schemas import SCHEMA_GROUPS, register, schema_for
+from prunelab.runs import files as results
 from tests.conftest import cli, compose_cfg
 
 BAD_KEY = (ConfigKeyError, ConfigAttributeError)

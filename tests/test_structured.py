@@ -14,8 +14,8 @@ from prunelab.errors import PrunelabError
 from prunelab.models.convnets import ConvNet
 from prunelab.models.resnet import ResNet
 from prunelab.models.vgg import VGG
-from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
+from prunelab.pruning import units as filters
 from prunelab.pruning.cost import count_flops
 from prunelab.pruning.groups import filter_groups
 from prunelab.pruning.pls import pls, pls_vip

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from prunelab.sweep import format_sweep, read_attempts, record_attempt, summarize_sweep
+from prunelab.runner.sweep import format_sweep, read_attempts, record_attempt, summarize_sweep
 from tests.conftest import cli
 
 TINY = ["schedule.rounds=1", "trainer.max_epochs=1", "logger=none"]

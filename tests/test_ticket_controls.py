@@ -14,6 +14,7 @@ from prunelab.pruning import rewind as rewinding
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.criteria.magnitude import Magnitude
 from prunelab.pruning.schedules import Iterative
+from prunelab.runs.files import SnapshotFolder
 from tests.conftest import cli, run_dirs
 from tests.test_faults import one_line_error
 
@@ -28,12 +29,16 @@ def masked_mlp(seed: int = 0):
 def prune_once(kind: str, tmp_path, trained_seed: int = 5):
     init = masked_mlp(0)
     (tmp_path / "rewind").mkdir(exist_ok=True)
-    rewinding.save_snapshot(init, tmp_path / "rewind" / "init.pt")
+    SnapshotFolder(tmp_path / "rewind").save("init.pt", rewinding.snapshot(init))
     fresh = MLP((1, 8, 8), 10, (32, 16))  # another initialisation
     torch.save(rewinding.dense_state_as_masked(fresh.state_dict(), init), tmp_path / "rewind" / "reinit.pt")
     model = masked_mlp(trained_seed)  # stands in for the trained round-0 weights
-    cb = PruningCallback(Magnitude(), Iterative(0.5, 2), rewinding.Rewind(kind), 1, tmp_path / "rewind", seed=3)
-    trained_masks = PruningCallback(Magnitude(), Iterative(0.5, 2), rewinding.Rewind("none"), 1, tmp_path / "x")
+    cb = PruningCallback(
+        Magnitude(), Iterative(0.5, 2), rewinding.Rewind(kind), 1, SnapshotFolder(tmp_path / "rewind"), seed=3
+    )
+    trained_masks = PruningCallback(
+        Magnitude(), Iterative(0.5, 2), rewinding.Rewind("none"), 1, SnapshotFolder(tmp_path / "x")
+    )
     reference = masked_mlp(trained_seed)
     trained_masks.prune(reference)
     cb.prune(model)

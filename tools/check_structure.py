@@ -2,7 +2,10 @@
 
 - no function or method in ``src/`` longer than ``MAX_LINES`` lines (decorators and docstring included);
 - no import cycle among prunelab's modules, counting every import (also those inside functions, which hide
-  cycles at import time but still couple the modules).
+  cycles at import time but still couple the modules);
+- the layer contracts (issue 28): the package root holds only ``ROOT_MODULES``; each package in ``ISOLATED``
+  imports nothing of prunelab outside itself except the packages listed for it (every import counts, also those
+  inside functions).
 
 Exit status 1 with one line per violation; 0 and a one-line summary otherwise.
 """
@@ -14,6 +17,12 @@ import sys
 from pathlib import Path
 
 MAX_LINES = 60
+ROOT_MODULES = {"__init__.py", "__main__.py", "errors.py"}
+ISOLATED = {  # package: the other prunelab modules it may import
+    "prunelab.pruning": {"prunelab.errors"},
+    "prunelab.models": {"prunelab.errors"},
+    "prunelab.data": {"prunelab.errors"},
+}
 ROOT = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "prunelab"
 
@@ -93,6 +102,24 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 packages: set[str] = set()
 
 
+def contracts(graph: dict[str, set[str]], files: list[Path]) -> list[str]:
+    """Violations of the layer contracts, one line each."""
+    out = [
+        f"src/{p.relative_to(ROOT).as_posix()}: a module at the package root (only {', '.join(sorted(ROOT_MODULES))})"
+        for p in files
+        if p.parent == ROOT / PACKAGE and p.name not in ROOT_MODULES
+    ]
+    for package, allowed in ISOLATED.items():
+        for name, deps in sorted(graph.items()):
+            if name == package or name.startswith(package + "."):
+                out += [
+                    f"{name} imports {dep}: {package} may import only itself and {', '.join(sorted(allowed))}"
+                    for dep in sorted(deps)
+                    if not (dep == package or dep.startswith(package + ".") or dep in allowed)
+                ]
+    return out
+
+
 def main() -> int:
     files = sorted(ROOT.rglob("*.py"))
     packages.update(module_name(p) for p in files if p.name == "__init__.py")
@@ -106,12 +133,14 @@ def main() -> int:
         # a package's __init__ importing its own submodules is how packages re-export; not a coupling cycle
         graph[name] = {m for m in imports(tree, name, modules) if not (name in packages and m.startswith(name + "."))}
     problems += [f"import cycle: {' <-> '.join(c)}" for c in cycles(graph)]
+    problems += contracts(graph, files)
     for line in problems:
         print(line)
     if problems:
         return 1
     print(
-        f"structure: {len(files)} files, functions <= {MAX_LINES} lines, no import cycle among {len(modules)} modules"
+        f"structure: {len(files)} files, functions <= {MAX_LINES} lines, no import cycle among {len(modules)} modules, "
+        f"{len(ROOT_MODULES)} root modules at most, {', '.join(ISOLATED)} isolated"
     )
     return 0
 

@@ -334,7 +334,7 @@ def crafted(ref: Path, tmp: Path, case: str) -> tuple[Path, Path]:
 
 
 def digest(path: Path) -> dict:
-    from prunelab.results import digest as sha
+    from prunelab.runs.files import digest as sha
 
     return sha(path)
 

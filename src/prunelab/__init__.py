@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):  # the public API, imported on first use (``import prunelab`` stays light)
     if name in ("load_model", "load_run"):
-        from prunelab import api
+        from prunelab.runs import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'prunelab' has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from prunelab.cli import main
+from prunelab.cli.main import main
 
 main()

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from prunelab import results
-from prunelab.analysis.runs import Run, find_runs, group_labels
 from prunelab.config.identity import IDENTITY_KEYS
+from prunelab.runs import files as results
+from prunelab.runs.folders import Run, find_runs, group_labels
 
 log = logging.getLogger("prunelab")
 
@@ -285,7 +285,7 @@ def _test_images(runs: list[Run]):
     from hydra.utils import instantiate
 
     from prunelab.errors import PrunelabError
-    from prunelab.trust import buildable
+    from prunelab.runs.trust import buildable
 
     run = next((r for r in runs if r.status == "complete"), None)
     if run is None:

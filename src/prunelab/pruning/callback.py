@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from prunelab.pruning import distributed, filters, source
+from prunelab.pruning import distributed
 from prunelab.pruning import masks as masking
 from prunelab.pruning import rewind as rewinding
+from prunelab.pruning import units as filters
 from prunelab.pruning.allocation import Allocation, layer_target, normalized
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.select import select
@@ -34,7 +34,7 @@ class PruningCallback(pl.Callback):
         schedule: Any,
         rewind: rewinding.Rewind,
         round_: int,
-        rewind_dir: Path,
+        snapshots: rewinding.Snapshots,
         seed: int = 0,
         batches: Callable[[], Iterable[Any]] | None = None,
         groups: list | None = None,
@@ -43,7 +43,7 @@ class PruningCallback(pl.Callback):
         allocation: Allocation | None = None,
     ):
         self.criterion, self.schedule, self.rewind = criterion, schedule, rewind
-        self.round, self.rewind_dir, self.seed, self.batches = round_, Path(rewind_dir), seed, batches
+        self.round, self.snapshots, self.seed, self.batches = round_, snapshots, seed, batches
         self.groups, self.extra, self.min_filters = list(groups or []), dict(extra or {}), min_filters
         self.allocation = allocation or Allocation()
         # round 0 trains the dense model, unless the schedule prunes at initialisation; in-fit schedules prune
@@ -114,7 +114,7 @@ class PruningCallback(pl.Callback):
         if self.schedule.progressive:
             extra["layer"] = self.schedule.layer_at(self.round)
         if self.rewind.source is not None:  # rewind.masks_from: this round's masks are the source run's
-            new = source.load(self.rewind.source, self.round)
+            new = self.rewind.source(self.round)
         else:
             context = ScoringContext(
                 round=self.round, seed=self.seed, initial_state=self._initial_state(), groups=self.groups, extra=extra
@@ -197,25 +197,23 @@ class PruningCallback(pl.Callback):
         return out
 
     def _initial_state(self):
-        if self._init_cache is None and (self.rewind_dir / "init.pt").exists():
-            self._init_cache = rewinding.load_snapshot(
-                self.rewind_dir / "init.pt"
-            )  # read once per round, not per update
+        if self._init_cache is None and self.snapshots.exists("init.pt"):
+            self._init_cache = self.snapshots.load("init.pt")  # read once per round, not per update
         return self._init_cache
 
     def _rewind(self, model) -> None:
         name = self.rewind.snapshot_name()
         if name is None:
             return
-        rewinding.restore(model, rewinding.load_snapshot(self.rewind_dir / name))
+        rewinding.restore(model, self.snapshots.load(name))
 
     # -- round 0: the step-k rewind point ----------------------------------------------------------------------
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.round != 0 or self.rewind.kind != "step" or trainer.global_step != self.rewind.step:
             return
-        path = self.rewind_dir / f"step{self.rewind.step}.pt"
-        if not path.exists():
-            rewinding.save_snapshot(pl_module.model, path)
+        name = f"step{self.rewind.step}.pt"
+        if not self.snapshots.exists(name):
+            self.snapshots.save(name, rewinding.snapshot(pl_module.model))
 
 
 def frozen_after(model: nn.Module, layer: str) -> list[nn.Module]:

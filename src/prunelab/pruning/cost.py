@@ -65,7 +65,7 @@ def _latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
 
 def export_report(model: nn.Module, groups, sample: torch.Tensor, reps: int = 20) -> tuple[nn.Module, dict]:
     """Compact ``model`` physically, check it gives the same outputs, and time both (batch 1 and the sample)."""
-    from prunelab.pruning.filters import compact
+    from prunelab.pruning.units import compact
 
     compacted = compact(model, groups).eval()
     was_training = model.training

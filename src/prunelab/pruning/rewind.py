@@ -8,7 +8,7 @@ Frankle & Carbin's two controls: ``reinit`` keeps the masks and restores a *fres
 architecture initialised with seed ``seed + REINIT_SEED_OFFSET``, saved once as ``rewind/reinit.pt``); ``shuffle``
 permutes each layer's mask at random (seeded by run seed and round: the same sparsity per layer, a random
 subnetwork) and restores the round-0 initial weights. ``shuffle`` is for unstructured criteria.
-With ``masks_from`` (:mod:`prunelab.pruning.source`) each round installs another run's masks of that round instead
+With ``masks_from`` (:mod:`prunelab.runs.source`) each round installs another run's masks of that round instead
 of scoring its own weights: ``rewind=reinit rewind.masks_from=<ticket run>`` is the paper's reinit control, the
 ticket's masks at every level trained from a fresh initialisation.
 Snapshots cover every parameter and buffer (BatchNorm statistics included) except the masks themselves.
@@ -16,7 +16,8 @@ Snapshots cover every parameter and buffer (BatchNorm statistics included) excep
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +56,9 @@ class Rewind:
             )
         self.kind, self.step, self.budget = kind, int(step), budget
         self.masks_from, self.masks_sha1 = masks_from, masks_sha1
-        self.source: Path | None = None  # the resolved source run folder (bound by the runner)
+        # rewind.masks_from: round -> the source run's masks of that round (bound by the runner once it has
+        # resolved and checked the source folder)
+        self.source: Callable[[int], dict[str, Tensor]] | None = None
 
     def snapshot_name(self) -> str | None:
         names = {
@@ -74,23 +77,15 @@ def snapshot(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone().cpu() for k, v in model.state_dict().items() if k not in skip}
 
 
-def save_snapshot(model: nn.Module, path: Path) -> None:
-    from prunelab.results import atomic_save_torch
+class Snapshots(Protocol):
+    """Where a run keeps its weight snapshots (``init.pt``, ``reinit.pt``, ``step<k>.pt``); the run folder's
+    :class:`prunelab.runs.files.SnapshotFolder` is one. Pruning never reads or writes files itself."""
 
-    atomic_save_torch(snapshot(model), path)
+    def exists(self, name: str) -> bool: ...
 
+    def load(self, name: str) -> dict[str, Tensor]: ...
 
-def load_snapshot(path: Path) -> dict[str, Tensor]:
-    from prunelab.results import load_tensors
-
-    state = load_tensors(path, "rewind", "delete that file: prunelab rewrites init.pt from the seed")
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise PrunelabError(
-            "rewind",
-            f"{path} is not a weight snapshot (names to tensors)",
-            "delete that file: prunelab rewrites init.pt from the seed",
-        )
-    return state
+    def save(self, name: str, state: dict[str, Tensor]) -> None: ...
 
 
 @torch.no_grad()

@@ -17,16 +17,16 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from prunelab import results
-from prunelab.console import Progress
 from prunelab.errors import PrunelabError
-from prunelab.module import ClassifierModule
-from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
+from prunelab.pruning import units as filters
 from prunelab.pruning.groups import KINDS, FilterGroup, check_kinds, filter_groups
 from prunelab.runner import preflight
 from prunelab.runner.context import RunContext
-from prunelab.runner.lean_loop import LeanEpochLoop
+from prunelab.runs import files as results
+from prunelab.training.console import Progress
+from prunelab.training.lean_loop import LeanEpochLoop
+from prunelab.training.module import ClassifierModule
 
 log = logging.getLogger("prunelab")
 
@@ -134,7 +134,7 @@ def load_state_file(path: Path | str, key: str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.exists():
         raise PrunelabError(key, f"checkpoint {path} does not exist", "give the path of a .pt or .ckpt file")
-    from prunelab.results import load_tensors
+    from prunelab.runs.files import load_tensors
 
     obj = load_tensors(path, key, "give a complete .pt or .ckpt file of weights")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):  # a Lightning checkpoint

@@ -9,11 +9,11 @@ from typing import Any
 from omegaconf import DictConfig
 
 from prunelab.data.base import TensorDataModule
-from prunelab.module import ClassifierModule
 from prunelab.pruning.criteria import Criterion
 from prunelab.pruning.groups import FilterGroup
 from prunelab.pruning.rewind import Rewind
 from prunelab.pruning.schedules import Schedule
+from prunelab.training.module import ClassifierModule
 
 
 @dataclass

@@ -7,6 +7,7 @@ the others need the built objects and are called by :func:`prunelab.runner.build
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -19,7 +20,8 @@ from prunelab.pruning.kinds import check_allocation, check_kinds
 
 # torch, the metrics and the masks are imported inside the checks that need built objects: check_config runs in
 # the CLI before any job, and a bad option should fail there without waiting for torch to import.
-QUANTIZE_METHODS = ("fp16", "dynamic_int8", "static_int8")  # prunelab.quantize.METHODS (a test keeps them equal)
+# prunelab.training.quantize.METHODS (a test keeps them equal)
+QUANTIZE_METHODS = ("fp16", "dynamic_int8", "static_int8")
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 MAX_SEED = 2**63 - 1
@@ -470,7 +472,7 @@ def logged_keys(dm: Any) -> set[str]:
     """Every key a round logs (validation metrics computed on a stand-in batch: the same code, so the same keys)."""
     import torch
 
-    from prunelab.metrics import classification_metrics
+    from prunelab.training.metrics import classification_metrics
 
     c = len(dm.class_names)
     probs, labels = torch.full((2 * c, c), 1.0 / c), torch.arange(2 * c) % c
@@ -607,7 +609,7 @@ def check_masks_source(ctx: Any) -> None:
     """``rewind.masks_from``: the source run is found, holds every round this run needs, and its masks fit this
     model (names and shapes); binds the resolved folder to ``ctx.rewind``."""
     from prunelab.pruning import masks as masking
-    from prunelab.pruning import source
+    from prunelab.runs import source
 
     cfg, rewind = ctx.cfg, ctx.rewind
     if population_size(cfg) > 1:
@@ -628,4 +630,4 @@ def check_masks_source(ctx: Any) -> None:
             f"{run_dir}'s masks do not fit this model ({wrong[0]} differs)",
             "give a run of the same model and prune settings",
         )
-    rewind.source = run_dir
+    rewind.source = functools.partial(source.load, run_dir)  # round -> the source run's masks of that round

@@ -19,22 +19,22 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
-from prunelab import results
 from prunelab.errors import PrunelabError
-from prunelab.export import kept_record
-from prunelab.metrics import classification_metrics, worst_class
-from prunelab.module import epoch_seed
-from prunelab.pruning import filters
 from prunelab.pruning import masks as masking
+from prunelab.pruning import units as filters
 from prunelab.pruning.allocation import Allocation
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.cost import count_flops, export_report
-from prunelab.quantize import predict, quantize, serialized_bytes
 from prunelab.runner import preflight
 from prunelab.runner.build import load_into, load_state_file, make_trainer, seed_all
-from prunelab.runner.checkpoint import RoundCheckpoint
 from prunelab.runner.context import RunContext
-from prunelab.runner.lean_loop import LeanEpochLoop
+from prunelab.runs import files as results
+from prunelab.runs.compact import kept_record
+from prunelab.training.checkpoint import RoundCheckpoint
+from prunelab.training.lean_loop import LeanEpochLoop
+from prunelab.training.metrics import classification_metrics, worst_class
+from prunelab.training.module import epoch_seed
+from prunelab.training.quantize import predict, quantize, serialized_bytes
 
 log = logging.getLogger("prunelab")
 
@@ -83,7 +83,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
         ctx.schedule,
         ctx.rewind,
         r,
-        ctx.run_dir / "rewind",
+        results.SnapshotFolder(ctx.run_dir / "rewind"),
         cfg.seed,
         batches=lambda: iter(dm.train_dataloader()),
         groups=ctx.groups,
@@ -215,7 +215,7 @@ def record_round(
     if results.is_writer():
         results.atomic_save_torch(ctx.module.model.state_dict(), rdir / "model.pt")
         results.atomic_save_torch(masking.get_masks(ctx.module.model), rdir / "masks.pt")
-    if results.is_writer() and ctx.groups:  # prunelab.export.load_compact rebuilds the compact model from it
+    if results.is_writer() and ctx.groups:  # prunelab.runs.compact.load_compact rebuilds the compact model from it
         record = kept_record(ctx.module.model, ctx.groups, ctx.dm.input_shape, ctx.dm.num_classes)
         results.atomic_write_json(rdir / "kept.json", record)
     if results.is_writer() and (r == ctx.num_rounds - 1 or ctx.cfg.get("quantize", {}).get("rounds") == "all"):
@@ -244,7 +244,7 @@ def record_round(
 def log_round(ctx: RunContext, row: dict, probs: Any, labels: Any, step: int) -> None:
     """The round's summary, once per round, as ``round/<key>`` (the module logs the per-epoch ``val/`` and the
     ``test/`` figures itself), with ``prune/sparsity`` as its x-axis; W&B also gets the per-class table and the
-    confusion matrix (:mod:`prunelab.loggers`)."""
+    confusion matrix (:mod:`prunelab.training.loggers`)."""
     numeric = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     summary = {k if k.startswith("prune/") else f"round/{k}": v for k, v in numeric.items()}
     summary.update({"prune/sparsity": float(row["sparsity"]), "prune/round": float(row["round"])})
@@ -256,7 +256,7 @@ def log_round(ctx: RunContext, row: dict, probs: Any, labels: Any, step: int) ->
 
 def export_round(ctx: RunContext, rdir: Path) -> dict[str, Any]:
     """Compact the structured model physically, check its outputs and time it (the round keeps ``kept.json``, from
-    which prunelab.export.load_compact rebuilds the compact model: no pickled module is saved)."""
+    which prunelab.runs.compact.load_compact rebuilds the compact model: no pickled module is saved)."""
     sample = next(iter(ctx.dm.test_dataloader()))[0][:64]
     reps = int(ctx.cfg.get("export", {}).get("latency_reps", 20))
     _, report = export_report(ctx.module.model, ctx.groups, sample, reps)

@@ -3,7 +3,7 @@
 Rerunning the same command in the same folder skips a complete run (after checking that the folder holds *this*
 config's run, made from *this* data, with every round's files intact) and resumes an interrupted one from its
 last verified round and that round's last checkpoint. Anything else is refused on one line before anything is
-written. Populations (``population=K``) go through the same status code (:mod:`prunelab.runner.population`).
+written. Populations (``population=K``) go through the same status code (:mod:`prunelab.population.run`).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from prunelab import results
-from prunelab.console import round_line
 from prunelab.errors import PrunelabError, describe
-from prunelab.pruning import source
+from prunelab.population.run import run_population
 from prunelab.runner import build, migrate, preflight, share, status
 from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
-from prunelab.runner.population import run_population
 from prunelab.runner.round import load_kept_model, log_round, run_round
+from prunelab.runs import files as results
+from prunelab.runs import source
+from prunelab.training.console import round_line
 
 log = logging.getLogger("prunelab")
 

@@ -30,11 +30,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from prunelab import results
 from prunelab.config.identity import canonical, digest
 from prunelab.pruning import masks as masking
 from prunelab.runner import status
 from prunelab.runner.context import RunContext
+from prunelab.runs import files as results
 
 log = logging.getLogger("prunelab")
 VERSION = "round0/2"  # changes when what round 0 writes, or how its key is computed, changes (2: issue 28)

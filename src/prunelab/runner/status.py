@@ -24,10 +24,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from prunelab import results
 from prunelab.config.identity import differences, run_id
 from prunelab.errors import PrunelabError
 from prunelab.runner.context import RunContext
+from prunelab.runs import files as results
 
 log = logging.getLogger("prunelab")
 
@@ -253,15 +253,15 @@ def init_snapshot(run_dir: Path, model: Any) -> None:
     rewritten from the model just built, which is the same seeded initialisation by construction."""
     from prunelab.pruning import rewind as rewinding
 
-    path = run_dir / "rewind" / "init.pt"
-    if path.exists():
+    snapshots = results.SnapshotFolder(run_dir / "rewind")
+    if snapshots.exists("init.pt"):
         try:
-            rewinding.restore(model, rewinding.load_snapshot(path))
+            rewinding.restore(model, snapshots.load("init.pt"))
             return
         except PrunelabError as exc:
             log.warning("%s: rewritten from the seeded initialisation (the same weights by construction)", exc.message)
     if results.is_writer():
-        rewinding.save_snapshot(model, path)
+        snapshots.save("init.pt", rewinding.snapshot(model))
 
 
 def reinit_snapshot(run_dir: Path, model: Any, fresh: Any) -> None:

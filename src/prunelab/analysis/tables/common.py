@@ -1,6 +1,6 @@
 """Helpers shared by the reproduction tables (:mod:`prunelab.analysis.tables`): means with spreads, per-seed
 pairing, per-population curves, and the claims section. A change here changes every paper's code hash
-(:mod:`prunelab.reproduce_doc`); a change to one paper's table module changes only that paper's."""
+(:mod:`prunelab.analysis.reproduce_doc`); a change to one paper's table module changes only that paper's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import statistics
 import numpy as np
 
 from prunelab.analysis import claims
-from prunelab.analysis.runs import Run, group_labels
+from prunelab.runs.folders import Run, group_labels
 
 DENSE = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: first}"
 EVERY = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: all}"  # lottery tickets: every round from init

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from prunelab.analysis.papers import entezari
-from prunelab.analysis.runs import Run, group_labels
 from prunelab.analysis.tables.common import EVERY, claims_section, mean, pm
+from prunelab.runs.folders import Run, group_labels
 
 
 def _entezari_rows(runs: list[Run]) -> dict[tuple[str, int], list[dict]]:

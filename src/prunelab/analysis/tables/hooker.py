@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from prunelab.analysis.papers import hooker as hooker_claims
-from prunelab.analysis.runs import Run
+from prunelab.analysis.reproduce_doc import FASHION
 from prunelab.analysis.tables.common import claims_section, seeds_text
-from prunelab.reproduce_doc import FASHION
+from prunelab.runs.folders import Run
 
 HOOKER_LEVELS = (0.3, 0.5, 0.7, 0.9, 0.95, 0.98, 0.99, 0.995)  # up to where top-1 falls
 

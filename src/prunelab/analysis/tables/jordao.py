@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from prunelab.analysis.papers import jordao as jordao_claims
-from prunelab.analysis.runs import Run
+from prunelab.analysis.reproduce_doc import FASHION
 from prunelab.analysis.tables.common import DENSE, claims_section, curve_table, dense_line, paired, per_seed
-from prunelab.reproduce_doc import FASHION
+from prunelab.runs.folders import Run
 
 CRITERIA = {"PLSVIP": "PLS+VIP", "L1Filter": "L1-norm"}
 

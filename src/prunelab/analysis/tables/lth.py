@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from prunelab.analysis.papers import lth as lth_claims
-from prunelab.analysis.runs import Run
+from prunelab.analysis.reproduce_doc import MNIST
 from prunelab.analysis.tables.common import EVERY, claims_section, dense_line, mean, per_seed, pm
-from prunelab.reproduce_doc import MNIST
+from prunelab.runs.folders import Run
 
 
 def _by_rewind(runs: list[Run]) -> dict[str, dict[int, list[dict]]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from prunelab.analysis.papers import osaku as osaku_claims
-from prunelab.analysis.runs import Run
+from prunelab.analysis.reproduce_doc import FASHION
 from prunelab.analysis.tables.common import (
     DENSE,
     by_population,
@@ -16,7 +16,7 @@ from prunelab.analysis.tables.common import (
     paired,
     per_seed,
 )
-from prunelab.reproduce_doc import FASHION
+from prunelab.runs.folders import Run
 
 
 def table(runs: list[Run], root: Path) -> str:

@@ -9,9 +9,9 @@ metrics, predictions, quantized rows, masks, logs) and ``.hydra/overrides.yaml``
 The population folder and every member folder go through the same status code as a single run
 (:mod:`prunelab.runner.status`: lock, identity, data fingerprint, verified rounds), and members are evaluated and
 recorded by the same round code (:func:`prunelab.runner.round.record_round`). Members are trained with
-:mod:`prunelab.population` (stacked state, one step for all); for MLPs the members' weights, masks and predictions
-are bitwise those of K single runs (tested). Supported: single-round schedules (gradual, dense), models without
-BatchNorm, element-wise optimizers, data-free criteria, no LR scheduler, full training epochs, one device;
+:mod:`prunelab.population.engine` (stacked state, one step for all); for MLPs the members' weights, masks and
+predictions are bitwise those of K single runs (tested). Supported: single-round schedules (gradual, dense), models
+without BatchNorm, element-wise optimizers, data-free criteria, no LR scheduler, full training epochs, one device;
 anything else fails before training with a one-line error naming the key.
 """
 
@@ -28,16 +28,16 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, open_dict
 
-from prunelab import results
 from prunelab.config.identity import run_id
 from prunelab.errors import PrunelabError, describe
-from prunelab.module import epoch_seed
-from prunelab.population import Population, train_epoch
+from prunelab.population.engine import Population, train_epoch
 from prunelab.pruning.callback import PruningCallback
 from prunelab.runner import build, migrate, status
 from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 from prunelab.runner.round import evaluate, record_round
+from prunelab.runs import files as results
+from prunelab.training.module import epoch_seed
 
 log = logging.getLogger("prunelab")
 
@@ -203,7 +203,7 @@ def fit(todo: list[Member]) -> tuple[int, float]:
             m.ctx.schedule,
             m.ctx.rewind,
             0,
-            m.ctx.run_dir / "rewind",
+            results.SnapshotFolder(m.ctx.run_dir / "rewind"),
             int(m.cfg.seed),
             groups=m.ctx.groups,
             extra={"num_classes": m.ctx.dm.num_classes, "run_dir": str(m.ctx.run_dir)},

@@ -1,7 +1,7 @@
 """ClassifierModule: one LightningModule for every model, loss and dataset, with one shared step.
 
 Validation and test gather the epoch's class probabilities and labels, then compute per-class metrics once at the
-epoch's end (``prunelab.metrics``) and log them as flat scalars. The test stage keeps its probabilities so the
+epoch's end (``prunelab.training.metrics``) and log them as flat scalars. The test stage keeps its probabilities so the
 run can save per-example predictions.
 
 The ~120 scalars of an epoch go to the loggers in one call (Lightning's logger connector: the same step and
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
-from prunelab.metrics import classification_metrics
+from prunelab.training.metrics import classification_metrics
 
 
 def epoch_seed(seed: int, round_: int, epoch: int) -> int:

@@ -21,9 +21,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
-from prunelab import results
 from prunelab.config.names import code_name
 from prunelab.errors import PrunelabError
+from prunelab.runs import files as results
 
 KEY = "rewind.masks_from"
 
@@ -151,7 +151,7 @@ def load(run_dir: Path, round_: int) -> dict[str, Tensor]:
     if row is None:
         raise PrunelabError(KEY, f"{run_dir}: {problem or f'round {round_} is not finished'}", "rerun the source run")
     path = results.round_dir(run_dir, round_) / "masks.pt"
-    from prunelab.results import load_tensors
+    from prunelab.runs.files import load_tensors
 
     masks = load_tensors(path, KEY, "rerun the source run")
     if not isinstance(masks, dict) or not all(isinstance(v, Tensor) for v in masks.values()):

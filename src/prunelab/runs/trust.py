@@ -4,7 +4,7 @@ A folder may come from anyone (a colleague's results, a download, a shared scrat
 (``load_model``, ``load_run``, ``prunelab export``, ``prunelab report``, ``rewind.masks_from``, a resume) must not
 run anything the folder chooses. Two rules, enforced here and nowhere else:
 
-- :func:`prunelab.results.load_tensors` is the only ``torch.load`` in prunelab. It always passes
+- :func:`prunelab.runs.files.load_tensors` is the only ``torch.load`` in prunelab. It always passes
   ``weights_only=True`` (tensors and plain containers only: no pickled class or function is ever called) and turns
   every failure into one line that names the file; it never suggests ``weights_only=False``.
 - :func:`buildable` is the only way a *recorded* config (``run_config.yaml``) becomes an object. The node's
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from prunelab.errors import PrunelabError
-from prunelab.results import load_tensors
+from prunelab.runs.files import load_tensors
 
 if TYPE_CHECKING:
     import torch
@@ -133,7 +133,7 @@ def recorded_config(run_dir: Path) -> DictConfig:
 
 
 def build_recorded_model(cfg: DictConfig, input_shape: Any, num_classes: int) -> nn.Module:
-    """The recorded model config rebuilt, only through :func:`prunelab.trust.buildable` (never the folder's code)."""
+    """The recorded model config rebuilt, only through :func:`buildable` (never the folder's code)."""
     from prunelab.runner.build import make
 
     node = buildable(cfg, "model")
@@ -149,7 +149,7 @@ def build_recorded_model(cfg: DictConfig, input_shape: Any, num_classes: int) ->
 
 
 def state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A round's ``model.pt`` (tensors only, :func:`prunelab.results.load_tensors`), checked to be a state_dict."""
+    """A round's ``model.pt`` (tensors only, :func:`prunelab.runs.files.load_tensors`), checked to be a state_dict."""
     import torch
 
     state = load_tensors(path, KEY, "rerun the same command: prunelab redoes that round")

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from prunelab.analysis.runs import find_runs
+from prunelab.analysis.reproduce_doc import provenance, stamp, write_section
 from prunelab.analysis.tables import entezari, hooker, jordao, lth, osaku
-from prunelab.reproduce_doc import provenance, stamp, write_section
+from prunelab.runs.folders import find_runs
 
 PAPERS: dict[str, dict[str, Any]] = {
     name: {**module.SPEC, "table": module.table}

@@ -1,7 +1,7 @@
 """The ``prunelab`` command: Hydra entry point (thin), with one-line errors for bad input.
 
 ``prunelab [overrides...]`` runs an experiment; ``prunelab --help`` lists the commands and options
-(:mod:`prunelab.help`; Hydra's own help is ``--hydra-help``). Mistakes in the command line
+(:mod:`prunelab.cli.help`; Hydra's own help is ``--hydra-help``). Mistakes in the command line
 (unknown option in a group, unknown key, bad value, a value out of range) are found by composing the config (each
 variant of a sweep) and checking it (:func:`prunelab.runner.preflight.check_config`) before Hydra runs, and
 reported on one line naming the key and the fix, with exit status 2.
@@ -56,7 +56,7 @@ def check_group_options(args: list[str]) -> None:
         for option in value.strip("[]").split(","):
             option = option.strip()
             if option and option != "null" and option not in groups[key]:
-                from prunelab.help import hidden
+                from prunelab.cli.help import hidden
 
                 if hidden(option):
                     fail(
@@ -207,8 +207,8 @@ def _task(cfg: DictConfig) -> float:
 
 
 def _help_or_list(args: list[str]) -> bool:
-    """``--version``, ``--help``, ``list`` and ``reproduce --help``: prunelab's own texts (:mod:`prunelab.help`)."""
-    from prunelab import help as helptext
+    """``--version``, ``--help``, ``list`` and ``reproduce --help``: prunelab's own texts (:mod:`prunelab.cli.help`)."""
+    from prunelab.cli import help as helptext
 
     if args[:1] == ["list"]:
         helptext.list_main(args[1:])
@@ -228,7 +228,7 @@ def _completion(args: list[str]) -> None:
     import contextlib
     import io
 
-    from prunelab.help import filter_completion
+    from prunelab.cli.help import filter_completion
 
     sys.argv = [sys.argv[0], *args]
     buffer = io.StringIO()
@@ -250,11 +250,11 @@ def main(argv: list[str] | None = None) -> None:
 
         return report_main(args[1:])
     if args and args[0] == "export":
-        from prunelab.export_cmd import main as export_main
+        from prunelab.cli.export import main as export_main
 
         return export_main(args[1:])
     if args and args[0] == "reproduce":
-        from prunelab.reproduce import main as reproduce_main
+        from prunelab.cli.reproduce import main as reproduce_main
 
         return reproduce_main(args[1:])
     if "--wait" in args:
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     check_group_options(args)
     check_compose(args)
     sys.argv = [sys.argv[0], *args]
-    from prunelab import sweep
+    from prunelab.runner import sweep
 
     try:
         with interruptible():

@@ -23,8 +23,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from prunelab import results
-from prunelab.results import read_attempts, record_attempt
+from prunelab.runs import files as results
+from prunelab.runs.files import read_attempts, record_attempt
 
 __all__ = ["SweepSummary", "read_attempts", "record_attempt", "summarize_sweep", "write_sweep_summary"]
 

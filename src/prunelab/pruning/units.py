@@ -219,7 +219,7 @@ def compact(model: nn.Module, groups: Sequence[FilterGroup], kept: Mapping[str, 
 
     Gives the same outputs as the masked model (a pruned filter emits exactly 0, and its consumers' weights on that
     channel are masked), with fewer multiply-accumulates and a real CPU/GPU speedup. ``kept``: a boolean
-    (out_channels,) per group key instead of reading the masks (a plain model rebuilt by prunelab.export).
+    (out_channels,) per group key instead of reading the masks (a plain model rebuilt by prunelab.runs.compact).
     """
     alive = dict(kept) if kept is not None else alive_filters(model, groups)
     keep_out: dict[str, Tensor] = {}

@@ -5,7 +5,7 @@ kind, the layers it spans (producers, norms, consumers and, for ``Linear`` consu
 and the indices of the units it kept. :func:`load_compact` rebuilds the physically smaller model from the run's
 config, ``model.pt`` (read with ``torch.load(weights_only=True)``: tensors only, no pickled code) and that file::
 
-    from prunelab.export import load_compact
+    from prunelab.runs.compact import load_compact
     model = load_compact("outputs/runs/default/1a2b3c4d5e", round=1)   # an nn.Module in eval mode
 
 Nothing is unpickled, so a run folder from elsewhere can be opened without running its code; the result is
@@ -21,16 +21,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from prunelab import results
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
+from prunelab.runs import files as results
 
 FORMAT = "prunelab.kept/1"
 
 
 def kept_record(model: nn.Module, groups: list, input_shape: Any, num_classes: int) -> dict[str, Any]:
     """The JSON-ready record of which units each group of ``model`` (masked) keeps."""
-    from prunelab.pruning.filters import alive_filters
+    from prunelab.pruning.units import alive_filters
 
     alive = alive_filters(model, groups)
     return {
@@ -130,9 +130,9 @@ def _checked_groups(record: dict[str, Any], where: Path) -> list:
 
 def load_compact(run_dir: str | Path, round: int) -> nn.Module:
     """The compacted model of ``round`` of a structured run, rebuilt without unpickling (see the module doc)."""
-    from prunelab import trust
-    from prunelab.pruning.filters import compact
-    from prunelab.results import round_dir
+    from prunelab.pruning.units import compact
+    from prunelab.runs import trust
+    from prunelab.runs.files import round_dir
 
     run_dir = Path(run_dir)
     rdir = round_dir(run_dir, round)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning.filters import bake
+from prunelab.pruning.units import bake
 
 METHODS = ("fp16", "dynamic_int8", "static_int8")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from prunelab import results
+from prunelab.runs import files as results
 
 NOISE_KEYS = ("seed", "data.seed")  # what differs between members of one population
 
@@ -69,7 +69,7 @@ def load_run(path: Path) -> Run:
     config = _config(path)
     if config and (path / "run_config.yaml").exists():
         from prunelab.errors import PrunelabError
-        from prunelab.trust import check_recorded
+        from prunelab.runs.trust import check_recorded
 
         try:  # an edited record that names code: listed, never used
             check_recorded(config)

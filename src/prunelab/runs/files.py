@@ -283,3 +283,30 @@ def format_table(rows: Sequence[dict]) -> str:
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
+
+
+class SnapshotFolder:
+    """A run's weight snapshots, ``<run>/rewind/<name>`` (:class:`prunelab.pruning.rewind.Snapshots`): written
+    atomically, read as tensors only and checked to be a state dict (names to tensors)."""
+
+    FIX = "delete that file: prunelab rewrites init.pt from the seed"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def exists(self, name: str) -> bool:
+        return (self.folder / name).exists()
+
+    def load(self, name: str) -> dict:
+        import torch
+
+        from prunelab.errors import PrunelabError
+
+        path = self.folder / name
+        state = load_tensors(path, "rewind", self.FIX)
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise PrunelabError("rewind", f"{path} is not a weight snapshot (names to tensors)", self.FIX)
+        return state
+
+    def save(self, name: str, state: dict) -> None:
+        atomic_save_torch(state, self.folder / name)

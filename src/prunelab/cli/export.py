@@ -68,7 +68,8 @@ def export(
     run_dir: str | Path, fmt: str, round: int = -1, out: str | Path | None = None, atol: float = 1e-4
 ) -> tuple[Path, float, bool]:
     """Write the round's model in ``fmt``; returns (file, max |output - masked model output|, compacted)."""
-    from prunelab import api, results, trust
+    from prunelab.runs import api, trust
+    from prunelab.runs import files as results
 
     if fmt not in FORMATS:
         raise PrunelabError("--format", f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")

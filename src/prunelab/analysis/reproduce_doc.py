@@ -19,10 +19,16 @@ from pathlib import Path
 
 from prunelab.config.groups import conf_dir
 
-SRC = Path(__file__).resolve().parent
+SRC = Path(__file__).resolve().parents[1]  # src/prunelab
 # shared by every paper; each paper adds its claims (analysis/papers/<paper>.py), its sweeps and table
 # (analysis/tables/<paper>.py), the files in PAPER_CODE and its experiment configs
-CODE = ["reproduce.py", "reproduce_doc.py", "analysis/claims.py", "analysis/runs.py", "analysis/tables/common.py"]
+CODE = [
+    "cli/reproduce.py",
+    "analysis/reproduce_doc.py",
+    "analysis/claims.py",
+    "runs/folders.py",
+    "analysis/tables/common.py",
+]
 PAPER_CODE = {"hooker": ["analysis/hooker.py"]}
 # md5 of the official files (torchvision 0.29.1 for Fashion-MNIST, medmnist 3.0.2 info.py for MedMNIST)
 FASHION = {

@@ -24,8 +24,9 @@ import numpy as np
 from omegaconf import OmegaConf
 from torch import nn
 
-from prunelab import results, trust
 from prunelab.errors import PrunelabError
+from prunelab.runs import files as results
+from prunelab.runs import trust
 
 KEY = "run_dir"
 
@@ -70,7 +71,7 @@ def load_model(run_dir: str | Path, round: int = -1, compact: bool = False) -> n
     """The model of ``round`` (default: the last finished one) as a plain ``nn.Module`` in eval mode: masks folded
     into the weights (pruned entries are exact zeros), or with ``compact=True`` (structured runs) the physically
     compacted model whose outputs equal the masked model's."""
-    from prunelab.export import dense_state, load_compact
+    from prunelab.runs.compact import dense_state, load_compact
 
     run_dir = Path(run_dir)
     cfg = trust.recorded_config(run_dir)
