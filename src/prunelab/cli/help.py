@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from prunelab import __version__
-from prunelab.config.groups import conf_dir, config_groups
+from prunelab.config.groups import conf_dir, config_groups, option_file
 
 # CPU wall time of each paper's first launch on a 2-core machine, from docs/reproductions.md
 PAPER_TIMES = {
@@ -48,8 +48,11 @@ def description(path: Path) -> str:
 
 
 def options(group: str) -> list[tuple[str, str]]:
-    root = conf_dir()
-    return [(name, description(root / group / f"{name}.yaml")) for name in config_groups().get(group, [])]
+    out = []
+    for name in config_groups().get(group, []):
+        path = option_file(group, name)
+        out.append((name, description(path) if path is not None else ""))
+    return out
 
 
 def list_text(group: str | None = None) -> str:

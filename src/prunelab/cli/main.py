@@ -22,7 +22,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from prunelab.config.groups import conf_dir, config_groups
+from prunelab.config.groups import conf_dir, config_groups, searchpath_override
 from prunelab.config.register import register_resolvers
 from prunelab.errors import PrunelabError, describe
 from prunelab.runner.interrupt import RunInterrupted, interruptible
@@ -66,7 +66,7 @@ def check_group_options(args: list[str]) -> None:
                     )
                 fail(
                     f"{key}={option}: unknown option for '{key}' (fix: use one of {', '.join(groups[key])}, "
-                    f"or add conf/{key}/{option}.yaml)"
+                    f"or add {key}/{option}.yaml to a folder named in PRUNELAB_CONFIG_PATH)"
                 )
 
 
@@ -132,7 +132,7 @@ def check_compose(args: list[str]) -> None:
     from prunelab.runner.preflight import check_config
 
     multirun = any(a in ("-m", "--multirun") for a in args)
-    hydra_overrides = [a for a in args if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    hydra_overrides = [a for a in args if a.startswith(("hydra.run.dir=", "hydra.sweep.dir=", "hydra.searchpath="))]
     folders: list[tuple[str, Path]] = []
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         for variant in sweep_variants(overrides):
@@ -261,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
         args = [a for a in args if a != "--wait"] + ["wait=true"]
     if any(a in ("-sc", "--shell-completion") for a in args) and any(a.startswith("query=") for a in args):
         return _completion(args)
+    searchpath = searchpath_override()  # PRUNELAB_CONFIG_PATH: your own options, found by Hydra like prunelab's
+    if searchpath and not any(a.startswith("hydra.searchpath=") for a in args):
+        args.append(searchpath)
     check_group_options(args)
     check_compose(args)
     sys.argv = [sys.argv[0], *args]

@@ -39,16 +39,22 @@ KEY = "run_dir"
 READ_GROUPS = ("model", "data")
 
 
-@functools.cache
 def allowed_targets(group: str) -> frozenset[str]:
-    """The ``_target_`` of every option prunelab ships for ``group`` (``conf/<group>/*.yaml``)."""
-    from prunelab.config.groups import conf_dir
+    """The ``_target_`` of every option of ``group``: the ones prunelab ships (``conf/<group>/*.yaml``) and your own
+    (``PRUNELAB_CONFIG_PATH``: installing an option is what allows a folder to name it)."""
+    from prunelab.config.groups import search_dirs
 
+    return _targets(group, tuple(search_dirs()))
+
+
+@functools.cache
+def _targets(group: str, roots: tuple[Path, ...]) -> frozenset[str]:
     targets = set()
-    for path in sorted((conf_dir() / group).glob("*.yaml")):
-        node: Any = OmegaConf.load(path)
-        if OmegaConf.is_dict(node) and isinstance(node.get("_target_"), str):
-            targets.add(str(node["_target_"]))
+    for root in roots:
+        for path in sorted((root / group).glob("*.yaml")):
+            node: Any = OmegaConf.load(path)
+            if OmegaConf.is_dict(node) and isinstance(node.get("_target_"), str):
+                targets.add(str(node["_target_"]))
     return frozenset(targets)
 
 
