@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from prunelab import __version__
-from prunelab.config.groups import conf_dir, config_groups, option_file
+from prunelab.config.groups import config_groups, option_file
 
 # CPU wall time of each paper's first launch on a 2-core machine, from docs/reproductions.md
 PAPER_TIMES = {
