@@ -4,6 +4,7 @@ one YAML in a folder outside the package (``PRUNELAB_CONFIG_PATH`` + ``PYTHONPAT
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -149,3 +150,31 @@ def test_options_of_your_own_are_listed_with_prunelabs(extension, monkeypatch):
     groups = config_groups()
     assert {"squared", "magnitude"} <= set(groups["criterion"]) and "blobs" in groups["data"]
     assert option_file("model", "tiny") == Path(extension["PRUNELAB_CONFIG_PATH"]) / "model" / "tiny.yaml"
+
+
+def test_a_paper_is_one_module_found_by_the_registry(tmp_path, monkeypatch):
+    from prunelab.analysis import papers
+    from prunelab.cli import help as helptext
+
+    (tmp_path / "toy_paper.py").write_text(
+        textwrap.dedent(
+            '''
+            """A toy paper: its claims, its sweep and its table in one module."""
+            CLAIMS = []
+            SPEC = {"sweeps": {"": ["seed=0"]}, "seeds": 1, "configs": [], "data": [], "time": "about 1 s (1 run)"}
+
+
+            def table(runs, root):
+                return f"{len(runs)} runs"
+            '''
+        )
+    )
+    monkeypatch.setattr(papers, "__path__", [*papers.__path__, str(tmp_path)])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "prunelab.analysis.papers.toy_paper", None)
+    del sys.modules["prunelab.analysis.papers.toy_paper"]
+    found = papers.registry()
+    assert {"entezari", "hooker", "jordao", "lth", "osaku", "toy_paper"} <= set(found)
+    assert found["toy_paper"].table([], tmp_path) == "0 runs"
+    assert "toy_paper" in helptext.reproduce_help() and "about 1 s (1 run)" in helptext.reproduce_help()
+    assert "toy_paper" in helptext.main_help()

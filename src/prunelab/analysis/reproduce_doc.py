@@ -17,38 +17,19 @@ import re
 import subprocess
 from pathlib import Path
 
+from prunelab.analysis.papers.common import FASHION, MNIST
 from prunelab.config.groups import conf_dir
 
 SRC = Path(__file__).resolve().parents[1]  # src/prunelab
-# shared by every paper; each paper adds its claims (analysis/papers/<paper>.py), its sweeps and table
-# (analysis/tables/<paper>.py), the files in PAPER_CODE and its experiment configs
+# shared by every paper; each paper adds its module (analysis/papers/<paper>.py: claims, sweeps, table), the files
+# its SPEC names under "code" and its experiment configs
 CODE = [
     "cli/reproduce.py",
     "analysis/reproduce_doc.py",
     "analysis/claims.py",
     "runs/folders.py",
-    "analysis/tables/common.py",
+    "analysis/papers/common.py",
 ]
-PAPER_CODE = {"hooker": ["analysis/hooker.py"]}
-# md5 of the official files (torchvision 0.29.1 for Fashion-MNIST, medmnist 3.0.2 info.py for MedMNIST)
-FASHION = {
-    f"FashionMNIST/raw/{name}-ubyte.gz": md5
-    for name, md5 in (
-        ("train-images-idx3", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-        ("train-labels-idx1", "25c81989df183df01b3e8a0aad5dffbe"),
-        ("t10k-images-idx3", "bef4ecab320f06d8554ea6380940ec79"),
-        ("t10k-labels-idx1", "bb300cfdad3c16e7a12a480ee83cd310"),
-    )
-}
-MNIST = {
-    f"MNIST/raw/{name}-ubyte.gz": md5
-    for name, md5 in (
-        ("train-images-idx3", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-        ("train-labels-idx1", "d53e105ee54ea40749a09fcbcd1e9432"),
-        ("t10k-images-idx3", "9fb629c4189551a2d022fa330f9573f3"),
-        ("t10k-labels-idx1", "ec29112dd5afa0611ce80d1b7f02629c"),
-    )
-}
 OFFICIAL = {**FASHION, **MNIST, "medmnist/pneumoniamnist_reconstructed.npz": "28209eda62fecd6e6a2d98b1501bb15f"}
 NOTES = {
     "medmnist/pneumoniamnist_reconstructed.npz": (
@@ -62,7 +43,9 @@ NOTES = {
 def code_hash(paper: str, configs: list[str]) -> str:
     """SHA-1 over the reproduction code, the paper's claim module and its experiment configs."""
     h = hashlib.sha1()
-    own = [f"analysis/papers/{paper}.py", f"analysis/tables/{paper}.py", *PAPER_CODE.get(paper, [])]
+    from prunelab.analysis.papers import registry
+
+    own = [f"analysis/papers/{paper}.py", *registry()[paper].SPEC.get("code", [])]
     files = [SRC / f for f in (*CODE, *own)]
     files += [conf_dir() / "experiment" / f"{c}.yaml" for c in configs]
     for f in files:

@@ -14,16 +14,9 @@ import textwrap
 from pathlib import Path
 
 from prunelab import __version__
+from prunelab.analysis.papers import names as paper_names
+from prunelab.analysis.papers import registry
 from prunelab.config.groups import config_groups, option_file
-
-# CPU wall time of each paper's first launch on a 2-core machine, from docs/reproductions.md
-PAPER_TIMES = {
-    "entezari": "about 19 min (20 runs)",
-    "hooker": "about 13 min (55 runs, trained as populations)",
-    "jordao": "about 40-45 min (9 runs)",
-    "osaku": "about 23 min (6 runs)",
-    "lth": "about 30-60 min (6 runs: 3 tickets, then 3 reinit controls on their masks; 5 min per run alone)",
-}
 
 
 def hidden(option: str) -> bool:
@@ -94,7 +87,7 @@ def main_help() -> str:
         textwrap.fill(", ".join(opts), 116, initial_indent=f"  {g.ljust(width)}  ", subsequent_indent=" " * (width + 4))
         for g, opts in groups.items()
     ]
-    papers = ", ".join(PAPER_TIMES)
+    papers = ", ".join(paper_names())
     return f"""prunelab {__version__}: class-aware neural-network compression experiments (Hydra + Lightning).
 
 usage:
@@ -125,7 +118,7 @@ data: PRUNELAB_DATA_DIR or paths.data_dir; outputs: PRUNELAB_OUTPUT_DIR or paths
 
 
 def reproduce_help() -> str:
-    rows = "\n".join(f"  {p.ljust(9)} {t}" for p, t in PAPER_TIMES.items())
+    rows = "\n".join(f"  {p.ljust(9)} {m.SPEC['time']}" for p, m in registry().items())
     return f"""usage: prunelab reproduce <paper> [--out DIR] [--seeds N] [--sequential] [--doc FILE] [override ...]
 
 Runs one paper's CPU-scale sweep (a Hydra multirun: a relaunch skips finished jobs), then writes <out>/report

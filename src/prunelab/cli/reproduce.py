@@ -1,7 +1,7 @@
 """``prunelab reproduce <paper>``: one command per paper. Runs the paper's CPU-scale sweep (a Hydra multirun, so a
 relaunch skips finished jobs), then writes ``<out>/report`` (the generic report) and ``<out>/paper.md``: a table
 shaped like the paper's, the paper's reported numbers beside ours, and a verdict per qualitative claim. Each
-paper's sweeps and table live in :mod:`prunelab.analysis.tables`, its claims in :mod:`prunelab.analysis.papers`.
+paper's claims, sweeps and table live in one module of :mod:`prunelab.analysis.papers`.
 
     prunelab reproduce entezari [--out DIR] [--seeds 3] [override ...]
     prunelab reproduce hooker   [--out DIR] [--seeds 5] [--sequential] [override ...]
@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from prunelab.analysis.papers import registry
 from prunelab.analysis.reproduce_doc import provenance, stamp, write_section
-from prunelab.analysis.tables import entezari, hooker, jordao, lth, osaku
 from prunelab.runs.folders import find_runs
 
 PAPERS: dict[str, dict[str, Any]] = {
-    name: {**module.SPEC, "table": module.table}
-    for name, module in (("entezari", entezari), ("hooker", hooker), ("jordao", jordao), ("lth", lth), ("osaku", osaku))
+    name: {**module.SPEC, "table": module.table} for name, module in registry().items()
 }
 
 

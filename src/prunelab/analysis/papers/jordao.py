@@ -5,13 +5,22 @@ Input per seed (paired: the same seed gives every population the same dense mode
 each criterion's accuracy after the same number of rounds, and each criterion's FLOPs share at that round. The
 comparison with L1 is only made when the FLOPs shares match (within ``FLOPS_TOL`` for every seed); otherwise it
 is undecided with the reason.
+
+One file per paper: its claims (:data:`CLAIMS`, :func:`evaluate`), the CPU-scale sweep of
+``prunelab reproduce jordao`` (:data:`SPEC`) and its table (:func:`table`), found by
+:func:`prunelab.analysis.papers.registry`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from prunelab.analysis.claims import Claim, Interval, Result, judge, mean_interval
+from prunelab.analysis.papers.common import DENSE, FASHION, claims_section, curve_table, dense_line, paired, per_seed
+from prunelab.runs.folders import Run
 
 FLOPS_TOL = 0.01
 CLAIMS = [
@@ -61,3 +70,71 @@ def versus_l1(pls: np.ndarray, l1: np.ndarray, flops_pls: np.ndarray, flops_l1: 
         mean_interval(pls - l1, CLAIMS[1].threshold, CLAIMS[1].side),
         [f"FLOPs shares equal within {gap:.4f} for every seed"],
     )
+
+
+CRITERIA = {"PLSVIP": "PLS+VIP", "L1Filter": "L1-norm"}
+
+
+def _by_criterion(runs: list[Run]) -> dict[str, dict[int, list[dict]]]:
+    """Complete runs' rows by criterion and scope, read from each run's config (e.g. ``PLS+VIP, layer scope``)."""
+    out: dict[str, dict[int, list[dict]]] = {}
+    for run in runs:
+        if run.status == "complete":
+            crit = run.config.get("criterion", {})
+            name = CRITERIA.get(str(crit.get("_target_", "")).rsplit(".", 1)[-1], str(crit.get("_target_")))
+            label = f"{name}, {crit.get('scope', 'global')} scope"
+            for row in run.rows:
+                out.setdefault(label, {}).setdefault(row["round"], []).append({**row, "seed": run.seed})
+    return out
+
+
+def _same_dense(pops: dict[str, dict[int, list[dict]]]) -> str:
+    """Whether every population got the same dense model per seed (round 0 does not depend on the criterion)."""
+    by_seed: dict[int, set[float]] = {}
+    for rounds in pops.values():
+        for x in rounds.get(0, []):
+            by_seed.setdefault(int(x["seed"]), set()).add(round(float(x["test/acc"]), 6))
+    spread = max((max(v) - min(v) for v in by_seed.values()), default=0.0)
+    return (
+        f"The {len(pops)} populations share each seed's dense model: its test accuracy differs between them by "
+        f"at most {spread:.4f} (0 = the same model)."
+    )
+
+
+def table(runs: list[Run], root: Path) -> str:
+    pops = _by_criterion(runs)
+    lines = curve_table(
+        pops, "# Jordao et al. at CPU scale: Fashion-MNIST, a small CNN, p = 0.1 per iteration", "filters removed"
+    )
+    lines += ["", dense_line(pops), "", _same_dense(pops)]
+    paper, pls, l1 = (pops.get(k) for k in ("PLS+VIP, global scope", "PLS+VIP, layer scope", "L1-norm, layer scope"))
+    if not (paper and pls and l1):
+        return "\n".join([*lines, "", "Claims need PLS+VIP at global scope and both criteria at layer scope."]) + "\n"
+    last = min(max(paper), max(pls), max(l1))  # the same round: the same fine-tuning budget
+    d, a = paired(per_seed(paper, 0, "test/acc"), per_seed(paper, last, "test/acc"))
+    p, q = paired(per_seed(pls, last, "test/acc"), per_seed(l1, last, "test/acc"))
+    fp, fl = paired(per_seed(pls, last, "flops_ratio"), per_seed(l1, last, "flops_ratio"))
+    results = [no_drop(d, a), versus_l1(p, q, fp, fl)]
+    lines += [
+        "",
+        f"Compared at round {last} (every population: the same fine-tuning budget). J1 uses the paper's "
+        "method (one VIP ranking over all filters); J2 compares the criteria at layer scope, where both remove "
+        "the same number of filters from each layer, so FLOPs match by construction (a global ranking removes "
+        "different layers' filters and would need interpolation between rounds to match FLOPs). Paper "
+        "(docs/methods.md §2): up to 67% FLOPs removed without penalizing accuracy, up to 90% with a negligible "
+        "drop (ImageNet/CIFAR-10; not this scale).",
+    ]
+    return "\n".join([*lines, *claims_section(CLAIMS, results)]) + "\n"
+
+
+SPEC: dict[str, Any] = {
+    # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
+    "time": "about 40-45 min (9 runs)",
+    "sweeps": {
+        "paper": ["experiment=jordao_fashion", "criterion=pls_vip", DENSE],
+        "matched": ["experiment=jordao_fashion", "criterion=pls_vip,l1_filter", "criterion.scope=layer", DENSE],
+    },
+    "seeds": 3,
+    "data": sorted(FASHION),
+    "configs": ["jordao_fashion"],
+}

@@ -3,13 +3,31 @@ layers frozen) against retraining the whole model after each layer, at equal ker
 
 Only the abstracts could be read: they claim better results than methods that retrain the whole model after
 eliminating kernels. Paired by seed (both variants start from the same converged dense model).
+
+One file per paper: its claims (:data:`CLAIMS`, :func:`evaluate`), the CPU-scale sweep of
+``prunelab reproduce osaku`` (:data:`SPEC`) and its table (:func:`table`), found by
+:func:`prunelab.analysis.papers.registry`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from prunelab.analysis.claims import Claim, Result, judge, mean_interval
+from prunelab.analysis.papers.common import (
+    DENSE,
+    FASHION,
+    by_population,
+    claims_section,
+    curve_table,
+    dense_line,
+    paired,
+    per_seed,
+)
+from prunelab.runs.folders import Run
 
 CLAIMS = [
     Claim(
@@ -29,3 +47,37 @@ def evaluate(progressive: np.ndarray, whole: np.ndarray) -> list[Result]:
     """Per-seed accuracies of the two variants after the last round."""
     o1 = CLAIMS[0]
     return [judge(o1, mean_interval(np.asarray(progressive) - np.asarray(whole), o1.threshold, o1.side))]
+
+
+def table(runs: list[Run], root: Path) -> str:
+    pops = by_population(runs)
+    lines = curve_table(
+        pops,
+        "# Osaku et al. at CPU scale: Fashion-MNIST, a four-conv CNN, half of each layer's "
+        "kernels by activation energy",
+        "kernel share removed",
+    )
+    lines += ["", dense_line(pops)]
+    prog = next((p for p in pops if "freeze=true" in p.lower()), None)
+    whole = next((p for p in pops if "freeze=false" in p.lower()), None)
+    if not (prog and whole):
+        return "\n".join([*lines, "", "Claims need both variants."]) + "\n"
+    last = min(max(pops[prog]), max(pops[whole]))
+    a, b = paired(per_seed(pops[prog], last, "test/acc"), per_seed(pops[whole], last, "test/acc"))
+    lines += [
+        "",
+        "The paper body is not available (only its abstracts, docs/methods.md §4): there are no paper "
+        "figures to put beside these, and the baseline here is whole-model retraining after each *layer* "
+        "(retraining after each kernel is out of this CPU budget).",
+    ]
+    return "\n".join([*lines, *claims_section(CLAIMS, evaluate(a, b))]) + "\n"
+
+
+SPEC: dict[str, Any] = {
+    # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
+    "time": "about 23 min (6 runs)",
+    "sweeps": {"": ["experiment=osaku_fashion", "schedule.freeze=true,false", DENSE]},
+    "seeds": 3,
+    "data": sorted(FASHION),
+    "configs": ["osaku_fashion"],
+}

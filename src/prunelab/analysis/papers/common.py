@@ -1,4 +1,4 @@
-"""Helpers shared by the reproduction tables (:mod:`prunelab.analysis.tables`): means with spreads, per-seed
+"""Helpers shared by the reproduction tables (:mod:`prunelab.analysis.papers`): means with spreads, per-seed
 pairing, per-population curves, and the claims section. A change here changes every paper's code hash
 (:mod:`prunelab.analysis.reproduce_doc`); a change to one paper's table module changes only that paper's."""
 
@@ -11,6 +11,26 @@ import numpy as np
 
 from prunelab.analysis import claims
 from prunelab.runs.folders import Run, group_labels
+
+# md5 of the official files (torchvision 0.29.1 for Fashion-MNIST, medmnist 3.0.2 info.py for MedMNIST)
+FASHION = {
+    f"FashionMNIST/raw/{name}-ubyte.gz": md5
+    for name, md5 in (
+        ("train-images-idx3", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        ("train-labels-idx1", "25c81989df183df01b3e8a0aad5dffbe"),
+        ("t10k-images-idx3", "bef4ecab320f06d8554ea6380940ec79"),
+        ("t10k-labels-idx1", "bb300cfdad3c16e7a12a480ee83cd310"),
+    )
+}
+MNIST = {
+    f"MNIST/raw/{name}-ubyte.gz": md5
+    for name, md5 in (
+        ("train-images-idx3", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        ("train-labels-idx1", "d53e105ee54ea40749a09fcbcd1e9432"),
+        ("t10k-images-idx3", "9fb629c4189551a2d022fa330f9573f3"),
+        ("t10k-labels-idx1", "ec29112dd5afa0611ce80d1b7f02629c"),
+    )
+}
 
 DENSE = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: first}"
 EVERY = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: all}"  # lottery tickets: every round from init
