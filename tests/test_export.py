@@ -9,11 +9,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from prunelab.config.instantiate import make
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
 from prunelab.pruning import units as filters
 from prunelab.pruning.groups import filter_groups
-from prunelab.runner.build import make
 from prunelab.runs.compact import dense_state, kept_record, load_compact
 from tests.conftest import cli, compose_cfg, run_dirs
 from tests.test_group_kinds import prune_half

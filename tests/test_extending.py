@@ -103,6 +103,29 @@ FILES = {
         final: 0.6
         rounds: 3
     """,
+    "my_rewind.py": '''
+        """Survivors restart from half their initial values: a toy rewind mode."""
+        import torch
+
+        from prunelab.pruning.rewind import Rewind
+
+
+        class Halved(Rewind):
+            def __init__(self, factor: float = 0.5, **kwargs):
+                super().__init__(kind="init", **kwargs)  # what to restore: the round-0 initial weights
+                self.factor = float(factor)
+
+            def apply(self, model, snapshots):
+                super().apply(model, snapshots)
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p.mul_(self.factor)
+    ''',
+    "rewind/halved.yaml": """
+        # Survivors restart from half their initial values, a toy rewind (tests/test_extending.py).
+        _target_: my_rewind.Halved
+        factor: 0.5
+    """,
 }
 
 
@@ -178,3 +201,15 @@ def test_a_paper_is_one_module_found_by_the_registry(tmp_path, monkeypatch):
     assert found["toy_paper"].table([], tmp_path) == "0 runs"
     assert "toy_paper" in helptext.reproduce_help() and "about 1 s (1 run)" in helptext.reproduce_help()
     assert "toy_paper" in helptext.main_help()
+
+
+def test_a_rewind_mode_of_your_own_is_one_file_and_one_yaml(extension, tmp_path):
+    base = ["logger=csv", "trainer.max_epochs=1", "schedule.rounds=1"]
+    runs = {}
+    for rewind in ("init", "halved"):
+        proc = cli([*base, f"rewind={rewind}", f"hydra.run.dir={tmp_path / rewind}"], tmp_path, env_extra=extension)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[rewind] = [json.loads(line) for line in (tmp_path / rewind / "results.jsonl").read_text().splitlines()]
+    assert runs["init"][0]["test/loss"] == runs["halved"][0]["test/loss"]  # round 0: no rewind yet
+    assert runs["init"][1]["test/loss"] != runs["halved"][1]["test/loss"]  # round 1 restarted from halved weights
+    assert runs["init"][1]["sparsity"] == runs["halved"][1]["sparsity"]

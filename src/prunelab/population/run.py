@@ -29,6 +29,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from prunelab.config.identity import run_id
+from prunelab.config.instantiate import make
 from prunelab.errors import PrunelabError, describe
 from prunelab.population.engine import Population, train_epoch
 from prunelab.pruning.callback import PruningCallback
@@ -75,7 +76,7 @@ def check_supported(cfg: DictConfig) -> None:
     def no(key: str, what: str, fix: str) -> None:
         raise PrunelabError(key, f"population training does not support {what}", fix)
 
-    schedule, criterion, trainer = build.make(cfg, "schedule"), build.make(cfg, "criterion"), cfg.trainer
+    schedule, criterion, trainer = make(cfg, "schedule"), make(cfg, "criterion"), cfg.trainer
     if schedule.num_rounds != 1:
         no("population", f"{schedule.num_rounds}-round schedules", "use population=1, or a gradual/dense schedule")
     if criterion.needs_data or criterion.structured:

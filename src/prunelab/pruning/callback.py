@@ -122,9 +122,8 @@ class PruningCallback(pl.Callback):
             batches = self.batches() if (self.criterion.needs_data and self.batches) else None
             scores = self.criterion.scores(model, current, batches=batches, context=context)
             new = self.select_masks(model, scores, current, target, context)
-        if self.rewind.kind == "shuffle":  # the random-subnetwork control: each layer's mask permuted
-            primary = set(current)
-            new = {**new, **rewinding.shuffled({n: new[n] for n in primary}, self.seed, self.round)}
+        primary = {n: new[n] for n in current}  # the rewind may change the selection (shuffle: a random subnetwork)
+        new = {**new, **self.rewind.after_selection(primary, self.seed, self.round)}
         masking.set_masks(model, new)
         distributed.check_identical(masking.get_masks(model))  # DDP: every rank holds the same masks
         if rewind:
@@ -202,16 +201,13 @@ class PruningCallback(pl.Callback):
         return self._init_cache
 
     def _rewind(self, model) -> None:
-        name = self.rewind.snapshot_name()
-        if name is None:
-            return
-        rewinding.restore(model, self.snapshots.load(name))
+        self.rewind.apply(model, self.snapshots)
 
     # -- round 0: the step-k rewind point ----------------------------------------------------------------------
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.round != 0 or self.rewind.kind != "step" or trainer.global_step != self.rewind.step:
+        if self.round != 0 or self.rewind.snapshot_step is None or trainer.global_step != self.rewind.snapshot_step:
             return
-        name = f"step{self.rewind.step}.pt"
+        name = str(self.rewind.snapshot_name())
         if not self.snapshots.exists(name):
             self.snapshots.save(name, rewinding.snapshot(pl_module.model))
 

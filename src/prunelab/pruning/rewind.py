@@ -17,7 +17,7 @@ Snapshots cover every parameter and buffer (BatchNorm statistics included) excep
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -60,7 +60,10 @@ class Rewind:
         # resolved and checked the source folder)
         self.source: Callable[[int], dict[str, Tensor]] | None = None
 
+    # -- what this rewind does: every call site asks the object (a rewind of your own overrides these) ---------
     def snapshot_name(self) -> str | None:
+        """The snapshot (in the run's :class:`Snapshots`) the survivors restart from after pruning; None: they
+        keep their trained values."""
         names = {
             "none": None,
             "init": "init.pt",
@@ -69,6 +72,60 @@ class Rewind:
             "shuffle": "init.pt",
         }
         return names[self.kind]
+
+    @property
+    def snapshot_step(self) -> int | None:
+        """The optimizer step of round 0 whose weights are saved during its fit (``step<k>.pt``), if any."""
+        return self.step if self.kind == "step" else None
+
+    @property
+    def fresh_init(self) -> bool:
+        """Whether the run saves a fresh random initialisation (``reinit.pt``) before training."""
+        return self.kind == "reinit"
+
+    @property
+    def continues_budget(self) -> bool:
+        """Whether later rounds train what round 0 had left after the rewind step (``budget: continue``)."""
+        return self.kind == "step" and self.budget == "continue"
+
+    def after_selection(self, masks: dict[str, Tensor], seed: int, round_: int) -> dict[str, Tensor]:
+        """The masks a round installs, given the ones selected (``shuffle``: each layer's permuted)."""
+        return shuffled(masks, seed, round_) if self.kind == "shuffle" else masks
+
+    def apply(self, model: nn.Module, snapshots: Snapshots) -> None:
+        """Restart the survivors of a freshly pruned ``model`` (pruned entries stay 0)."""
+        name = self.snapshot_name()
+        if name is not None:
+            restore(model, snapshots.load(name))
+
+    def check(self, schedule: Any, criterion: Any = None) -> None:
+        """Refuse the schedules and criteria this rewind cannot work with, on one line naming the key (without a
+        criterion: the checks that need none, as the CLI makes them before any job)."""
+        if self.snapshot_step is not None and getattr(schedule, "at_init", False):
+            raise PrunelabError(
+                "rewind",
+                "rewind=step restores the weights after step k of round 0's training; "
+                "schedule.at_init=true prunes before any training, so there are none",
+                "use rewind=init (or none) with schedule.at_init=true",
+            )
+        if schedule.progressive and self.snapshot_name() is not None:
+            raise PrunelabError(
+                "rewind",
+                f"rewind={self.kind} would reset the layers a progressive round freezes",
+                "use rewind=none (progressive retraining continues from the trained weights)",
+            )
+        if self.kind in ("reinit", "shuffle") and schedule.in_fit:
+            raise PrunelabError(
+                "rewind",
+                f"rewind={self.kind} acts between rounds; the {type(schedule).__name__} schedule prunes inside a fit",
+                "use schedule=iterative or one_shot",
+            )
+        if self.kind == "shuffle" and criterion is not None and criterion.structured:
+            raise PrunelabError(
+                "rewind",
+                "rewind=shuffle permutes single weights; the criterion prunes whole filters",
+                "use rewind=reinit, or an unstructured criterion",
+            )
 
 
 def snapshot(model: nn.Module) -> dict[str, Tensor]:

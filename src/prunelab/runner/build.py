@@ -13,10 +13,10 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from prunelab.config.instantiate import make
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
 from prunelab.pruning import units as filters
@@ -44,23 +44,6 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def make(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
-    """``instantiate(cfg[key])``, with Hydra's wrapped errors turned back into one-line PrunelabErrors."""
-    try:
-        return instantiate(cfg[key], **kwargs)
-    except InstantiationException as exc:
-        cause: BaseException | None = exc
-        while cause is not None and not isinstance(cause, PrunelabError):
-            cause = cause.__cause__ or cause.__context__
-        if cause is not None:
-            raise cause from None
-        inner = exc.__cause__ or exc
-        first = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
-        raise PrunelabError(
-            key, f"cannot build {cfg[key].get('_target_', key)}: {first}", f"check the options under '{key}'"
-        ) from exc
 
 
 def build_data(cfg: DictConfig) -> Any:
@@ -217,7 +200,7 @@ def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:
     dm = build_data(cfg) if dm is None else dm
     model, groups = build_model(cfg, dm, criterion.structured, criterion.group_kinds)
     if schedule.progressive:
-        preflight.check_progressive(groups, rewind)
+        preflight.check_progressive(groups)
     if hasattr(criterion, "check_groups"):  # e.g. a score function that cannot score some group
         criterion.check_groups(model, groups)
     preflight.check_controls(rewind, criterion, schedule)

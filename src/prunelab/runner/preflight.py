@@ -176,7 +176,8 @@ def _check_allocation(cfg: DictConfig) -> None:
     check_allocation(prune)
     raw = prune.get("normalize", "none") in ("none", "auto")
     custom = not raw or bool(prune.get("ratios")) or prune.get("max_layer_sparsity") is not None
-    progressive = str(cfg_get(cfg, "schedule._target_") or "").endswith("Progressive")
+    schedule = _built(cfg, "schedule")
+    progressive = bool(schedule is not None and schedule.progressive)
     if prune.get("round_to") is not None and progressive:
         raise PrunelabError(
             "prune.round_to",
@@ -290,14 +291,28 @@ def _check_scope(cfg: DictConfig) -> None:
         )
 
 
+def _built(cfg: DictConfig, key: str) -> Any:
+    """The object ``cfg[key]`` builds (a schedule or a rewind: plain Python, no torch needed), so that the checks
+    ask it what it is instead of matching its ``_target_``; None without a ``_target_``."""
+    node = cfg.get(key)
+    if not (OmegaConf.is_dict(node) and "_target_" in node):
+        return None
+    from prunelab.config.instantiate import make
+
+    return make(cfg, key)
+
+
+def _continues_budget(cfg: DictConfig) -> bool:
+    """``rewind.continues_budget``, asked of the rewind the config builds."""
+    rewind = _built(cfg, "rewind")
+    return bool(rewind is not None and rewind.continues_budget)
+
+
 def _check_rewind(cfg: DictConfig) -> None:
-    if cfg_get(cfg, "schedule.at_init") and cfg_get(cfg, "rewind.kind") == "step":
-        raise PrunelabError(
-            "rewind",
-            "rewind=step restores the weights after step k of round 0's training; "
-            "schedule.at_init=true prunes before any training, so there are none",
-            "use rewind=init (or none) with schedule.at_init=true",
-        )
+    """What the rewind says about the schedule (its own :meth:`~prunelab.pruning.rewind.Rewind.check`)."""
+    rewind, schedule = _built(cfg, "rewind"), _built(cfg, "schedule")
+    if rewind is not None and schedule is not None:
+        rewind.check(schedule)
 
 
 def _check_model(cfg: DictConfig) -> None:
@@ -379,18 +394,12 @@ def _check_imbalance(cfg: DictConfig) -> None:
 
 
 # -- checks on built objects ---------------------------------------------------------------------------------------
-def check_progressive(groups: list, rewind: Any) -> None:
+def check_progressive(groups: list) -> None:
     if not groups:
         raise PrunelabError(
             "schedule",
             "the progressive schedule prunes kernels: it needs a structured criterion",
             "e.g. criterion=activation_energy",
-        )
-    if rewind.kind != "none":
-        raise PrunelabError(
-            "rewind",
-            f"rewind={rewind.kind} would reset the layers a progressive round freezes",
-            "use rewind=none (progressive retraining continues from the trained weights)",
         )
 
 
@@ -405,25 +414,14 @@ def check_round_to(cfg: DictConfig, criterion: Any) -> None:
 
 
 def check_controls(rewind: Any, criterion: Any, schedule: Any) -> None:
-    """The lottery-ticket controls rewind after pruning rounds of weights: not inside a fit, not whole filters."""
+    """Another run's masks are installed between rounds; the rewind checks the rest itself."""
     if rewind.masks_from and schedule.in_fit:
         raise PrunelabError(
             "rewind.masks_from",
             f"masks are taken between rounds; the {type(schedule).__name__} prunes inside a fit",
             "use an iterative or one-shot schedule",
         )
-    if rewind.kind in ("reinit", "shuffle") and schedule.in_fit:
-        raise PrunelabError(
-            "rewind",
-            f"rewind={rewind.kind} acts between rounds; the {type(schedule).__name__} schedule prunes inside a fit",
-            "use schedule=iterative or one_shot",
-        )
-    if rewind.kind == "shuffle" and criterion.structured:
-        raise PrunelabError(
-            "rewind",
-            "rewind=shuffle permutes single weights; the criterion prunes whole filters",
-            "use rewind=reinit, or an unstructured criterion",
-        )
+    rewind.check(schedule, criterion)
 
 
 def check_init_weights(model: Any, path: Path) -> None:
@@ -496,8 +494,7 @@ def _check_converge(cfg: DictConfig) -> None:
             f"{dense.get('rounds')!r} is not first or all",
             "use converge.rounds=first (the dense round) or all (every round)",
         )
-    continued = cfg_get(cfg, "rewind.kind") == "step" and cfg_get(cfg, "rewind.budget") == "continue"
-    if continued and dense.get("rounds", "first") == "all":
+    if _continues_budget(cfg) and dense.get("rounds", "first") == "all":
         raise PrunelabError(
             "rewind.budget",
             "continue trains round 0's remaining steps; converge.rounds=all trains "
@@ -549,7 +546,7 @@ def check_built(ctx: Any) -> list[str]:
             f"use e.g. {', '.join(close or ['val/acc', 'val/auroc_macro', 'val/loss'])}",
         )
     steps = round_steps(dm, cfg)
-    if ctx.rewind.kind == "step" and ctx.rewind.step > steps:
+    if ctx.rewind.snapshot_step is not None and ctx.rewind.snapshot_step > steps:
         raise PrunelabError(
             "rewind.step",
             f"step {ctx.rewind.step} is beyond round 0's {steps} training steps",

@@ -125,7 +125,7 @@ def rewind_budget(ctx: RunContext, r: int) -> dict[str, Any]:
     Lightning validates and checkpoints at epoch ends, so steps after the last full epoch would be trained but
     never validated nor kept; epoch-interval schedulers resume at that epoch."""
     rewind = ctx.rewind
-    if rewind.kind != "step" or rewind.budget != "continue" or r == 0:
+    if not rewind.continues_budget or r == 0:
         ctx.module.schedule_offset = 0
         return {}
     epochs = int(ctx.cfg.trainer.max_epochs)

@@ -107,7 +107,7 @@ def attempt(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict
     try:
         folder.record(ctx.cfg, ctx.dm.describe())
         status.init_snapshot(ctx.run_dir, ctx.module.model)
-        if ctx.rewind.kind == "reinit":
+        if ctx.rewind.fresh_init:
             status.reinit_snapshot(ctx.run_dir, ctx.module.model, build.fresh_model(ctx.cfg, ctx.dm))
         folder.set_status("running", ctx.cfg)
         if results.is_writer():

@@ -140,7 +140,7 @@ def recorded_config(run_dir: Path) -> DictConfig:
 
 def build_recorded_model(cfg: DictConfig, input_shape: Any, num_classes: int) -> nn.Module:
     """The recorded model config rebuilt, only through :func:`buildable` (never the folder's code)."""
-    from prunelab.runner.build import make
+    from prunelab.config.instantiate import make
 
     node = buildable(cfg, "model")
     if "pretrained" in node:  # the weights come from model.pt: never download ImageNet weights here
