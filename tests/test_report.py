@@ -15,7 +15,7 @@ def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
     sweep = [
         "-m",
         "seed=0,1",
-        "schedule.rate=0.5,1.5",
+        "data.val_fraction=0.15,1.5",  # 1.5 fails in the job (when it builds the data)
         "schedule.rounds=1",
         "trainer.max_epochs=1",
         "logger=none",
@@ -37,7 +37,7 @@ def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
         "runs.csv",
         "metrics_vs_density.png",
         "flops_vs_accuracy.png",
-        "class_delta_schedule.rate_0.5.png",
+        "class_delta_data.val_fraction_0.15.png",
         "report.html",
         "figures.json",
     ):
@@ -56,9 +56,9 @@ def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
         "flops_ratio_mean",
     ):
         assert col in rows[0], col
-    assert {r["population"] for r in rows} == {"schedule.rate=0.5"} and all(r["n"] == "2" for r in rows)
+    assert {r["population"] for r in rows} == {"data.val_fraction=0.15"} and all(r["n"] == "2" for r in rows)
     md = (out / "report.md").read_text()
-    assert "Runs not averaged in (2)" in md and "schedule.rate: 1.5 is outside [0, 1)" in md
+    assert "Runs not averaged in (2)" in md and "data.val_fraction: 1.5 is outside [0, 1)" in md
     with open(out / "class_deltas.csv") as f:
         deltas = list(csv.DictReader(f))
     assert {d["class"] for d in deltas} == {str(c) for c in range(10)} and all(d["n"] == "2" for d in deltas)

@@ -189,8 +189,9 @@ def test_relaunched_sweep_after_kill_does_only_the_missing_work(tmp_path):
 @pytest.mark.slow
 def test_failing_jobs_leave_the_others_intact_and_are_summarised(tmp_path):
     sweep = tmp_path / "sweep"
-    # seed=1 diverges on purpose (a huge learning rate gives a NaN loss); rate=1.5 is an impossible sparsity
-    args = ["-m", "schedule.rate=0.5,1.5", "seed=0", *TINY, f"hydra.sweep.dir={sweep}"]
+    # val_fraction=1.5 fails when the job builds its data; a huge learning rate gives a NaN loss (both found only by
+    # the jobs: an impossible schedule.rate is refused by the CLI before any job, tests/test_cli.py)
+    args = ["-m", "data.val_fraction=0.15,1.5", "seed=0", *TINY, f"hydra.sweep.dir={sweep}"]
     proc = cli(args, tmp_path)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "1 of 2 sweep jobs failed" in proc.stderr
@@ -200,7 +201,7 @@ def test_failing_jobs_leave_the_others_intact_and_are_summarised(tmp_path):
     statuses = sorted(j["status"] for j in s["job_list"])
     assert statuses == ["complete", "failed", "failed"]
     errors = " ".join(j["error"] for j in s["failed_jobs"])
-    assert "schedule.rate: 1.5 is outside [0, 1)" in errors and "loss" in errors.lower()
+    assert "data.val_fraction: 1.5 is outside [0, 1)" in errors and "loss" in errors.lower()
     ok = next(j for j in s["job_list"] if j["status"] == "complete")
     assert (sweep / ok["job"] / "rounds" / "r01" / "metrics.json").exists()
     rep = cli(["report", str(sweep), "--out", str(tmp_path / "rep")], tmp_path)
@@ -257,3 +258,13 @@ def test_optuna_sweeper_tunes_the_class_dependent_loss(tmp_path, data_dir):
     assert best.best_value == pytest.approx(min(trials.values()))  # the sweeper read prunelab's objective
     lam, gamma = round(best.best_params["loss.lam"], 6), round(best.best_params["loss.gamma"], 6)
     assert trials[(lam, gamma)] == pytest.approx(best.best_value)
+
+
+def test_an_impossible_value_in_a_sweep_is_refused_before_any_job(tmp_path):
+    """The CLI builds each variant's schedule and rewind (plain Python) and asks them: schedule.rate=1.5 is refused
+    on one line before any job starts, and no sweep folder is made."""
+    sweep = tmp_path / "sweep"
+    proc = cli(["-m", "schedule.rate=0.5,1.5", "seed=0", *TINY, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr[-2000:]
+    assert "schedule.rate: 1.5 is outside [0, 1)" in proc.stderr
+    assert not sweep.exists()
