@@ -8,7 +8,7 @@ model being ~100x costlier per step) with Adam on the same in-memory MNIST tenso
   fair baseline of a prunelab round, which validates every epoch.
 - bare+masks: the same loop on the masked model (isolates the parametrization's cost).
 - prunelab: ``Trainer.fit`` for one epoch of a round as ``prunelab.runner`` builds it (ClassifierModule,
-  PruningCallback, ModelCheckpoint, CSV logger, the lean training loop of ``prunelab.training.lean_loop``), validation
+  PruningCallback, ModelCheckpoint, CSV logger, the lean training loop of ``prunelab.training.internals``), validation
   off so both sides do the same work; the fit setup is inside the timing. A variant runs the same round with
   Lightning's own training loop (``training_loop=lightning``). Progress bar off, except in two variants that show what a
   redraw per step costs (Lightning's default) against prunelab's default, one redraw per 25 steps.
@@ -53,6 +53,7 @@ from prunelab.data.mnist import MNISTDataModule
 from prunelab.models.convnets import ConvNet
 from prunelab.models.mlp import MLP
 from prunelab.pruning import masks as masking
+from prunelab.training import fastpaths
 
 VAL_BASE = "bare loop + validation, per-class metrics (plain tensor ops)"
 INTERLEAVED = "prunelab round, no validation, interleaved with the bare loop step by step (whole fit)"
@@ -119,6 +120,7 @@ def bare_epoch(
     torch.manual_seed(0)
     model = build(model_name, dm)
     if masked:
+        fastpaths.install_mask_fast_path()  # as runs build their models
         masking.attach_masks(model, masking.prunable_names(model))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = dm.train_dataloader()
@@ -310,7 +312,7 @@ PROFILE_PARTS = {
     "Adam update (its math)": "adam.py:*(_single_tensor_adam)",
     "torch: accelerator check in optimizer.step": "optimizer.py:*(_accelerator_graph_capture_health_check)",
     "batch fetch (index gather)": "fetchers.py:*(__next__)",
-    "callback hooks (checkpoint, pruning, ...)": "call.py:*(_call_callback_hooks)|lean_loop.py:*(_hook)",
+    "callback hooks (checkpoint, pruning, ...)": "call.py:*(_call_callback_hooks)|internals.py:*(_hook)",
     "zero_grad": "optimizer.py:*(zero_grad)",
 }
 
@@ -373,12 +375,11 @@ def print_profile(dm: MNISTDataModule) -> None:
 def checkpoint_tail(dm: MNISTDataModule, lightnings: bool, epochs: int) -> float:
     """Seconds from the last epoch's ``on_train_epoch_end`` to ``on_fit_end`` of a LeNet-300-100 round of ``epochs``
     20-step epochs (no validation: best and last saved every epoch): the checkpoint writes, with prunelab's
-    RoundCheckpoint or (``lightnings``) Lightning's ModelCheckpoint in its place."""
+    LinkingCheckpoint or (``lightnings``) Lightning's ModelCheckpoint in its place."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from prunelab.runner import round as round_module
-    from prunelab.training.checkpoint import RoundCheckpoint
+    from prunelab.training import fastpaths
 
     class Marks(pl.Callback):
         start = end = 0.0
@@ -390,11 +391,12 @@ def checkpoint_tail(dm: MNISTDataModule, lightnings: bool, epochs: int) -> float
             self.end = time.perf_counter()
 
     marks = Marks()
-    setattr(round_module, "RoundCheckpoint", ModelCheckpoint if lightnings else RoundCheckpoint)  # noqa: B010
+    ours = fastpaths.round_checkpoint
+    setattr(fastpaths, "round_checkpoint", ModelCheckpoint if lightnings else ours)  # noqa: B010
     try:
         prunelab_epoch(dm, False, "lenet300", 20, callbacks=[marks], epochs=epochs)
     finally:
-        setattr(round_module, "RoundCheckpoint", RoundCheckpoint)  # noqa: B010
+        setattr(fastpaths, "round_checkpoint", ours)  # noqa: B010
     return marks.end - marks.start
 
 

@@ -30,12 +30,14 @@ from prunelab.models.mlp import MLP
 from prunelab.population.engine import Population, member_batches, train_epoch
 from prunelab.pruning import masks as masking
 from prunelab.pruning.select import select
+from prunelab.training import fastpaths
 
 
 def member(seed: int, shape, classes: int) -> nn.Module:
     torch.manual_seed(seed)
     model = MLP(shape, classes, (300, 100))
     names = masking.prunable_names(model)
+    fastpaths.install_mask_fast_path()  # as runs build their models
     masking.attach_masks(model, names)
     scores = {n: masking.effective(model, n).detach().abs() for n in names}
     masking.set_masks(model, select(scores, masking.get_masks(model), 0.5, scope="layer"))

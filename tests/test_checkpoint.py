@@ -1,5 +1,6 @@
-"""RoundCheckpoint (prunelab.training.checkpoint): an epoch that is both the best and the last is written once (the
-second name a hard link), and every file holds what Lightning's ModelCheckpoint would have written."""
+"""LinkingCheckpoint (prunelab.training.internals, behind the fast-path gate): an epoch that is both the best and
+the last is written once (the second name a hard link), and every file holds what Lightning's ModelCheckpoint would
+have written."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from prunelab.data.digits import DigitsDataModule
 from prunelab.models.mlp import MLP
 from prunelab.pruning import masks as masking
-from prunelab.training import checkpoint
-from prunelab.training.checkpoint import RoundCheckpoint
+from prunelab.training import internals as checkpoint
+from prunelab.training.internals import LinkingCheckpoint as RoundCheckpoint
 from prunelab.training.losses import CrossEntropy
 from prunelab.training.module import ClassifierModule
 

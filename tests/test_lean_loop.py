@@ -1,4 +1,4 @@
-"""The lean training loop (prunelab.training.lean_loop) against Lightning's own: the same fit, bit for bit.
+"""The lean training loop (prunelab.training.internals) against Lightning's own: the same fit, bit for bit.
 
 Each case fits the same ClassifierModule twice from the same seed — once with Lightning's training-epoch loop, once
 with the lean one — and compares everything a run keeps or a callback can see: weights, optimizer state, the loop's
@@ -23,8 +23,8 @@ from lightning.pytorch.loggers import CSVLogger
 from prunelab.data.digits import DigitsDataModule
 from prunelab.models.mlp import MLP
 from prunelab.pruning import masks as masking
-from prunelab.training import lean_loop
-from prunelab.training.lean_loop import LeanEpochLoop
+from prunelab.training import fastpaths
+from prunelab.training.internals import LeanEpochLoop
 from prunelab.training.losses import CrossEntropy
 from prunelab.training.module import ClassifierModule
 
@@ -176,6 +176,13 @@ def test_lean_loop_steps_aside_where_it_does_not_apply(tmp_path, monkeypatch):
     assert LeanEpochLoop.used(trainer) == "lightning: an optimizer (LBFGS) that may use the step closure"
     trainer, _, _ = fit(True, tmp_path / "d", max_epochs=0)
     assert LeanEpochLoop.used(trainer) == "none"  # nothing trained: the record must not name a loop
-    monkeypatch.setattr(lean_loop.pl, "__version__", "2.99.0")
-    trainer, _, _ = fit(True, tmp_path / "c", max_epochs=1)
-    assert LeanEpochLoop.used(trainer) == "lightning: Lightning 2.99.0 is not one the lean loop was checked against"
+    monkeypatch.setitem(fastpaths.TESTED, "lightning", "2.99.0")  # another release than the installed one
+    fastpaths._load.cache_clear()
+    try:
+        assert fastpaths.internals() is None
+        trainer, _, _ = fit(False, tmp_path / "c", max_epochs=1)
+        assert fastpaths.loop_used(trainer, lean=True).startswith(
+            "lightning: lightning 2.6.6 is not the release the fast paths were checked on (2.99.0)"
+        )
+    finally:
+        fastpaths._load.cache_clear()

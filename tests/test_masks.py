@@ -15,9 +15,11 @@ from prunelab.pruning import rewind as rewinding
 from prunelab.pruning.criteria.magnitude import Magnitude
 from prunelab.pruning.criteria.random import Random
 from prunelab.pruning.select import select
+from prunelab.training import fastpaths
 
 
 def make_model(seed: int = 0) -> nn.Module:
+    fastpaths.install_mask_fast_path()  # as runs build their models (the lean property, P2)
     torch.manual_seed(seed)
     model = ConvNet((1, 8, 8), 3, channels=[4, "M", 8], hidden=[16], batch_norm=True)
     masking.attach_masks(model, masking.prunable_names(model))

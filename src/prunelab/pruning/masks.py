@@ -10,12 +10,11 @@ exactly zero after any optimizer step, whatever momentum, weight decay or Adam s
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
 import torch
 from torch import Tensor, nn
-from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 from torch.nn.utils import parametrize
 
 DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -111,53 +110,9 @@ def stored_key(key: str, own_keys: Iterable[str]) -> str:
     return alt if alt in own else key
 
 
-def _all_kept(mask_mod: Mask, mask: Tensor) -> bool:
-    """Whether ``mask`` is all ones, cached on the Mask module until the buffer is replaced or written in place.
-
-    The key is the buffer object, its version counter and its storage address: ``copy_``/``mul_``/``fill_``
-    (``set_masks``, ``load_state_dict``) bump the version, ``.to()``, ``_apply`` and assigning a new buffer change
-    the object, ``mask.data = ...`` changes the storage.
-    With every entry kept, ``original * mask`` equals ``original`` bit for bit (x * 1.0 == x, also for -0.0, inf
-    and NaN) and so does its gradient, so a dense round skips the multiply and its backward node (P2 in
-    docs/performance.md); a pruned tensor always pays it.
-    """
-    cached = mask_mod.__dict__.get("_all_kept")
-    version = (mask._version, mask.data_ptr())
-    if cached is not None and cached[0] is mask and cached[1] == version:
-        return cast(bool, cached[2])
-    with torch.no_grad():
-        dense = bool(mask.all()) if mask.dtype == torch.bool else bool((mask == 1).all())
-    mask_mod.__dict__["_all_kept"] = (mask, version, dense)
-    return dense
-
-
-def _lean_property(cls: type, attr: str) -> None:
-    """Replace parametrize's property for ``attr`` on a parametrized class by a lean one with the same value.
-
-    parametrize's getter walks ``Module.__getattr__``, ``ModuleDict``/``ModuleList`` indexing, two module calls and
-    a failing ``hasattr`` per access (~40 us of Python per layer and step on a small CPU, P2 in
-    docs/performance.md). When the chain is a single :class:`Mask` the value is ``original * mask``, computed here
-    from the modules' dicts. parametrize's own getter still runs whenever it must: its caching context
-    (``parametrize.cached()``), scripting, tracing (torch.fx needs its ``getattr`` proxies) and longer chains.
-    """
-    slow = getattr(cls, attr)
-    if getattr(slow.fget, "_prunelab_lean", False):
-        return
-
-    def get(self) -> Tensor:
-        chain = self._modules["parametrizations"]._modules[attr]
-        mods = chain._modules
-        if len(mods) != 1 or parametrize._cache_enabled or is_fx_symbolic_tracing() or torch.jit.is_tracing():
-            return slow.fget(self)
-        orig = chain._parameters.get("original")
-        mask_mod = mods["0"]
-        mask = mask_mod._buffers.get("mask") if type(mask_mod) is Mask else None
-        if orig is None or mask is None:
-            return slow.fget(self)
-        return orig.view_as(orig) if _all_kept(mask_mod, mask) else orig * mask
-
-    setattr(get, "_prunelab_lean", True)  # noqa: B010 (a marker on a function object)
-    setattr(cls, attr, property(get, slow.fset))
+# Called as hook(module class, attribute) after a tensor is masked: prunelab.training.fastpaths installs its faster
+# property getter here (the only code that needs private torch names lives in prunelab.training.internals)
+MASKED_HOOKS: list[Callable[[type, str], None]] = []
 
 
 def attach_masks(model: nn.Module, names: Sequence[str], primary: bool = True) -> None:
@@ -169,7 +124,8 @@ def attach_masks(model: nn.Module, names: Sequence[str], primary: bool = True) -
             continue
         tensor = getattr(module, attr)
         parametrize.register_parametrization(module, attr, Mask(tensor.shape, tensor.dtype, primary), unsafe=True)
-        _lean_property(type(module), attr)
+        for hook in MASKED_HOOKS:
+            hook(type(module), attr)
 
 
 def has_masks(module: nn.Module) -> bool:

@@ -24,8 +24,8 @@ from prunelab.pruning.groups import KINDS, FilterGroup, check_kinds, filter_grou
 from prunelab.runner import preflight
 from prunelab.runner.context import RunContext
 from prunelab.runs import files as results
+from prunelab.training import fastpaths
 from prunelab.training.console import Progress
-from prunelab.training.lean_loop import LeanEpochLoop
 from prunelab.training.module import ClassifierModule
 
 log = logging.getLogger("prunelab")
@@ -73,6 +73,7 @@ def build_model(
             else f"the exclude patterns {list(cfg.prune.exclude)} leave none of the {len(included)} included tensors",
             "e.g. prune.include=['*.weight'] prune.exclude=[]",
         )
+    fastpaths.install_mask_fast_path()
     masking.attach_masks(model, names)
     if not structured:
         return model, []
@@ -190,7 +191,7 @@ def make_trainer(cfg: DictConfig, rdir: Path, callbacks: list, loggers: list, **
         cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir), **overrides
     )
     if cfg.get("training_loop", "lean") == "lean":
-        LeanEpochLoop.install(trainer)
+        fastpaths.install_lean_loop(trainer)
     return trainer
 
 

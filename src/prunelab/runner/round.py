@@ -30,8 +30,7 @@ from prunelab.runner.build import load_into, load_state_file, make_trainer, seed
 from prunelab.runner.context import RunContext
 from prunelab.runs import files as results
 from prunelab.runs.compact import kept_record
-from prunelab.training.checkpoint import RoundCheckpoint
-from prunelab.training.lean_loop import LeanEpochLoop
+from prunelab.training import fastpaths
 from prunelab.training.metrics import classification_metrics, worst_class
 from prunelab.training.module import epoch_seed
 from prunelab.training.quantize import predict, quantize, serialized_bytes
@@ -69,7 +68,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
     seed_all(epoch_seed(cfg.seed, r, 0))
     module.set_round(r)
     # an in-fit (gradual) schedule keeps the last epoch: an earlier "best" one would not have the final masks
-    ckpt = RoundCheckpoint(
+    ckpt = fastpaths.round_checkpoint(
         dirpath=str(rdir / "checkpoints"),
         filename="best-epoch{epoch:03d}",
         monitor=None if ctx.schedule.in_fit else cfg.monitor.metric,
@@ -114,7 +113,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
         val,
         start,
         stopped=stop[0].stopped_epoch if stop else None,
-        loop=LeanEpochLoop.used(trainer),
+        loop=fastpaths.loop_used(trainer, lean=cfg.get("training_loop", "lean") == "lean"),
     )
 
 
@@ -202,7 +201,7 @@ def record_round(
 ) -> dict:
     """Save the round's files and record (``epochs``/``step`` when the fit ran outside ``trainer``: populations;
     ``stopped``: the epoch early stopping ended a ``converge`` round at, 0 if it ran to ``max_epochs``; ``loop``: the
-    training loop that ran the fit's epochs, :meth:`LeanEpochLoop.used`, or ``population``)."""
+    training loop that ran the fit's epochs, :func:`prunelab.training.fastpaths.loop_used`, or ``population``)."""
     epochs = trainer.current_epoch if epochs is None else epochs
     step = trainer.global_step if step is None else step
     rdir = results.round_dir(ctx.run_dir, r)

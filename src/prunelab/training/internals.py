@@ -1,5 +1,11 @@
-"""The lean training-epoch loop: Lightning's training step without its per-step dispatch machinery.
+"""Every private Lightning and torch name prunelab uses, in this one module (issue 28).
 
+Imported only by :mod:`prunelab.training.fastpaths`, after its version gate (the exact Lightning and torch
+releases the bit-identity tests passed on) and inside a ``try``: when the gate is closed or this import fails,
+prunelab trains through the public paths (Lightning's own loop, Lightning's checkpoint writes, torch's
+parametrization getter) with the same results. Three fast paths:
+
+1. **The lean training-epoch loop** (:class:`LeanEpochLoop`, docs/performance.md P1).
 Lightning's ``_TrainingEpochLoop.advance`` and ``_AutomaticOptimization`` route every step through ~25 generic hook
 calls (each callback and the module, overridden or not, each inside a profiler context), a freshly built closure,
 the ``LightningOptimizer`` wrapper and a signature inspection of ``training_step``. On a model whose step costs a
@@ -16,12 +22,33 @@ this file was not checked against — takes Lightning's own ``advance`` (``LeanE
 loop trained a fit, and why; each round records it). ``training_loop=lightning`` turns it off;
 ``tests/test_lean_loop.py`` checks that both loops give bit-identical weights, optimizer state, progress counters,
 hook calls and logged metrics.
+
+2. **The linking checkpoint** (:class:`LinkingCheckpoint`).
+A round keeps its best epoch (``best-epochNNN.ckpt``, top-1 by ``monitor.metric``, or every epoch without a monitor)
+and its last one (``last.ckpt``, which resumption reads). On an epoch that is both, Lightning serialises and writes
+the same state twice: on this machine's disk, the end of a LeNet-300-100 epoch that saves both took 61 ms with
+Lightning's ModelCheckpoint and 17 ms with this one (``python -m benchmarks.epoch_overhead --checkpoints``,
+docs/performance.md, P1), against an epoch of ~1.4 s. :class:`RoundCheckpoint`
+makes the second file a hard link to the first when the two would hold the same bytes: saved at the same global
+step and epoch, by this callback, with ``last_model_path`` (part of the saved state) already naming the last file
+when the first was written (from a fit's first save on: ``_save_topk_checkpoint``). Every file, linked or written,
+is made under a temporary name and moved into place, so a crash leaves the old file or the new one, never a
+partial one, and a later write of ``last.ckpt`` replaces the name instead of writing into the file the best
+checkpoint shares. A file system without hard links gets a normal write; more than one process gets Lightning's
+own save. The files and their content are Lightning's, except that a best file written at a fit's first save
+names ``last.ckpt`` in its ``last_model_path`` where Lightning's has "" (prunelab reads only the weights of best
+files).
+
+3. **The lean mask property** (:func:`lean_property`, P2): ``original * mask`` read from the modules' dicts
+   instead of parametrize's generic getter; an all-ones mask skips the multiply.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, cast
+from weakref import proxy
 
 import lightning.pytorch as pl
 import torch
@@ -34,10 +61,12 @@ from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
+from torch import Tensor
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
+from torch.nn.utils import parametrize
 
-# the Lightning releases whose loop this file mirrors (read line by line against 2.6's training_epoch_loop.py,
-# optimization/automatic.py, plugins/precision/precision.py and trainer/call.py); others use Lightning's loop
-CHECKED = ((2, 6), (2, 6))
+from prunelab.pruning.masks import Mask
+from prunelab.training.checkpoint import RoundCheckpoint
 
 # hooks of the module that replace a part of the step: the lean loop does not run such a module
 TAKE_OVER = ("optimizer_step", "optimizer_zero_grad", "backward", "on_train_batch_start")
@@ -79,11 +108,6 @@ def _no_op(hook: str, callback: Callback) -> bool:
     return callback._every_n_train_steps < 1 and callback._train_time_interval is None
 
 
-def _version() -> tuple[int, int]:
-    major, minor = pl.__version__.split(".")[:2]
-    return int(major), int(minor)
-
-
 class LeanEpochLoop(_TrainingEpochLoop):
     """``_TrainingEpochLoop`` whose ``advance`` takes the lean path when :meth:`why_not` finds nothing against it."""
 
@@ -113,8 +137,6 @@ class LeanEpochLoop(_TrainingEpochLoop):
         """Why this epoch cannot take the lean path, or None."""
         trainer: Any = self.trainer  # (Lightning's stubs miss some of the Trainer's attributes)
         module = trainer.lightning_module
-        if not CHECKED[0] <= _version() <= CHECKED[1]:
-            return f"Lightning {pl.__version__} is not one the lean loop was checked against"
         optimizers = trainer.optimizers
         checks = {
             "manual optimization": lambda: not module.automatic_optimization,
@@ -287,3 +309,112 @@ class LeanEpochLoop(_TrainingEpochLoop):
         optimizer.step()
         progress.step.increment_completed()
         return {} if result.loss is None else result.asdict()
+
+
+# -- 2. the linking checkpoint ---------------------------------------------------------------------------------------
+class LinkingCheckpoint(RoundCheckpoint):
+    """:class:`~prunelab.training.checkpoint.RoundCheckpoint` that writes an epoch which is both the best and the
+    last once: the second file is a hard link to the first (see the module docstring)."""
+
+    _written: tuple[int, int, str, str] | None = None  # global step, epoch, last_model_path in the state, file
+
+    def _save_topk_checkpoint(self, trainer: Any, monitor_candidates: dict[str, Any]) -> None:
+        """Lightning's, with ``last_model_path`` naming ``last.ckpt`` already at a fit's first save (Lightning sets it
+        just before it writes ``last.ckpt``, as part of that file's state): the first best file then holds the same
+        bytes as the ``last.ckpt`` written with it, and can be linked too."""
+        if self.save_last is True and not self.last_model_path and trainer.world_size == 1:
+            last = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+            if not self.file_exists(last, trainer):  # the name Lightning's version counter will pick
+                self.last_model_path = last
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        if trainer.world_size != 1:
+            return super()._save_checkpoint(trainer, filepath)
+        step, epoch = trainer.global_step, trainer.current_epoch
+        written = self._written
+        same = written is not None and written[:3] == (step, epoch, self.last_model_path) and written[3] != filepath
+        if not (same and written is not None and _link(written[3], filepath)):
+            _write(trainer, filepath, self.save_weights_only)
+            self._written = (step, epoch, self.last_model_path, filepath)
+        # Lightning's bookkeeping after a save
+        self._last_global_step_saved, self._last_checkpoint_saved = step, filepath
+        for logger in trainer.loggers:
+            logger.after_save_checkpoint(proxy(self))
+
+
+def _write(trainer: Any, filepath: str, weights_only: bool) -> None:
+    """``trainer.save_checkpoint`` to a new file moved over ``filepath``: never into an existing file (fsspec's own
+    move copies into it when its temporary file is on another file system; that would write through a link)."""
+    tmp = f"{filepath}.tmp-{os.getpid()}"
+    try:
+        trainer.save_checkpoint(tmp, weights_only)
+        os.replace(tmp, filepath)
+    finally:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+
+
+def _link(source: str, target: str) -> bool:
+    """``target`` as a hard link to ``source``, moved into place; False where the file system has no hard links."""
+    tmp = f"{target}.link-{os.getpid()}"
+    try:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        os.link(source, tmp)
+        os.replace(tmp, target)
+        return True
+    except OSError:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        return False
+
+
+# -- 3. the lean mask property ---------------------------------------------------------------------------------------
+def _all_kept(mask_mod: Mask, mask: Tensor) -> bool:
+    """Whether ``mask`` is all ones, cached on the Mask module until the buffer is replaced or written in place.
+
+    The key is the buffer object, its version counter and its storage address: ``copy_``/``mul_``/``fill_``
+    (``set_masks``, ``load_state_dict``) bump the version, ``.to()``, ``_apply`` and assigning a new buffer change
+    the object, ``mask.data = ...`` changes the storage.
+    With every entry kept, ``original * mask`` equals ``original`` bit for bit (x * 1.0 == x, also for -0.0, inf
+    and NaN) and so does its gradient, so a dense round skips the multiply and its backward node (P2 in
+    docs/performance.md); a pruned tensor always pays it.
+    """
+    cached = mask_mod.__dict__.get("_all_kept")
+    version = (mask._version, mask.data_ptr())
+    if cached is not None and cached[0] is mask and cached[1] == version:
+        return cast(bool, cached[2])
+    with torch.no_grad():
+        dense = bool(mask.all()) if mask.dtype == torch.bool else bool((mask == 1).all())
+    mask_mod.__dict__["_all_kept"] = (mask, version, dense)
+    return dense
+
+
+def lean_property(cls: type, attr: str) -> None:
+    """Replace parametrize's property for ``attr`` on a parametrized class by a lean one with the same value.
+
+    parametrize's getter walks ``Module.__getattr__``, ``ModuleDict``/``ModuleList`` indexing, two module calls and
+    a failing ``hasattr`` per access (~40 us of Python per layer and step on a small CPU, P2 in
+    docs/performance.md). When the chain is a single :class:`Mask` the value is ``original * mask``, computed here
+    from the modules' dicts. parametrize's own getter still runs whenever it must: its caching context
+    (``parametrize.cached()``), scripting, tracing (torch.fx needs its ``getattr`` proxies) and longer chains.
+    """
+    slow = getattr(cls, attr)
+    if getattr(slow.fget, "_prunelab_lean", False):
+        return
+
+    def get(self) -> Tensor:
+        chain = self._modules["parametrizations"]._modules[attr]
+        mods = chain._modules
+        if len(mods) != 1 or parametrize._cache_enabled or is_fx_symbolic_tracing() or torch.jit.is_tracing():
+            return slow.fget(self)
+        orig = chain._parameters.get("original")
+        mask_mod = mods["0"]
+        mask = mask_mod._buffers.get("mask") if type(mask_mod) is Mask else None
+        if orig is None or mask is None:
+            return slow.fget(self)
+        return orig.view_as(orig) if _all_kept(mask_mod, mask) else orig * mask
+
+    setattr(get, "_prunelab_lean", True)  # noqa: B010 (a marker on a function object)
+    setattr(cls, attr, property(get, slow.fset))
