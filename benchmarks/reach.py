@@ -25,12 +25,12 @@ from prunelab.models.vgg import VGG
 from prunelab.models.wide_resnet import WideResNet
 from prunelab.pruning import masks as masking
 from prunelab.pruning import rewind as rewinding
-from prunelab.pruning import units as filters
+from prunelab.pruning import units
 from prunelab.pruning.allocation import Allocation
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.criteria.filters import L1Filter
-from prunelab.pruning.groups import filter_groups, refused
+from prunelab.pruning.groups import refused, unit_groups
 from prunelab.pruning.schedules import OneShot
 
 MODELS = {
@@ -56,8 +56,8 @@ def pruned(make, kinds="all", allocation: Allocation | None = None, scope: str =
     model = make().eval()
     model.load_state_dict(dense.state_dict())
     masking.attach_masks(model, masking.prunable_names(model))
-    groups = filter_groups(model, kinds)
-    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
+    groups = unit_groups(model, kinds)
+    masking.attach_masks(model, units.companion_names(groups, model), primary=False)
     cb = PruningCallback(
         L1Filter(scope),
         OneShot(0.5),
@@ -79,7 +79,7 @@ def reach_rows() -> list[list[object]]:
     rows = []
     for name, (make, shape) in MODELS.items():
         dense, model, groups = pruned(make)
-        small = filters.compact(model, groups).eval()
+        small = units.compact(model, groups).eval()
         x = torch.randn(4, *shape, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             diff = float((small(x) - model(x)).abs().max())
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for how in ("none", "mean"):
         _, model, groups = pruned(MODELS["VGG-11"][0], "conv", Allocation(normalize=how), scope="global")
-        alive = filters.alive_filters(model, groups)
-        rows.append([how] + [f"{int(alive[g.conv].sum())}/{g.out_channels}" for g in groups])
-    names = [g.conv for g in filter_groups(MODELS["VGG-11"][0](), "conv")]
+        alive = units.alive_units(model, groups)
+        rows.append([how] + [f"{int(alive[g.key].sum())}/{g.out_channels}" for g in groups])
+    names = [g.key for g in unit_groups(MODELS["VGG-11"][0](), "conv")]
     print_table("VGG-11 at init, global L1 to 50% of all conv filters: kept per layer", ["normalize", *names], rows)
 
 

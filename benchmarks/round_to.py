@@ -24,9 +24,9 @@ from torch import nn
 from benchmarks.common import interleaved, print_table
 from prunelab.models.vgg import VGG
 from prunelab.pruning import masks as masking
-from prunelab.pruning import units as filters
+from prunelab.pruning import units
 from prunelab.pruning.cost import count_flops
-from prunelab.pruning.groups import filter_groups
+from prunelab.pruning.groups import unit_groups
 
 SHAPE = (3, 32, 32)
 HEADER = [
@@ -46,20 +46,20 @@ HEADER = [
 def compacted(base: nn.Module, share: float, multiple: int | None) -> tuple[nn.Module, list[int], float]:
     """(compacted model, kept counts, FLOPs) with ``share`` of each conv's filters removed, lowest L1 first."""
     model = copy.deepcopy(base)
-    groups = filter_groups(model)
+    groups = unit_groups(model)
     masking.attach_masks(model, masking.prunable_names(model))
-    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
-    alive = filters.alive_filters(model, groups)
-    scores = {g.conv: model.get_submodule(g.conv).weight.detach().abs().flatten(1).sum(1) for g in groups}
+    masking.attach_masks(model, units.companion_names(groups, model), primary=False)
+    alive = units.alive_units(model, groups)
+    scores = {g.key: model.get_submodule(g.key).weight.detach().abs().flatten(1).sum(1) for g in groups}
     kept = {}
     for g in groups:
         keep = torch.zeros(g.out_channels, dtype=torch.bool)
-        keep[torch.argsort(scores[g.conv], descending=True)[: max(1, math.ceil((1 - share) * g.out_channels))]] = True
-        kept[g.conv] = keep
+        keep[torch.argsort(scores[g.key], descending=True)[: max(1, math.ceil((1 - share) * g.out_channels))]] = True
+        kept[g.key] = keep
     if multiple:
-        kept = filters.round_kept(kept, alive, scores, multiple)
-    masking.set_masks(model, filters.group_masks(model, groups, kept))
-    small = filters.compact(model, groups).eval()
+        kept = units.round_kept(kept, alive, scores, multiple)
+    masking.set_masks(model, units.group_masks(model, groups, kept))
+    small = units.compact(model, groups).eval()
     return small, [int(k.sum()) for k in kept.values()], count_flops(small, SHAPE)["flops_dense"]
 
 

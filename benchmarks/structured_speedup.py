@@ -23,9 +23,9 @@ from torch import nn
 from benchmarks.common import interleaved, print_table, verdict
 from prunelab.models.vgg import VGG
 from prunelab.pruning import masks as masking
-from prunelab.pruning import units as filters
+from prunelab.pruning import units
 from prunelab.pruning.cost import count_flops
-from prunelab.pruning.groups import filter_groups
+from prunelab.pruning.groups import unit_groups
 
 SHAPE = (3, 32, 32)
 HEADER = [
@@ -44,17 +44,17 @@ HEADER = [
 def prune_uniform(base: nn.Module, share: float) -> tuple[nn.Module, list]:
     """A masked copy of ``base`` with ``share`` of every prunable conv's filters removed (lowest L1 first)."""
     model = copy.deepcopy(base)
-    groups = filter_groups(model)
+    groups = unit_groups(model)
     masking.attach_masks(model, masking.prunable_names(model))
-    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
+    masking.attach_masks(model, units.companion_names(groups, model), primary=False)
     alive = {}
     for g in groups:
-        norms = model.get_submodule(g.conv).weight.detach().abs().flatten(1).sum(1)
+        norms = model.get_submodule(g.key).weight.detach().abs().flatten(1).sum(1)
         keep = max(1, math.ceil((1 - share) * g.out_channels))
         mask = torch.zeros(g.out_channels, dtype=torch.bool)
         mask[torch.argsort(norms, descending=True)[:keep]] = True
-        alive[g.conv] = mask
-    masking.set_masks(model, filters.group_masks(model, groups, alive))
+        alive[g.key] = mask
+    masking.set_masks(model, units.group_masks(model, groups, alive))
     return model, groups
 
 
@@ -70,7 +70,7 @@ def for_reduction(base: nn.Module, reduction: float) -> tuple[nn.Module, nn.Modu
         else:
             hi = mid
     model, groups = prune_uniform(base, hi)
-    compacted = filters.compact(model, groups).eval()
+    compacted = units.compact(model, groups).eval()
     return model.eval(), compacted, dense / count_flops(compacted, SHAPE)["flops_dense"]
 
 

@@ -13,13 +13,13 @@ from prunelab.models.mlp import MLP
 from prunelab.models.vgg import VGG
 from prunelab.pruning import masks as masking
 from prunelab.pruning import rewind as rewinding
-from prunelab.pruning import units as filters
+from prunelab.pruning import units
 from prunelab.pruning.allocation import Allocation, layer_target
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.criteria.filters import L1Filter
 from prunelab.pruning.criteria.magnitude import Magnitude
-from prunelab.pruning.groups import filter_groups
+from prunelab.pruning.groups import unit_groups
 from prunelab.pruning.schedules import Iterative, OneShot
 from prunelab.runs.files import SnapshotFolder
 from tests.conftest import cli, compose_cfg
@@ -31,8 +31,8 @@ def vgg_kept_shares(allocation: Allocation, scope: str = "global") -> dict[str, 
     torch.manual_seed(0)
     model = VGG((3, 32, 32), 10, 11)
     masking.attach_masks(model, masking.prunable_names(model))
-    groups = filter_groups(model)
-    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
+    groups = unit_groups(model)
+    masking.attach_masks(model, units.companion_names(groups, model), primary=False)
     cb = PruningCallback(
         L1Filter(scope),
         OneShot(0.5),
@@ -46,7 +46,7 @@ def vgg_kept_shares(allocation: Allocation, scope: str = "global") -> dict[str, 
     current = masking.get_masks(model, primary_only=True)
     scores = cb.criterion.scores(model, current, context=context)
     masking.set_masks(model, cb.select_masks(model, scores, current, 0.5, context))
-    alive = filters.alive_filters(model, groups)
+    alive = units.alive_units(model, groups)
     return {n: float(a.float().mean()) for n, a in alive.items()}
 
 
@@ -205,13 +205,13 @@ def test_round_kept_rounds_up_with_the_best_scored_units():
     alive = {"a": torch.tensor([True] * 14 + [False] * 2), "b": torch.ones(6, dtype=torch.bool)}
     scores = {"a": torch.arange(16.0), "b": torch.arange(6.0)}
     kept = {"a": torch.tensor([False] * 9 + [True] * 5 + [False] * 2), "b": torch.tensor([False] * 3 + [True] * 3)}
-    out = filters.round_kept(kept, alive, scores, 4)
+    out = units.round_kept(kept, alive, scores, 4)
     assert int(out["a"].sum()) == 8  # 5 -> 8: the 3 best-scored units this step removed (6, 7, 8) stay
     assert torch.nonzero(out["a"]).flatten().tolist() == [6, 7, 8, 9, 10, 11, 12, 13]
     assert not out["a"][14:].any()  # units pruned in earlier steps never come back
     assert int(out["b"].sum()) == 4  # 3 -> 4
-    assert filters.round_kept(kept, alive, scores, 32)["b"].all()  # capped at what is alive (6)
-    assert torch.equal(filters.round_kept(kept, alive, scores, 1)["a"], kept["a"])
+    assert units.round_kept(kept, alive, scores, 32)["b"].all()  # capped at what is alive (6)
+    assert torch.equal(units.round_kept(kept, alive, scores, 1)["a"], kept["a"])
 
 
 def test_round_to_keeps_multiples_through_the_cli(tmp_path):

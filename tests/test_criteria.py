@@ -72,11 +72,11 @@ def test_magnitude_increase_values_and_needs_init():
 
 
 def check_structured(criterion) -> None:
-    from prunelab.pruning import units as filters
+    from prunelab.pruning import units
     from tests.test_structured import structured_model
 
     model, groups = structured_model("convnet-bn")
-    previous = filters.alive_filters(model, groups)
+    previous = units.alive_units(model, groups)
     total = sum(len(a) for a in previous.values())
     for round_, target in ((1, 0.3), (2, 0.6)):
         ctx = ScoringContext(round=round_, seed=0, groups=groups, extra={"num_classes": 3})
@@ -84,11 +84,11 @@ def check_structured(criterion) -> None:
         masks = masking.get_masks(model, primary_only=True)
         scores = criterion.scores(model, masks, **kw)
         again = criterion.scores(model, masks, **{**kw, "batches": batches(size=16) if criterion.needs_data else None})
-        assert set(scores) == {g.conv for g in groups}
+        assert set(scores) == {g.key for g in groups}
         assert all(torch.isfinite(s).all() and s.shape == (g.out_channels,) for g, s in zip(groups, scores.values()))
         assert all(torch.equal(scores[k], again[k]) for k in scores), "scores are not deterministic"
-        alive = filters.select_filters(scores, filters.alive_filters(model, groups), target)
-        masking.set_masks(model, filters.group_masks(model, groups, alive))
+        alive = units.select_units(scores, units.alive_units(model, groups), target)
+        masking.set_masks(model, units.group_masks(model, groups, alive))
         assert all(not (alive[k] & ~previous[k]).any() for k in alive)
         assert sum(int((~a).sum()) for a in alive.values()) == round(target * total)
         previous = alive

@@ -13,9 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from prunelab.errors import PrunelabError
-from prunelab.pruning import distributed
+from prunelab.pruning import distributed, units
 from prunelab.pruning import masks as masking
-from prunelab.pruning import units as filters
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.criteria.activations import ActivationEnergy
 from prunelab.pruning.criteria.gradients import SNIP, TaylorFilter
@@ -53,9 +52,7 @@ def _score_all(criteria: dict, batches: list) -> dict[str, dict]:
         masks = masking.get_masks(model, primary_only=True)
         scores = criterion.scores(model, masks, batches=iter(batches), context=ctx)
         if criterion.structured:
-            new = filters.group_masks(
-                model, groups, filters.select_filters(scores, filters.alive_filters(model, groups), 0.4)
-            )
+            new = units.group_masks(model, groups, units.select_units(scores, units.alive_units(model, groups), 0.4))
         else:
             new = select(scores, masks, 0.6, scope="global")
         masking.set_masks(model, new)
@@ -142,6 +139,6 @@ def test_ddp_run_on_two_cpu_processes_shards_training_and_prunes_identically(tmp
 
     assert steps(tmp_path / "ddp") * 2 == pytest.approx(steps(tmp_path / "one"), abs=2 * 2)  # half the batches
     rows = [json.loads(x) for x in (tmp_path / "ddp" / "results.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in rows] == [0, 1] and rows[1]["filters_removed_share"] > 0
+    assert [r["round"] for r in rows] == [0, 1] and rows[1]["units_removed_share"] > 0
     masks = torch.load(tmp_path / "ddp" / "rounds" / "r01" / "masks.pt", weights_only=True)
     assert any(not bool(m.all()) for m in masks.values())

@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from prunelab.config.instantiate import make
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
-from prunelab.pruning import units as filters
-from prunelab.pruning.groups import filter_groups
+from prunelab.pruning import units
+from prunelab.pruning.groups import unit_groups
 from prunelab.runs.compact import dense_state, kept_record, load_compact
 from tests.conftest import cli, compose_cfg, run_dirs
 from tests.test_group_kinds import prune_half
@@ -32,8 +32,8 @@ def fake_run(tmp_path, name: str):
     cfg = compose_cfg([f"model={name}"])
     model = make(cfg, "model", input_shape=SHAPES[name], num_classes=10, _convert_="all")
     masking.attach_masks(model, masking.prunable_names(model))
-    groups = filter_groups(model, "all")
-    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
+    groups = unit_groups(model, "all")
+    masking.attach_masks(model, units.companion_names(groups, model), primary=False)
     with torch.no_grad():  # non-trivial norm statistics, so a wrong channel would show
         for m in model.modules():
             if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
@@ -56,7 +56,7 @@ def test_load_compact_equals_the_masked_model(name, tmp_path):
     x = torch.randn(4, *SHAPES[name], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert float((compact(x) - masked(x)).abs().max()) <= 1e-5
-    expected = filters.compact(masked, groups)  # the in-run compaction: the same architecture
+    expected = units.compact(masked, groups)  # the in-run compaction: the same architecture
     assert [tuple(p.shape) for p in compact.parameters()] == [tuple(p.shape) for p in expected.parameters()]
     assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in masked.parameters()) * 0.8
 

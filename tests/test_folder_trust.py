@@ -24,7 +24,7 @@ import prunelab
 from prunelab.analysis import report as report_mod
 from prunelab.errors import PrunelabError
 from prunelab.runs import files as results
-from prunelab.runs import source
+from prunelab.runs import masks_from as source
 from prunelab.runs.compact import FORMAT, load_compact
 from prunelab.runs.folders import load_run as report_load_run
 from tests.conftest import cli

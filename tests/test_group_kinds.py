@@ -22,9 +22,9 @@ from prunelab.models.resnet import ResNet
 from prunelab.models.vgg import VGG
 from prunelab.models.wide_resnet import WideResNet
 from prunelab.pruning import masks as masking
-from prunelab.pruning import units as filters
+from prunelab.pruning import units
 from prunelab.pruning.cost import count_flops
-from prunelab.pruning.groups import check_kinds, filter_groups, refused
+from prunelab.pruning.groups import check_kinds, refused, unit_groups
 from tests.conftest import cli, compose_cfg
 from tests.test_faults import one_line_error
 
@@ -50,8 +50,8 @@ def build(name: str, kinds="all", seed: int = 0):
     torch.manual_seed(seed)
     model = make()
     masking.attach_masks(model, masking.prunable_names(model))
-    groups = filter_groups(model, kinds)
-    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
+    groups = unit_groups(model, kinds)
+    masking.attach_masks(model, units.companion_names(groups, model), primary=False)
     with torch.no_grad():  # non-trivial norm statistics, so a wrong channel would show
         for m in model.modules():
             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -64,9 +64,9 @@ def build(name: str, kinds="all", seed: int = 0):
 
 def prune_half(model, groups, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
-    scores = {g.conv: torch.rand(g.out_channels, generator=gen) for g in groups}
-    alive = filters.select_filters(scores, filters.alive_filters(model, groups), 0.5, scope="layer")
-    masking.set_masks(model, filters.group_masks(model, groups, alive))
+    scores = {g.key: torch.rand(g.out_channels, generator=gen) for g in groups}
+    alive = units.select_units(scores, units.alive_units(model, groups), 0.5, scope="layer")
+    masking.set_masks(model, units.group_masks(model, groups, alive))
     return alive
 
 
@@ -75,8 +75,8 @@ def test_group_kinds_found(name):
     _, groups, _ = build(name)
     counts = {k: sum(g.kind == k for g in groups) for k in ("conv", "flatten", "linear", "residual")}
     assert counts == {k: EXPECTED[name].get(k, 0) for k in counts}
-    conv_only = filter_groups(MODELS[name][0]())
-    assert [g.conv for g in conv_only] == [g.conv for g in groups if g.kind == "conv"]
+    conv_only = unit_groups(MODELS[name][0]())
+    assert [g.key for g in conv_only] == [g.key for g in groups if g.kind == "conv"]
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -98,9 +98,9 @@ def test_pruned_units_are_exact_zeros_and_compaction_is_exact(name):
         h.remove()
     for g in groups:
         for p in g.producers:
-            assert torch.count_nonzero(outputs[p][:, ~alive[g.conv]]) == 0, (g.kind, p)
-    zeroed = filters.bake(model).eval()  # plain tensors, pruned entries zero
-    compact = filters.compact(model, groups).eval()
+            assert torch.count_nonzero(outputs[p][:, ~alive[g.key]]) == 0, (g.kind, p)
+    zeroed = units.bake(model).eval()  # plain tensors, pruned entries zero
+    compact = units.compact(model, groups).eval()
     with torch.no_grad():
         assert torch.allclose(zeroed(x), masked, atol=1e-6)
         assert (compact(x) - masked).abs().max() <= 1e-5

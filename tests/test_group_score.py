@@ -11,10 +11,10 @@ from torch import nn
 
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
-from prunelab.pruning import units as filters
+from prunelab.pruning import units
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.criteria.group_score import GroupScore, GroupView
-from prunelab.pruning.groups import filter_groups
+from prunelab.pruning.groups import unit_groups
 from prunelab.pruning.importances.bn_scale import bn_scale
 from prunelab.pruning.importances.fpgm import fpgm
 from tests.conftest import cli, run_dirs
@@ -30,9 +30,9 @@ def conv_net(batch_norm: bool = True) -> nn.Module:
 
 
 def view(model: nn.Module, alive=None) -> GroupView:
-    (g,) = filter_groups(model)
+    (g,) = unit_groups(model)
     alive = torch.ones(g.out_channels, dtype=torch.bool) if alive is None else alive
-    return GroupView(model, g.conv, g.kind, g.out_channels, alive, g.producers, g.batchnorms, g.consumers)
+    return GroupView(model, g.key, g.kind, g.out_channels, alive, g.producers, g.batchnorms, g.consumers)
 
 
 def test_fpgm_scores_the_geometric_median_lowest():
@@ -76,16 +76,16 @@ def test_group_score_checks_what_fn_returns(fn, says):
     model = conv_net()
     with pytest.raises(PrunelabError, match=says):
         crit = GroupScore(f"tests.test_group_score.{fn}")
-        crit.check_groups(model, filter_groups(model))
+        crit.check_groups(model, unit_groups(model))
 
 
 def test_group_score_feeds_the_ranking():
     model = conv_net()
-    groups = filter_groups(model)
+    groups = unit_groups(model)
     for reverse, kept in ((False, [2]), (True, [0])):
         crit = GroupScore("tests.test_group_score.by_index", scope="layer", options={"reverse": reverse})
         scores = crit.scores(model, masking.get_masks(model), context=ScoringContext(groups=groups))
-        alive = filters.select_filters(scores, filters.alive_filters(model, groups), 0.6, scope="layer")
+        alive = units.select_units(scores, units.alive_units(model, groups), 0.6, scope="layer")
         assert torch.nonzero(alive["0"]).flatten().tolist() == kept
 
 

@@ -11,7 +11,7 @@ import torch
 
 from prunelab.config.identity import run_id
 from prunelab.errors import PrunelabError
-from prunelab.runs import source
+from prunelab.runs import masks_from as source
 from tests.conftest import cli, compose_cfg, run_dirs
 from tests.test_faults import one_line_error
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from prunelab.pruning import units as filters
+from prunelab.pruning import units
 from prunelab.runs.files import SnapshotFolder
 from tests.conftest import cli, run_dirs
 
@@ -138,7 +138,7 @@ def test_progressive_rounds_freeze_later_layers_bit_identically(tmp_path, data_d
         assert frozen and all(torch.equal(b[k], a[k]) for b, a in zip(before, after) for k in b)  # bit-identical
         moved = [k for k, v in model.state_dict().items() if not torch.equal(v, trainable[k])]
         assert any(k.startswith(layer) for k in moved)  # the simplified layer itself retrained
-        alive = filters.alive_filters(model, ctx.groups)[layer]
+        alive = units.alive_units(model, ctx.groups)[layer]
         assert int(alive.sum()) == alive.numel() // 2  # rate 0.5 of this layer's kernels
     assert all(p.requires_grad for p in model.parameters())  # unfrozen after each round
 
@@ -177,7 +177,7 @@ def test_human_ratings_loop(tmp_path, data_dir, monkeypatch):
         "layer,kernel,decision\n" + "".join(f"features.0,{k},{'drop' if k in drop else 'keep'}\n" for k in range(32))
     )
     cb.prune(model)
-    alive = filters.alive_filters(model, ctx.groups)
+    alive = units.alive_units(model, ctx.groups)
     assert {int(k) for k in torch.nonzero(~alive["features.0"])} == drop and alive["features.4"].all()
 
 
@@ -213,6 +213,6 @@ def test_every_method_runs_from_the_cli(name, tmp_path):
     (run_dir,) = run_dirs(tmp_path)
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "complete"
-    assert rows[-1]["sparsity"] > 0 or rows[-1].get("filters_removed_share", 0) > 0
+    assert rows[-1]["sparsity"] > 0 or rows[-1].get("units_removed_share", 0) > 0
     if rows[-1].get("compact_max_abs_diff") is not None:
         assert rows[-1]["compact_max_abs_diff"] < 1e-4 and rows[-1]["flops_ratio"] < 1

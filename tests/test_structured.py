@@ -15,9 +15,9 @@ from prunelab.models.convnets import ConvNet
 from prunelab.models.resnet import ResNet
 from prunelab.models.vgg import VGG
 from prunelab.pruning import masks as masking
-from prunelab.pruning import units as filters
+from prunelab.pruning import units
 from prunelab.pruning.cost import count_flops
-from prunelab.pruning.groups import filter_groups
+from prunelab.pruning.groups import unit_groups
 from prunelab.pruning.pls import pls, pls_vip
 
 MODELS = {
@@ -32,8 +32,8 @@ def structured_model(name: str, seed: int = 0):
     torch.manual_seed(seed)
     model = MODELS[name]()
     masking.attach_masks(model, masking.prunable_names(model))
-    groups = filter_groups(model)
-    masking.attach_masks(model, filters.companion_names(groups, model), primary=False)
+    groups = unit_groups(model)
+    masking.attach_masks(model, units.companion_names(groups, model), primary=False)
     with torch.no_grad():  # non-trivial BatchNorm statistics, so a wrong channel would show
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -44,9 +44,9 @@ def structured_model(name: str, seed: int = 0):
 
 def prune_random_filters(model, groups, share: float, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
-    scores = {g.conv: torch.rand(g.out_channels, generator=gen) for g in groups}
-    alive = filters.select_filters(scores, filters.alive_filters(model, groups), share)
-    masking.set_masks(model, filters.group_masks(model, groups, alive))
+    scores = {g.key: torch.rand(g.out_channels, generator=gen) for g in groups}
+    alive = units.select_units(scores, units.alive_units(model, groups), share)
+    masking.set_masks(model, units.group_masks(model, groups, alive))
     return alive
 
 
@@ -59,8 +59,8 @@ def test_groups_follow_the_structure():
     _, vgg = structured_model("vgg11")
     assert len(vgg) == 7 and all(len(g.batchnorms) == 1 and len(g.consumers) == 1 for g in vgg)  # last conv out
     _, res = structured_model("resnet20")
-    assert [g.conv for g in res][:2] == ["blocks.0.conv1", "blocks.1.conv1"] and len(res) == 9
-    assert all(g.consumers == [g.conv.replace("conv1", "conv2")] for g in res)
+    assert [g.key for g in res][:2] == ["blocks.0.conv1", "blocks.1.conv1"] and len(res) == 9
+    assert all(g.consumers == [g.key.replace("conv1", "conv2")] for g in res)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -70,14 +70,14 @@ def test_pruned_filters_emit_exact_zeros(name):
     outputs = {}
     hooks = []
     for g in groups:  # the last module of each group's path: its BatchNorm, else the conv
-        last = g.batchnorms[-1] if g.batchnorms else g.conv
-        hooks.append(model.get_submodule(last).register_forward_hook(lambda m, i, o, c=g.conv: outputs.update({c: o})))
+        last = g.batchnorms[-1] if g.batchnorms else g.key
+        hooks.append(model.get_submodule(last).register_forward_hook(lambda m, i, o, c=g.key: outputs.update({c: o})))
     for train in (False, True):
         model.train(train)
         model(input_for(model))
         for g in groups:
-            dead = ~alive[g.conv]
-            assert dead.any() and torch.count_nonzero(outputs[g.conv][:, dead]) == 0
+            dead = ~alive[g.key]
+            assert dead.any() and torch.count_nonzero(outputs[g.key][:, dead]) == 0
     for h in hooks:
         h.remove()
 
@@ -88,7 +88,7 @@ def test_compaction_gives_same_outputs_and_counted_flops(name):
     prune_random_filters(model, groups, 0.3)
     prune_random_filters(model, groups, 0.6, seed=1)
     model.eval()
-    compact = filters.compact(model, groups).eval()
+    compact = units.compact(model, groups).eval()
     x = input_for(model)
     with torch.no_grad():
         assert torch.allclose(model(x), compact(x), atol=1e-5)
@@ -103,13 +103,13 @@ def test_compaction_gives_same_outputs_and_counted_flops(name):
 def test_select_filters_rules():
     alive = {"a": torch.ones(4, dtype=torch.bool), "b": torch.ones(6, dtype=torch.bool)}
     scores = {"a": torch.tensor([0.0, 0.0, 0.0, 0.0]), "b": torch.tensor([1.0, 2, 3, 4, 5, 6])}
-    out = filters.select_filters(scores, alive, 0.5)  # remove 5 of 10: layer a keeps one filter
+    out = units.select_units(scores, alive, 0.5)  # remove 5 of 10: layer a keeps one filter
     assert out["a"].tolist() == [False, False, False, True] and int((~out["b"]).sum()) == 2
     assert out["b"].tolist() == [False, False, True, True, True, True]
-    more = filters.select_filters({"a": torch.ones(4), "b": -torch.arange(6.0)}, out, 0.7)
+    more = units.select_units({"a": torch.ones(4), "b": -torch.arange(6.0)}, out, 0.7)
     assert not (more["a"] & ~out["a"]).any() and not (more["b"] & ~out["b"]).any()  # never revived
     assert sum(int((~v).sum()) for v in more.values()) == 7
-    again = filters.select_filters(scores, alive, 0.5)
+    again = units.select_units(scores, alive, 0.5)
     assert all(torch.equal(out[k], again[k]) for k in out)  # deterministic
 
 
@@ -169,9 +169,9 @@ def test_pls_vip_row_blocks_float32_and_offset(monkeypatch):
 def test_layer_scope_removes_the_same_share_of_every_layer():
     alive = {"a": torch.ones(4, dtype=torch.bool), "b": torch.ones(10, dtype=torch.bool)}
     scores = {"a": torch.arange(4.0), "b": torch.arange(10.0) + 100}  # a global ranking would empty "a" first
-    glob = filters.select_filters(scores, alive, 0.5)
+    glob = units.select_units(scores, alive, 0.5)
     assert int(glob["a"].sum()) == 1 and int(glob["b"].sum()) == 6
-    per_layer = filters.select_filters(scores, alive, 0.5, scope="layer")
+    per_layer = units.select_units(scores, alive, 0.5, scope="layer")
     assert per_layer["a"].tolist() == [False, False, True, True] and int(per_layer["b"].sum()) == 5
     with pytest.raises(PrunelabError, match=r"criterion\.scope"):
-        filters.select_filters(scores, alive, 0.5, scope="both")
+        units.select_units(scores, alive, 0.5, scope="both")

@@ -210,7 +210,7 @@ def _masks_meaning(ident: dict[str, Any], plain: dict[str, Any]) -> None:
     if isinstance(rewind, dict):
         rewind.pop("masks_sha1", None)  # the recorded pin of the same content
     if isinstance(rewind, dict) and isinstance(asked, dict) and asked.get("masks_from"):  # content, not path
-        from prunelab.runs.source import identity_value
+        from prunelab.runs.masks_from import identity_value
 
         rewind["masks_from"] = identity_value(asked, plain.get("seed"), plain.get("model"))
 

@@ -16,10 +16,9 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from prunelab.pruning import distributed
+from prunelab.pruning import distributed, units
 from prunelab.pruning import masks as masking
 from prunelab.pruning import rewind as rewinding
-from prunelab.pruning import units as filters
 from prunelab.pruning.allocation import Allocation, layer_target, normalized
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.select import select
@@ -87,7 +86,7 @@ class PruningCallback(pl.Callback):
     def _select_layer(self, score, alive):
         """Progressive schedules: the kernels of one layer to keep (by rate or by threshold)."""
         if self.schedule.threshold is None:
-            return filters.select_filters({"l": score}, {"l": alive}, self.schedule.rate, self.min_filters)["l"]
+            return units.select_units({"l": score}, {"l": alive}, self.schedule.rate, self.min_filters)["l"]
         keep = alive & (score.to(alive.device) >= self.schedule.threshold)
         if int(keep.sum()) < self.min_filters:  # never empty a layer: keep the best-scored kernels
             best = torch.argsort(torch.where(alive, score.to(alive.device), -torch.inf), descending=True, stable=True)
@@ -137,13 +136,13 @@ class PruningCallback(pl.Callback):
         """The one path from scores to masks: one layer's kernels (progressive schedules), whole filter groups
         (structured criteria) or single weights (unstructured criteria)."""
         if self.schedule.progressive:
-            alive = filters.alive_filters(model, self.groups)
+            alive = units.alive_units(model, self.groups)
             layer = context.extra["layer"]
             alive[layer] = self._select_layer(scores[layer], alive[layer])
-            return filters.group_masks(model, self.groups, alive)
+            return units.group_masks(model, self.groups, alive)
         if self.criterion.structured:
-            alive = filters.alive_filters(model, self.groups)
-            return filters.group_masks(model, self.groups, self._allocate_filters(scores, alive, target))
+            alive = units.alive_units(model, self.groups)
+            return units.group_masks(model, self.groups, self._allocate_filters(scores, alive, target))
         return self._allocate_weights(scores, current, target)
 
     def _allocate_filters(self, scores, alive, target: float) -> dict[str, torch.Tensor]:
@@ -152,12 +151,12 @@ class PruningCallback(pl.Callback):
         own, rest = alloc.split(list(alive))
         for name, rate in own.items():
             share = layer_target(target, rate, self.schedule.step_share)
-            out[name] = filters.select_filters({name: scores[name]}, {name: alive[name]}, share, self.min_filters)[name]
+            out[name] = units.select_units({name: scores[name]}, {name: alive[name]}, share, self.min_filters)[name]
         if rest:
             part = {n: scores[n] for n in rest}
             if self.criterion.scope == "global":
                 part = normalized(part, alive, alloc.normalize)
-            kept = filters.select_filters(
+            kept = units.select_units(
                 part,
                 {n: alive[n] for n in rest},
                 target,
@@ -167,7 +166,7 @@ class PruningCallback(pl.Callback):
             )
             out.update(kept)
         if alloc.round_to is not None:
-            out = filters.round_kept(out, alive, scores, alloc.round_to)
+            out = units.round_kept(out, alive, scores, alloc.round_to)
         return out
 
     def _allocate_weights(self, scores, current, target: float) -> dict[str, torch.Tensor]:

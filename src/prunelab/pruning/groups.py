@@ -34,7 +34,7 @@ from torch.nn import functional
 
 from prunelab.pruning.kinds import KINDS, check_kinds
 
-__all__ = ["KINDS", "FilterGroup", "check_kinds", "filter_groups", "refused"]
+__all__ = ["KINDS", "UnitGroup", "check_kinds", "refused", "unit_groups"]
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PASS_MODULES = (
@@ -66,10 +66,10 @@ _SCALAR_METHODS = {"size", "dim"}
 
 
 @dataclass
-class FilterGroup:
+class UnitGroup:
     """One prunable group: ``out_channels`` units, pruned at the same index in every producer."""
 
-    conv: str  # the group's key: its first producer (a conv, or a Linear for kind "linear")
+    key: str  # the group's name: its first producer (a conv, or a Linear for kind "linear")
     out_channels: int
     batchnorms: list[str] = field(default_factory=list)  # norms indexed by the unit (BatchNorm2d/1d)
     consumers: list[str] = field(default_factory=list)  # layers reading the units as input channels/columns
@@ -79,7 +79,7 @@ class FilterGroup:
 
     def __post_init__(self) -> None:
         if not self.producers:
-            self.producers = [self.conv]
+            self.producers = [self.key]
 
 
 @dataclass
@@ -280,7 +280,7 @@ def _spaces(model: nn.Module) -> tuple[_Graph, list[_Space]]:
     return g, sorted(found, key=lambda s: min(g.order[p] for p in s.producers))
 
 
-def filter_groups(model: nn.Module, kinds: Any = ("conv",)) -> list[FilterGroup]:
+def unit_groups(model: nn.Module, kinds: Any = ("conv",)) -> list[UnitGroup]:
     """The structurally prunable groups of ``model`` of the given kinds, ordered by their first producer."""
     wanted = check_kinds(kinds)
     g, spaces = _spaces(model)
@@ -290,9 +290,7 @@ def filter_groups(model: nn.Module, kinds: Any = ("conv",)) -> list[FilterGroup]
             continue
         producers = sorted(s.producers, key=g.order.__getitem__)
         blocks = {c: b for c, b in s.consumers.items() if isinstance(g.modules[c], nn.Linear)}
-        groups.append(
-            FilterGroup(producers[0], s.size, list(s.norms), list(s.consumers), producers, blocks, _kind(g, s))
-        )
+        groups.append(UnitGroup(producers[0], s.size, list(s.norms), list(s.consumers), producers, blocks, _kind(g, s)))
     return groups
 
 

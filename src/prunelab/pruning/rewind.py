@@ -8,7 +8,7 @@ Frankle & Carbin's two controls: ``reinit`` keeps the masks and restores a *fres
 architecture initialised with seed ``seed + REINIT_SEED_OFFSET``, saved once as ``rewind/reinit.pt``); ``shuffle``
 permutes each layer's mask at random (seeded by run seed and round: the same sparsity per layer, a random
 subnetwork) and restores the round-0 initial weights. ``shuffle`` is for unstructured criteria.
-With ``masks_from`` (:mod:`prunelab.runs.source`) each round installs another run's masks of that round instead
+With ``masks_from`` (:mod:`prunelab.runs.masks_from`) each round installs another run's masks of that round instead
 of scoring its own weights: ``rewind=reinit rewind.masks_from=<ticket run>`` is the paper's reinit control, the
 ticket's masks at every level trained from a fresh initialisation.
 Snapshots cover every parameter and buffer (BatchNorm statistics included) except the masks themselves.

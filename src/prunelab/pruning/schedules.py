@@ -174,7 +174,7 @@ class Progressive(Schedule):
         self.num_rounds = 1
 
     def bind(self, groups: Sequence[Any]) -> None:
-        self.layers = [g.conv for g in groups]
+        self.layers = [g.key for g in groups]
         self.num_rounds = 1 + len(self.layers)
 
     def layer_at(self, round_: int) -> str | None:

@@ -1,10 +1,12 @@
-"""Structured (filter) pruning: which filters are alive, selecting filters, expanding to masks, compaction.
+"""Structured pruning by *units* (a conv's filters, a Linear's neurons, a residual stream's channels: the members
+of a :class:`~prunelab.pruning.groups.UnitGroup`): which units are alive, selecting units, expanding them to
+masks, compaction.
 
-The structured analogue of ``select``: ``select_filters`` turns per-filter scores into the filters to keep, as
-Jordao et al.'s code does: one global ranking, the number of filters removed is the target share of all prunable
-filters (rounded to the nearest count), already-removed filters stay removed, and no layer is ever emptied
-(``min_filters`` per layer). ``group_masks`` expands alive filters to element masks over each whole group
-(see ``prunelab.pruning.groups``). ``compact`` builds the physically smaller model.
+The structured analogue of ``select``: ``select_units`` turns per-unit scores into the units to keep, as
+Jordao et al.'s code does for filters: one global ranking, the number of units removed is the target share of all
+prunable units (rounded to the nearest count), already-removed units stay removed, and no layer is ever emptied
+(``prune.min_filters`` per layer, the config key's historic name). ``group_masks`` expands alive units to element
+masks over each whole group (see ``prunelab.pruning.groups``). ``compact`` builds the physically smaller model.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
-from prunelab.pruning.groups import FilterGroup
+from prunelab.pruning.groups import UnitGroup
 
 
-def companion_names(groups: Sequence[FilterGroup], model: nn.Module) -> list[str]:
+def companion_names(groups: Sequence[UnitGroup], model: nn.Module) -> list[str]:
     """Bias and norm tensors that follow a group's units (masked as companions)."""
     names = []
     for g in groups:
@@ -32,13 +34,13 @@ def companion_names(groups: Sequence[FilterGroup], model: nn.Module) -> list[str
     return names
 
 
-def alive_filters(model: nn.Module, groups: Sequence[FilterGroup]) -> dict[str, Tensor]:
+def alive_units(model: nn.Module, groups: Sequence[UnitGroup]) -> dict[str, Tensor]:
     """Boolean (out_channels,) per group conv: a filter is alive if any of its weights is unmasked."""
     masks = masking.get_masks(model)
-    return {g.conv: masks[f"{g.conv}.weight"].flatten(1).any(1) for g in groups}
+    return {g.key: masks[f"{g.key}.weight"].flatten(1).any(1) for g in groups}
 
 
-def select_filters(
+def select_units(
     scores: Mapping[str, Tensor],
     alive: Mapping[str, Tensor],
     target: float,
@@ -51,7 +53,7 @@ def select_filters(
     layer keeps the same share, so two criteria at the same target leave the same FLOPs). A global ranking never
     removes more than ``max_share`` of a layer (``prune.max_layer_sparsity``)."""
     if scope == "layer":
-        return {n: select_filters({n: scores[n]}, {n: alive[n]}, target, min_filters)[n] for n in alive}
+        return {n: select_units({n: scores[n]}, {n: alive[n]}, target, min_filters)[n] for n in alive}
     if scope != "global":
         raise PrunelabError("criterion.scope", f"unknown scope {scope!r}", "use global or layer")
     if not 0.0 <= target < 1.0:
@@ -117,11 +119,11 @@ def _columns(keep: Tensor, block: int) -> Tensor:
     return keep.repeat_interleave(block)
 
 
-def group_masks(model: nn.Module, groups: Sequence[FilterGroup], alive: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def group_masks(model: nn.Module, groups: Sequence[UnitGroup], alive: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Element masks for every tensor touched by the groups, combined with the current masks."""
     masks = masking.get_masks(model)
     for g in groups:
-        keep = alive[g.conv].to(masks[f"{g.conv}.weight"].dtype)
+        keep = alive[g.key].to(masks[f"{g.key}.weight"].dtype)
         for p in g.producers:
             w = f"{p}.weight"
             masks[w] = masks[w] * keep.view(-1, *([1] * (masks[w].dim() - 1)))
@@ -137,10 +139,10 @@ def group_masks(model: nn.Module, groups: Sequence[FilterGroup], alive: Mapping[
     return masks
 
 
-def filter_stats(alive: Mapping[str, Tensor]) -> dict[str, float]:
+def unit_stats(alive: Mapping[str, Tensor]) -> dict[str, float]:
     total = sum(len(a) for a in alive.values())
     kept = sum(int(a.sum()) for a in alive.values())
-    return {"filters": float(total), "filters_kept": float(kept), "filters_removed_share": 1 - kept / total}
+    return {"units": float(total), "units_kept": float(kept), "units_removed_share": 1 - kept / total}
 
 
 # -- physical compaction ------------------------------------------------------------------------------------------
@@ -214,21 +216,21 @@ def _slice_bn(bn: nn.BatchNorm1d | nn.BatchNorm2d, idx: Tensor) -> nn.Module:
     return new.to(bn.weight.device if bn.weight is not None else "cpu")
 
 
-def compact(model: nn.Module, groups: Sequence[FilterGroup], kept: Mapping[str, Tensor] | None = None) -> nn.Module:
+def compact(model: nn.Module, groups: Sequence[UnitGroup], kept: Mapping[str, Tensor] | None = None) -> nn.Module:
     """A physically smaller copy: removed filters, their BatchNorm channels and consumers' inputs are dropped.
 
     Gives the same outputs as the masked model (a pruned filter emits exactly 0, and its consumers' weights on that
     channel are masked), with fewer multiply-accumulates and a real CPU/GPU speedup. ``kept``: a boolean
     (out_channels,) per group key instead of reading the masks (a plain model rebuilt by prunelab.runs.compact).
     """
-    alive = dict(kept) if kept is not None else alive_filters(model, groups)
+    alive = dict(kept) if kept is not None else alive_units(model, groups)
     keep_out: dict[str, Tensor] = {}
     keep_in: dict[str, Tensor] = {}
     for g in groups:
-        idx = torch.nonzero(alive[g.conv].cpu()).flatten()
+        idx = torch.nonzero(alive[g.key].cpu()).flatten()
         keep_out.update({p: idx for p in g.producers})
         for c in g.consumers:
-            keep_in[c] = torch.nonzero(_columns(alive[g.conv].cpu(), g.blocks[c])).flatten() if c in g.blocks else idx
+            keep_in[c] = torch.nonzero(_columns(alive[g.key].cpu(), g.blocks[c])).flatten() if c in g.blocks else idx
     out = bake(model)
     for name in set(keep_out) | set(keep_in):
         layer = out.get_submodule(name)
@@ -243,5 +245,5 @@ def compact(model: nn.Module, groups: Sequence[FilterGroup], kept: Mapping[str, 
             _set(out, name, _slice_linear(linear, o, i))
     for g in groups:
         for bn in g.batchnorms:
-            _set(out, bn, _slice_bn(cast(nn.BatchNorm2d, out.get_submodule(bn)), keep_out[g.conv]))
+            _set(out, bn, _slice_bn(cast(nn.BatchNorm2d, out.get_submodule(bn)), keep_out[g.key]))
     return out

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from prunelab.config.instantiate import make
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
-from prunelab.pruning import units as filters
-from prunelab.pruning.groups import KINDS, FilterGroup, check_kinds, filter_groups
+from prunelab.pruning import units
+from prunelab.pruning.groups import KINDS, UnitGroup, check_kinds, unit_groups
 from prunelab.runner import preflight
 from prunelab.runner.context import RunContext
 from prunelab.runs import files as results
@@ -54,7 +54,7 @@ def build_data(cfg: DictConfig) -> Any:
 
 def build_model(
     cfg: DictConfig, dm: Any, structured: bool = False, scorable: tuple[str, ...] = KINDS
-) -> tuple[torch.nn.Module, list[FilterGroup]]:
+) -> tuple[torch.nn.Module, list[UnitGroup]]:
     """The model with masks attached; for structured criteria also its groups (``prune.group_kinds``, each a kind
     the criterion can score: ``scorable``) and their companion masks."""
     seed_all(cfg.seed)
@@ -79,7 +79,7 @@ def build_model(
         return model, []
     kinds = check_kinds(cfg.prune.get("group_kinds", "auto"), scorable)
     prunable = set(names)  # a group whose producer the patterns leave out (prune.exclude, exclude_output_layer) is not
-    groups = [g for g in filter_groups(model, kinds) if all(f"{p}.weight" in prunable for p in g.producers)]
+    groups = [g for g in unit_groups(model, kinds) if all(f"{p}.weight" in prunable for p in g.producers)]
     if not groups:
         raise PrunelabError(
             "prune.group_kinds",
@@ -95,7 +95,7 @@ def build_model(
         )
     # a consumer left out of the patterns still loses the input columns of removed units: a companion mask
     consumers = sorted({f"{c}.weight" for g in groups for c in g.consumers} - prunable)
-    masking.attach_masks(model, filters.companion_names(groups, model) + consumers, primary=False)
+    masking.attach_masks(model, units.companion_names(groups, model) + consumers, primary=False)
     return model, groups
 
 

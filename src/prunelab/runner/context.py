@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from prunelab.data.base import TensorDataModule
 from prunelab.pruning.criteria import Criterion
-from prunelab.pruning.groups import FilterGroup
+from prunelab.pruning.groups import UnitGroup
 from prunelab.pruning.rewind import Rewind
 from prunelab.pruning.schedules import Schedule
 from prunelab.training.module import ClassifierModule
@@ -25,7 +25,7 @@ class RunContext:
     schedule: Schedule
     rewind: Rewind
     criterion: Criterion
-    groups: list[FilterGroup] = field(default_factory=list)
+    groups: list[UnitGroup] = field(default_factory=list)
     loggers: list[Any] = field(default_factory=list)
     extra_callbacks: list[Any] = field(default_factory=list)  # e.g. a test's probe
     warnings: list[str] = field(default_factory=list)  # degenerate but allowed settings, recorded in the summary

@@ -155,7 +155,7 @@ def _legacy_defaults(ident: dict[str, Any]) -> None:
             prune["normalize"] = "none"
     rewind = ident.get("rewind")
     if isinstance(rewind, dict) and rewind.get("masks_from"):
-        from prunelab.runs.source import identity_value
+        from prunelab.runs.masks_from import identity_value
 
         rewind["masks_from"] = identity_value(rewind, ident.get("seed"), ident.get("model"))
     if isinstance(rewind, dict):

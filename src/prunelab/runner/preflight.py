@@ -606,7 +606,7 @@ def check_masks_source(ctx: Any) -> None:
     """``rewind.masks_from``: the source run is found, holds every round this run needs, and its masks fit this
     model (names and shapes); binds the resolved folder to ``ctx.rewind``."""
     from prunelab.pruning import masks as masking
-    from prunelab.runs import source
+    from prunelab.runs import masks_from as source
 
     cfg, rewind = ctx.cfg, ctx.rewind
     if population_size(cfg) > 1:

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 
 from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
-from prunelab.pruning import units as filters
+from prunelab.pruning import units
 from prunelab.pruning.allocation import Allocation
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.cost import count_flops, export_report
@@ -181,8 +181,8 @@ def round_row(ctx: RunContext, r: int, kept: str, fit_s: float, val: dict, epoch
     }
     row["prune/round"], row["prune/sparsity"], row["prune/flops"] = r, stats["sparsity"], flops["flops"]
     if ctx.groups:
-        row.update(filters.filter_stats(filters.alive_filters(model, ctx.groups)))
-        row["prune/filters_removed_share"] = row["filters_removed_share"]
+        row.update(units.unit_stats(units.alive_units(model, ctx.groups)))
+        row["prune/units_removed_share"] = row["units_removed_share"]
     return row
 
 

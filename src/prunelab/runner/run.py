@@ -23,7 +23,7 @@ from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 from prunelab.runner.round import load_kept_model, log_round, run_round
 from prunelab.runs import files as results
-from prunelab.runs import source
+from prunelab.runs import masks_from as source
 from prunelab.training.console import round_line
 
 log = logging.getLogger("prunelab")

@@ -74,7 +74,7 @@ def key(ctx: RunContext) -> str | None:
         return None
     ident = canonical(cfg, KEYS)  # as in the run id: names, not code paths; defaults and run_id_ignore left out
     ident["masked"] = masking.masked_names(ctx.module.model)
-    ident["groups"] = [[g.kind, g.conv, g.out_channels] for g in ctx.groups]
+    ident["groups"] = [[g.kind, g.key, g.out_channels] for g in ctx.groups]
     ident["rewind_step"] = ctx.rewind.snapshot_step
     ident["version"] = VERSION
     return digest(ident, 16)

@@ -30,23 +30,23 @@ FORMAT = "prunelab.kept/1"
 
 def kept_record(model: nn.Module, groups: list, input_shape: Any, num_classes: int) -> dict[str, Any]:
     """The JSON-ready record of which units each group of ``model`` (masked) keeps."""
-    from prunelab.pruning.units import alive_filters
+    from prunelab.pruning.units import alive_units
 
-    alive = alive_filters(model, groups)
+    alive = alive_units(model, groups)
     return {
         "format": FORMAT,
         "input_shape": [int(x) for x in input_shape],
         "num_classes": int(num_classes),
         "groups": [
             {
-                "key": g.conv,
+                "key": g.key,
                 "kind": g.kind,
                 "units": g.out_channels,
                 "producers": list(g.producers),
                 "batchnorms": list(g.batchnorms),
                 "consumers": list(g.consumers),
                 "blocks": dict(g.blocks),
-                "kept": torch.nonzero(alive[g.conv].cpu()).flatten().tolist(),
+                "kept": torch.nonzero(alive[g.key].cpu()).flatten().tolist(),
             }
             for g in groups
         ],
@@ -68,10 +68,10 @@ def dense_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _groups(record: dict[str, Any]) -> list:
-    from prunelab.pruning.groups import FilterGroup
+    from prunelab.pruning.groups import UnitGroup
 
     return [
-        FilterGroup(
+        UnitGroup(
             g["key"],
             int(g["units"]),
             list(g["batchnorms"]),
@@ -161,9 +161,7 @@ def load_compact(run_dir: str | Path, round: int) -> nn.Module:
             f"model.pt does not fit the run's model config ({str(exc)[:120]})",
             "the run folder was changed after the run: rerun it",
         ) from exc
-    kept = {
-        g.conv: _alive(model, g, spec, rdir / "kept.json") for g, spec in zip(groups, record["groups"], strict=True)
-    }
+    kept = {g.key: _alive(model, g, spec, rdir / "kept.json") for g, spec in zip(groups, record["groups"], strict=True)}
     return compact(model, groups, kept).eval()
 
 
@@ -172,25 +170,25 @@ def _alive(model: nn.Module, g: Any, spec: Any, where: Path) -> Tensor:
     alive = torch.zeros(g.out_channels, dtype=torch.bool)
     alive[torch.tensor(_kept_indices(spec, g.out_channels, where), dtype=torch.long)] = True
     try:
-        param = model.get_submodule(g.conv).weight
+        param = model.get_submodule(g.key).weight
         assert isinstance(param, Tensor)
         weight = param.detach().flatten(1)
     except (AttributeError, AssertionError):
         raise PrunelabError(
             "load_compact",
-            f"{where} names {g.conv!r}, not a layer of the model",
+            f"{where} names {g.key!r}, not a layer of the model",
             "the round's files were changed after the run: rerun the round",
         ) from None
     if weight.shape[0] != g.out_channels:
         raise PrunelabError(
             "load_compact",
-            f"{where} gives {g.conv} {g.out_channels} units; the model has {weight.shape[0]}",
+            f"{where} gives {g.key} {g.out_channels} units; the model has {weight.shape[0]}",
             "the round's files were changed: rerun the round",
         )
     if bool(weight[~alive].any()):  # a unit the record drops still has weights: record and weights disagree
         raise PrunelabError(
             "load_compact",
-            f"kept.json drops units of {g.conv} that model.pt still uses",
+            f"kept.json drops units of {g.key} that model.pt still uses",
             "the round's files do not belong together: rerun the round",
         )
     return alive

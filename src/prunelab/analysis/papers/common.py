@@ -91,7 +91,7 @@ def curve_table(pops: dict[str, dict[int, list[dict]]], title: str, first: str) 
     for pop, rounds in sorted(pops.items()):
         dense = mean([x["test/acc"] for x in rounds[0]])
         for r, rows in sorted(rounds.items()):
-            share = mean([x.get("filters_removed_share", x["sparsity"]) for x in rows])
+            share = mean([removed_unit_share(x) for x in rows])
             worst = max({x["worst_class"] for x in rows}, key=[x["worst_class"] for x in rows].count)
             acc = [x["test/acc"] for x in rows]
             lines.append(
@@ -120,3 +120,9 @@ def dense_line(pops: dict[str, dict[int, list[dict]]]) -> str:
         f"Dense round: trained until validation accuracy stopped improving; {stopped} of {len(dense)} dense "
         f"models stopped by patience (epochs {min(epochs)}-{max(epochs)})."
     )
+
+
+def removed_unit_share(row: dict) -> float:
+    """The share of structured units a round removed (``filters_removed_share`` in runs made before issue 28), or
+    its weight sparsity for unstructured runs."""
+    return float(row.get("units_removed_share", row.get("filters_removed_share", row["sparsity"])))

@@ -28,12 +28,12 @@ from prunelab.pruning.criteria import ScoringContext, record_outputs, required
 @torch.no_grad()
 def kernel_maps(model: nn.Module, groups, batches, num_samples: int) -> dict[str, Tensor]:
     """Post-BatchNorm, post-ReLU output maps (N, C, H, W) of every group's conv, for ``num_samples`` examples."""
-    store: dict[str, list[Tensor]] = {g.conv: [] for g in groups}
+    store: dict[str, list[Tensor]] = {g.key: [] for g in groups}
 
     def tap(conv: str):
         return lambda out: store[conv].append(functional.relu(out).float().cpu())
 
-    taps = {(g.batchnorms[-1] if g.batchnorms else g.conv): tap(g.conv) for g in groups}
+    taps = {(g.batchnorms[-1] if g.batchnorms else g.key): tap(g.key) for g in groups}
     record_outputs(model, batches, num_samples, taps)
     return {c: torch.cat(v)[:num_samples] for c, v in store.items()}
 
@@ -104,18 +104,18 @@ class HumanRatings:
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         context = required(context)
         layer = context.extra.get("layer")
-        groups = [g for g in context.groups if layer is None or g.conv == layer]
+        groups = [g for g in context.groups if layer is None or g.key == layer]
         export = self.export_dir or Path(context.extra.get("run_dir", ".")) / "kernels"
         rated = read_ratings(self.ratings) if self.ratings and self.ratings.exists() else {}
-        missing = [g for g in groups if len(rated.get(g.conv, {})) < g.out_channels]
+        missing = [g for g in groups if len(rated.get(g.key, {})) < g.out_channels]
         if missing:
             maps = kernel_maps(model, missing, batches, self.images)
             for g in missing:
-                save_kernel_grid(maps[g.conv], export / f"{g.conv}.png", self.images)
-                (export / f"{g.conv}.csv").write_text(
-                    "layer,kernel,decision\n" + "".join(f"{g.conv},{k},keep\n" for k in range(g.out_channels))
+                save_kernel_grid(maps[g.key], export / f"{g.key}.png", self.images)
+                (export / f"{g.key}.csv").write_text(
+                    "layer,kernel,decision\n" + "".join(f"{g.key},{k},keep\n" for k in range(g.out_channels))
                 )
-            where, layer = self.ratings or "<ratings file>", missing[0].conv
+            where, layer = self.ratings or "<ratings file>", missing[0].key
             grid, template = export / f"{layer}.png", export / f"{layer}.csv"
             raise PrunelabError(
                 "criterion.ratings",
@@ -123,6 +123,6 @@ class HumanRatings:
                 f"add the rows of {template} to {where}, mark each kernel keep or drop, and rerun the same command",
             )
         return {
-            g.conv: torch.tensor([1.0 if rated[g.conv][k] == "keep" else 0.0 for k in range(g.out_channels)])
+            g.key: torch.tensor([1.0 if rated[g.key][k] == "keep" else 0.0 for k in range(g.out_channels)])
             for g in groups
         }

@@ -33,7 +33,7 @@ class L1Filter:
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         context = required(context)
         return {
-            g.conv: sum(masking.effective(model, f"{p}.weight").detach().abs().flatten(1).sum(1) for p in g.producers)
+            g.key: sum(masking.effective(model, f"{p}.weight").detach().abs().flatten(1).sum(1) for p in g.producers)
             for g in context.groups
         }
 
@@ -47,4 +47,4 @@ class RandomFilter:
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         context = required(context)
         gen = torch.Generator().manual_seed((10_007 * context.seed + 101 * context.round + 7) % 2**64)
-        return {g.conv: torch.rand(g.out_channels, generator=gen) for g in context.groups}
+        return {g.key: torch.rand(g.out_channels, generator=gen) for g in context.groups}

@@ -57,7 +57,7 @@ class TaylorFilter:
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         context = required(context)
-        total = {g.conv: torch.zeros(g.out_channels) for g in context.groups}
+        total = {g.key: torch.zeros(g.out_channels) for g in context.groups}
         n = 0
         for _ in _gradients(model, batches, self.num_batches):
             n += 1
@@ -73,7 +73,7 @@ class TaylorFilter:
                         continue
                     gw = _g_times_w(model, name).cpu()
                     contrib += gw.flatten(1).sum(1) if gw.dim() > 1 else gw
-                total[g.conv] += contrib.pow(2)
+                total[g.key] += contrib.pow(2)
         n_all = float(distributed.all_sum(torch.tensor([float(n)])).item())  # DDP: batches of every rank
         return {k: distributed.all_sum(v) / max(n_all, 1.0) for k, v in total.items()}
 

@@ -93,9 +93,9 @@ class GroupScore:
         context = required(context)
         out = {}
         for g in context.groups:
-            alive = masks[f"{g.conv}.weight"].flatten(1).any(1)
+            alive = masks[f"{g.key}.weight"].flatten(1).any(1)
             view = GroupView(
-                model, g.conv, g.kind, g.out_channels, alive, list(g.producers), list(g.batchnorms), list(g.consumers)
+                model, g.key, g.kind, g.out_channels, alive, list(g.producers), list(g.batchnorms), list(g.consumers)
             )
             try:
                 scores = self.fn(model, view, **self.options)
@@ -104,10 +104,10 @@ class GroupScore:
             except Exception as exc:  # the user's function: one line naming it; the traceback is chained
                 raise PrunelabError(
                     "criterion.fn",
-                    f"{self.name} failed on {g.conv}: {type(exc).__name__}: {exc}",
+                    f"{self.name} failed on {g.key}: {type(exc).__name__}: {exc}",
                     "fix the function: it is called as fn(model, group, **criterion.options)",
                 ) from exc
-            out[g.conv] = self._checked(scores, g)
+            out[g.key] = self._checked(scores, g)
         return out
 
     def check_groups(self, model: nn.Module, groups: list) -> None:
@@ -121,14 +121,14 @@ class GroupScore:
             n = group.out_channels
             raise PrunelabError(
                 "criterion.fn",
-                f"{self.name} returned {shape} for {group.conv}, not one score per unit ({n},)",
+                f"{self.name} returned {shape} for {group.key}, not one score per unit ({n},)",
                 "return a 1-D tensor, one score per unit",
             )
         scores = scores.detach().float()
         if not bool(torch.isfinite(scores).all()):
             raise PrunelabError(
                 "criterion.fn",
-                f"{self.name} returned non-finite scores for {group.conv}",
+                f"{self.name} returned non-finite scores for {group.key}",
                 "return finite scores (higher = keep)",
             )
         return scores

@@ -79,4 +79,4 @@ class PLSVIP:
         )  # DDP: one PLS model on every rank's samples, identical on each rank
         num_classes = int(context.extra.get("num_classes", int(y.max()) + 1))
         v = pls_vip(x, functional.one_hot(y, num_classes).double(), self.n_components).float()
-        return {g.conv: sum(v[ranges[p][0] : ranges[p][1]] for p in g.producers) for g in context.groups}
+        return {g.key: sum(v[ranges[p][0] : ranges[p][1]] for p in g.producers) for g in context.groups}
