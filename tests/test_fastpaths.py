@@ -73,3 +73,29 @@ def test_both_loops_train_when_the_private_imports_fail(tmp_path):
         else:
             assert used == {"lightning"}
     assert _rows(tmp_path / "lean") == _rows(tmp_path / "lightning")
+
+
+def test_a_config_is_validated_once_per_process(monkeypatch):
+    """The CLI checks a config, then the job it runs in the same process checks only the machine part (issue 28)."""
+    from prunelab.runner import preflight
+    from tests.conftest import compose_cfg
+
+    calls = {"content": 0, "device": 0}
+    content, device = preflight._check_content, preflight._check_device
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(preflight, "_check_content", counted("content", content))
+    monkeypatch.setattr(preflight, "_check_device", counted("device", device))
+    monkeypatch.setattr(preflight, "_CHECKED", set())
+    cfg = compose_cfg(["seed=3"])
+    preflight.check_config(cfg, machine=False)  # the CLI
+    preflight.check_config(cfg)  # the job, in the same process
+    assert calls == {"content": 1, "device": 2}
+    preflight.check_config(compose_cfg(["seed=4"]))  # another config: checked in full
+    assert calls == {"content": 2, "device": 3}

@@ -199,7 +199,7 @@ def _task(cfg: DictConfig) -> float:
         # a sweep goes on: this job's summary.json says failed (with the error); `prunelab report` lists it
         logging.getLogger("prunelab").error("job failed: %s", describe(exc))
         return float("nan")  # a sweeper (Optuna) records the trial as failed
-    final, key = summary.get("final", {}), str(cfg.get("objective", "val/acc"))
+    final, key = summary.get("final", {}), str(cfg.objective)
     if final.get(key) is None:
         logging.getLogger("prunelab").warning("objective %s is not among the final round's metrics", key)
         return float("nan")

@@ -97,11 +97,11 @@ def check_supported(cfg: DictConfig) -> None:
         no("trainer.max_epochs", "untrained rounds", "use population=1")
 
 
-def run_population(cfg: DictConfig, run_dir: Path) -> dict:
+def run_population(cfg: DictConfig, run_dir: Path, ident: str | None = None) -> dict:
     """Train (or verify and skip) the K members of ``cfg``; returns the population summary."""
     check_supported(cfg)
-    with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.get("wait", False))):
-        folder = status.RunFolder(run_dir, "population_config.yaml")
+    with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.wait)):
+        folder = status.RunFolder(run_dir, "population_config.yaml", ident=ident)
         with folder.noted(cfg, "refused"):
             folder.check_identity(cfg)  # before anything is skipped or written
         with folder.noted(cfg, "failed"):
@@ -115,8 +115,8 @@ def run_population(cfg: DictConfig, run_dir: Path) -> dict:
 
 def checked_member(mc: DictConfig, path: Path) -> Member:
     """A member's folder checked as a single run's would be: identity, built objects, data, verified round."""
-    migrate.adopt(mc, path)  # a member folder named by its old run id
-    folder = status.RunFolder(path)
+    migrate.adopt(mc, path, ident=path.name)  # a member folder named by its old run id
+    folder = status.RunFolder(path, ident=path.name)  # member_configs named the folder by the member's run id
     folder.check_identity(mc)
     ctx = build.prepare(mc, path)
     folder.check_data(ctx.dm.describe())
@@ -142,13 +142,13 @@ def attempt(cfg: DictConfig, folder: status.RunFolder, members: list[Member]) ->
         folder.attempt(outcome, time.perf_counter() - started, error=describe(exc))
         raise
     wall = time.perf_counter() - started
-    objective = str(cfg.get("objective", "val/acc"))
+    objective = str(cfg.objective)
     finals = [m.folder.read_summary().get("final", {}) for m in members]
     values = [f[objective] for f in finals if f.get(objective) is not None]
     summary = {
         "status": "complete",
         "kind": "population",
-        "run_id": run_id(cfg),
+        "run_id": folder.run_id(cfg),
         "members": [str(m.folder.run_dir.relative_to(folder.run_dir)) for m in members],
         "seeds": [int(m.cfg.seed) for m in members],
         "wall_seconds": round(wall, 2),

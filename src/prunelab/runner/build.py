@@ -60,7 +60,7 @@ def build_model(
     seed_all(cfg.seed)
     model = make(cfg, "model", input_shape=dm.input_shape, num_classes=dm.num_classes, _convert_="all")
     names = masking.prunable_names(model, include=list(cfg.prune.include), exclude=list(cfg.prune.exclude))
-    if cfg.prune.get("exclude_output_layer", False) and names:
+    if cfg.prune.exclude_output_layer and names:
         last = names[-1].rpartition(".")[0]  # the module that produces the logits
         names = [n for n in names if n.rpartition(".")[0] != last]
     if not names:
@@ -77,7 +77,7 @@ def build_model(
     masking.attach_masks(model, names)
     if not structured:
         return model, []
-    kinds = check_kinds(cfg.prune.get("group_kinds", "auto"), scorable)
+    kinds = check_kinds(cfg.prune.group_kinds, scorable)
     prunable = set(names)  # a group whose producer the patterns leave out (prune.exclude, exclude_output_layer) is not
     groups = [g for g in unit_groups(model, kinds) if all(f"{p}.weight" in prunable for p in g.producers)]
     if not groups:
@@ -181,16 +181,16 @@ def finish_loggers(loggers: list[Any], status: str) -> None:
 
 def make_trainer(cfg: DictConfig, rdir: Path, callbacks: list, loggers: list, **overrides: Any) -> pl.Trainer:
     if cfg.trainer.get("enable_progress_bar", True):
-        refresh = int(cfg.get("progress_bar_refresh", 25))
+        refresh = int(cfg.progress_bar_refresh)
         if refresh < 1:
             raise PrunelabError("progress_bar_refresh", f"{refresh} is not a step count", "use an integer >= 1")
-        every = float(cfg.get("progress_log_seconds", 30))
+        every = float(cfg.progress_log_seconds)
         label = f"round {int(rdir.name[1:])} " if rdir.name[1:].isdigit() else ""
         callbacks = [*callbacks, Progress(refresh, every, label=label)]
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(rdir), **overrides
     )
-    if cfg.get("training_loop", "lean") == "lean":
+    if cfg.training_loop == "lean":
         fastpaths.install_lean_loop(trainer)
     return trainer
 

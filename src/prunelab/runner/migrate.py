@@ -177,14 +177,16 @@ def _holds_run(run_dir: Path) -> bool:
     return run_dir.exists() and any(p.name not in ("cli.log", ".lock") for p in run_dir.iterdir())
 
 
-def adopt(cfg: DictConfig, run_dir: Path, config_name: str = "run_config.yaml") -> Path | None:
+def adopt(
+    cfg: DictConfig, run_dir: Path, config_name: str = "run_config.yaml", ident: str | None = None
+) -> Path | None:
     """Rename the folder an earlier prunelab made for this config (its old run id, in the same parent) to
     ``run_dir``; returns the old folder, or None when there is none (or ``run_dir`` already holds a run).
     ``config_name``: the folder's recorded config (``population_config.yaml`` for a population folder)."""
     from prunelab.config.identity import run_id
 
     run_dir = Path(run_dir)
-    old_id, new_id = legacy_run_id(cfg), run_id(cfg)
+    old_id, new_id = legacy_run_id(cfg), ident or run_id(cfg)
     old = run_dir.parent / old_id
     if old_id == run_dir.name or _holds_run(run_dir) or not (old / config_name).is_file():
         return None

@@ -67,10 +67,32 @@ def _missing(node: Any, prefix: str = "") -> list[str]:
     return out
 
 
+# Configs this process has checked already (their content without Hydra's node): the job that the CLI launched in
+# its own process checks only what depends on the machine, instead of validating the same config twice
+_CHECKED: set[str] = set()
+
+
 def check_config(cfg: DictConfig, machine: bool = True) -> None:
     """Checks on the composed config alone (types, ranges, names); raises a PrunelabError. ``machine=False`` leaves
     out what depends on the machine the job runs on (a GPU): the CLI checks a sweep before a launcher may send its
-    jobs to other machines (SLURM, Ray), and each job checks that part itself before any work."""
+    jobs to other machines (SLURM, Ray), and each job checks that part itself before any work. A config checked
+    once in this process is not checked again (only the machine part)."""
+    key = _content_key(cfg)
+    if key not in _CHECKED:
+        _check_content(cfg)
+        _CHECKED.add(key)
+    _check_device(cfg, machine)
+
+
+def _content_key(cfg: DictConfig) -> str:
+    import hashlib
+
+    plain: Any = OmegaConf.to_container(cfg, resolve=False)  # unresolved: nothing here needs Hydra's runtime
+    plain.pop("hydra", None)
+    return hashlib.sha1(repr(sorted(plain.items(), key=lambda kv: str(kv[0]))).encode()).hexdigest()
+
+
+def _check_content(cfg: DictConfig) -> None:
     missing = _missing(cfg)
     if missing:
         raise PrunelabError(missing[0], "has no value (??? in its config file)", f"set it: {missing[0]}=<value>")
@@ -84,7 +106,6 @@ def check_config(cfg: DictConfig, machine: bool = True) -> None:
     _check_seeds(cfg)
     _check_paths(cfg)
     _check_trainer(cfg)
-    _check_device(cfg, machine)
     _check_scope(cfg)
     _check_rewind(cfg)
     _check_model(cfg)
@@ -103,7 +124,7 @@ def check_config(cfg: DictConfig, machine: bool = True) -> None:
             f"{cfg.get('share_round0')!r} is not true or false",
             "use share_round0=true (reuse an identical run's round 0) or false",
         )
-    if cfg.get("training_loop", "lean") not in ("lean", "lightning"):
+    if cfg.training_loop not in ("lean", "lightning"):
         raise PrunelabError(
             "training_loop",
             f"{cfg.get('training_loop')!r} is not a training loop",
@@ -519,8 +540,8 @@ def _check_converge(cfg: DictConfig) -> None:
 
 
 def _check_objective(cfg: DictConfig) -> None:
-    objective = str(cfg.get("objective", "val/acc"))
-    if objective.startswith("test/") and not cfg.get("tune_on_test", False):
+    objective = str(cfg.objective)
+    if objective.startswith("test/") and not cfg.tune_on_test:
         raise PrunelabError(
             "objective",
             f"{objective!r} would let a sweeper tune on the test set",

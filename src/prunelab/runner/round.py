@@ -87,7 +87,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
         batches=lambda: iter(dm.train_dataloader()),
         groups=ctx.groups,
         extra={"num_classes": dm.num_classes, "run_dir": str(ctx.run_dir)},
-        min_filters=int(cfg.prune.get("min_filters", 1)),
+        min_filters=int(cfg.prune.min_filters),
         allocation=Allocation.from_config(cfg.prune, ctx.criterion.structured),
     )
     stop, overrides = convergence(cfg, r)
@@ -113,7 +113,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
         val,
         start,
         stopped=stop[0].stopped_epoch if stop else None,
-        loop=fastpaths.loop_used(trainer, lean=cfg.get("training_loop", "lean") == "lean"),
+        loop=fastpaths.loop_used(trainer, lean=cfg.training_loop == "lean"),
     )
 
 
@@ -209,7 +209,7 @@ def record_round(
     row = round_row(ctx, r, kept, fit_s, val, epochs)
     if stopped is not None:
         row["converged"] = stopped > 0  # False: max_epochs was reached while the monitor still improved
-    if ctx.groups and ctx.cfg.get("export", {}).get("compact", True) and results.is_writer():
+    if ctx.groups and ctx.cfg.export.compact and results.is_writer():
         row.update(export_round(ctx, rdir))
     if results.is_writer():
         results.atomic_save_torch(ctx.module.model.state_dict(), rdir / "model.pt")
@@ -217,7 +217,7 @@ def record_round(
     if results.is_writer() and ctx.groups:  # prunelab.runs.compact.load_compact rebuilds the compact model from it
         record = kept_record(ctx.module.model, ctx.groups, ctx.dm.input_shape, ctx.dm.num_classes)
         results.atomic_write_json(rdir / "kept.json", record)
-    if results.is_writer() and (r == ctx.num_rounds - 1 or ctx.cfg.get("quantize", {}).get("rounds") == "all"):
+    if results.is_writer() and (r == ctx.num_rounds - 1 or ctx.cfg.quantize.rounds == "all"):
         quantize_round(ctx, r, rdir, step)
     probs, labels = test_outputs(ctx)
     results.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
@@ -257,21 +257,21 @@ def export_round(ctx: RunContext, rdir: Path) -> dict[str, Any]:
     """Compact the structured model physically, check its outputs and time it (the round keeps ``kept.json``, from
     which prunelab.runs.compact.load_compact rebuilds the compact model: no pickled module is saved)."""
     sample = next(iter(ctx.dm.test_dataloader()))[0][:64]
-    reps = int(ctx.cfg.get("export", {}).get("latency_reps", 20))
+    reps = int(ctx.cfg.export.latency_reps)
     _, report = export_report(ctx.module.model, ctx.groups, sample, reps)
     return report
 
 
 def quantize_round(ctx: RunContext, r: int, rdir: Path, step: int) -> None:
     """Evaluate post-training quantized copies of the round's model with the same metrics and saved predictions."""
-    qcfg = ctx.cfg.get("quantize") or {}
+    qcfg = ctx.cfg.quantize
     methods = list(qcfg.get("methods") or [])
     if not methods:
         return
     dm, module = ctx.dm, ctx.module
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(0)
-    calibration = [b for _, b in zip(range(int(qcfg.get("calibration_batches", 8))), loader)]
+    calibration = [b for _, b in zip(range(int(qcfg.calibration_batches)), loader)]
     ref_probs, _ = test_outputs(ctx)
     for method in methods:
         qmodel = quantize(module.model, method, calibration)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from prunelab.config.identity import run_id
 from prunelab.errors import PrunelabError, describe
 from prunelab.population.run import run_population
 from prunelab.runner import build, migrate, preflight, share, status
@@ -40,12 +41,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         refused_before_work(cfg, run_dir, exc, new_folder)
         raise
     population = preflight.population_size(cfg) > 1
-    if migrate.adopt(cfg, run_dir, "population_config.yaml" if population else "run_config.yaml"):
+    ident = run_id(cfg)  # the run identity, computed once for this request
+    if migrate.adopt(cfg, run_dir, "population_config.yaml" if population else "run_config.yaml", ident):
         new_folder = False  # the folder an earlier prunelab made for this config, under its old id
     if population:
-        return run_population(cfg, run_dir)
-    with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.get("wait", False))):
-        folder = status.RunFolder(run_dir)
+        return run_population(cfg, run_dir, ident)
+    with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.wait)):
+        folder = status.RunFolder(run_dir, ident=ident)
         with folder.noted(cfg, "refused"):
             folder.check_identity(cfg)  # before anything is skipped or written
         try:

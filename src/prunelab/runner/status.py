@@ -86,9 +86,17 @@ def _acquire(fd: int, run_dir: Path, wait: bool) -> None:
 class RunFolder:
     """One run folder (or population folder): identity, verified rounds, status and attempts."""
 
-    def __init__(self, run_dir: Path, config_name: str = "run_config.yaml"):
+    def __init__(self, run_dir: Path, config_name: str = "run_config.yaml", ident: str | None = None):
+        """``ident``: the request's run id, computed once by the caller (else from the config where needed)."""
         self.run_dir, self.config_path = Path(run_dir), Path(run_dir) / config_name
         self.summary_path = self.run_dir / "summary.json"
+        self.ident = ident
+
+    def run_id(self, cfg: DictConfig) -> str:
+        """The request's run id (computed once)."""
+        if self.ident is None:
+            self.ident = run_id(cfg)
+        return self.ident
 
     # -- identity: checked before anything is skipped or written ---------------------------------------------------
     # What a run writes after its recorded config: a folder holding any of them without that record cannot be
@@ -125,11 +133,11 @@ class RunFolder:
             )
         summary = results.read_json_or_none(self.summary_path) if self.summary_path.exists() else None
         recorded = summary.get("run_id") if isinstance(summary, dict) else None
-        if recorded is not None and recorded != run_id(cfg):
+        if recorded is not None and recorded != self.run_id(cfg):
             raise PrunelabError(
                 "hydra.run.dir",
                 f"{self.summary_path} names run {recorded}, not this config's "
-                f"{run_id(cfg)}: the folder's files do not belong together",
+                f"{self.run_id(cfg)}: the folder's files do not belong together",
                 "choose another folder or delete this one",
             )
 
@@ -209,7 +217,7 @@ class RunFolder:
         return summary
 
     def set_status(self, status: str, cfg: DictConfig, **info: Any) -> None:
-        results.atomic_write_json(self.summary_path, {"status": status, "run_id": run_id(cfg), **info})
+        results.atomic_write_json(self.summary_path, {"status": status, "run_id": self.run_id(cfg), **info})
 
     def attempt(self, outcome: str, wall_seconds: float, **info: Any) -> None:
         results.record_attempt(self.run_dir, outcome, wall_seconds, **info)
@@ -232,7 +240,7 @@ class RunFolder:
             log.warning("%s", warning)
         summary = {
             "status": "complete",
-            "run_id": run_id(ctx.cfg),
+            "run_id": self.run_id(ctx.cfg),
             "name": ctx.cfg.name,
             "rounds": len(rows),
             "wall_seconds": round(wall, 2),  # this attempt
