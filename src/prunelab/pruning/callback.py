@@ -1,9 +1,12 @@
-"""PruningCallback: the Lightning face of masks, criteria, select, schedules and rewinding.
+"""PruningCallback: masks, criteria, select, schedules and rewinding for one round.
 
-One fit = one round. At ``on_fit_start`` of round r > 0 the callback scores the weights the previous round kept,
-selects masks reaching the schedule's target, installs them and rewinds the survivors. Its state ("this round's
-masks are applied") travels in every Lightning checkpoint, so a round resumed from its last checkpoint keeps the
-checkpoint's masks and is never pruned twice. In round 0 it saves the step-k rewind snapshot when asked to.
+One fit = one round. Between rounds the runner calls :meth:`PruningCallback.prune_round` before the fit, in plain
+sight (``prunelab.runner.round.run_round``: select masks -> rewind -> fit -> evaluate -> record): it scores the
+weights the previous round kept, selects masks reaching the schedule's target, installs them and rewinds the
+survivors. A round resumed from its last checkpoint is not pruned again (the checkpoint holds its masks and
+weights). As a Lightning callback it does only what must happen inside a fit: in-fit (gradual) schedules prune on
+their steps, progressive rounds freeze the later layers, round 0 saves the step-k rewind snapshot, and under DDP
+every rank checks that it holds the same masks.
 """
 
 from __future__ import annotations
@@ -45,30 +48,29 @@ class PruningCallback(pl.Callback):
         self.round, self.snapshots, self.seed, self.batches = round_, snapshots, seed, batches
         self.groups, self.extra, self.min_filters = list(groups or []), dict(extra or {}), min_filters
         self.allocation = allocation or Allocation()
-        # round 0 trains the dense model, unless the schedule prunes at initialisation; in-fit schedules prune
-        # on their own steps (on_train_batch_start), never at the start of the fit
-        self.applied = schedule.in_fit or (round_ == 0 and schedule.sparsity_at(0) == 0)
         self.last_prune: dict[str, float] = {}
         self._last_update_step = -1
         self._init_cache = None
         self.frozen: list[nn.Module] = []
 
-    # -- state carried by checkpoints ------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"round": self.round, "applied": self.applied}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict.get("round") == self.round:
-            self.applied = bool(state_dict["applied"])
-
     # -- between rounds ----------------------------------------------------------------------------------------
+    @property
+    def due(self) -> bool:
+        """Whether this round prunes before its fit: every round after 0, and round 0 of a schedule that prunes at
+        initialisation; in-fit schedules prune on their own steps instead."""
+        return not (self.schedule.in_fit or (self.round == 0 and self.schedule.sparsity_at(0) == 0))
+
+    def prune_round(self, model: nn.Module) -> dict[str, float]:
+        """This round's masks, selected and installed, and the survivors rewound (nothing where not :attr:`due`)."""
+        return self.prune(model) if self.due else {}
+
+    # -- inside a fit -----------------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.applied:
-            self.prune(pl_module.model)
-            self.applied = True
+        model = cast(nn.Module, pl_module.model)
+        distributed.check_identical(masking.get_masks(model))  # DDP: every rank holds the same masks
         layer = self.schedule.layer_at(self.round)
         if self.schedule.progressive and self.schedule.freeze and layer is not None:
-            self.frozen = frozen_after(cast(nn.Module, pl_module.model), layer)
+            self.frozen = frozen_after(model, layer)
             for module in self.frozen:
                 module.requires_grad_(False)
 

@@ -94,6 +94,9 @@ def run_round(ctx: RunContext, r: int) -> dict:
     overrides.update(rewind_budget(ctx, r))
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks, *stop], ctx.loggers, **overrides)
     start = time.perf_counter()
+    if resume is None:  # select masks -> rewind (a resumed round's checkpoint holds both; the fit restores them)
+        module.to(trainer.strategy.root_device)  # where the fit will run: scores computed as they were in it
+        pruner.prune_round(module.model)
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     fit_s = time.perf_counter() - start
     best = Path(ckpt.best_model_path) if ckpt.best_model_path else rdir / "checkpoints" / "last.ckpt"
