@@ -182,7 +182,7 @@ def check_writable(folder: Path, key: str = "paths.output_dir") -> None:
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _task(cfg: DictConfig) -> float:
     from prunelab.runner.run import run
-    from prunelab.runner.status import write_error
+    from prunelab.runner.run_folder import write_error
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     mode = HydraConfig.get().mode

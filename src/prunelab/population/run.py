@@ -7,7 +7,7 @@ metrics, predictions, quantized rows, masks, logs) and ``.hydra/overrides.yaml``
 ``prunelab report`` and the paper tables treat members exactly as single runs.
 
 The population folder and every member folder go through the same status code as a single run
-(:mod:`prunelab.runner.status`: lock, identity, data fingerprint, verified rounds), and members are evaluated and
+(:mod:`prunelab.runner.run_folder`: lock, identity, data fingerprint, verified rounds), and members are evaluated and
 recorded by the same round code (:func:`prunelab.runner.round.record_round`). Members are trained with
 :mod:`prunelab.population.engine` (stacked state, one step for all); for MLPs the members' weights, masks and
 predictions are bitwise those of K single runs (tested). Supported: single-round schedules (gradual, dense), models
@@ -33,7 +33,7 @@ from prunelab.config.instantiate import make
 from prunelab.errors import PrunelabError, describe
 from prunelab.population.engine import Population, train_epoch
 from prunelab.pruning.callback import PruningCallback
-from prunelab.runner import build, migrate, status
+from prunelab.runner import build, migrate, run_folder
 from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 from prunelab.runner.round import evaluate, record_round
@@ -46,7 +46,7 @@ log = logging.getLogger("prunelab")
 @dataclass
 class Member:
     cfg: DictConfig
-    folder: status.RunFolder
+    folder: run_folder.RunFolder
     ctx: RunContext
     done: list[dict]
     summary: dict = field(default_factory=dict)
@@ -100,8 +100,8 @@ def check_supported(cfg: DictConfig) -> None:
 def run_population(cfg: DictConfig, run_dir: Path, ident: str | None = None) -> dict:
     """Train (or verify and skip) the K members of ``cfg``; returns the population summary."""
     check_supported(cfg)
-    with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.wait)):
-        folder = status.RunFolder(run_dir, "population_config.yaml", ident=ident)
+    with interruptible(), run_folder.folder_lock(run_dir, wait=bool(cfg.wait)):
+        folder = run_folder.RunFolder(run_dir, "population_config.yaml", ident=ident)
         with folder.noted(cfg, "refused"):
             folder.check_identity(cfg)  # before anything is skipped or written
         with folder.noted(cfg, "failed"):
@@ -116,14 +116,14 @@ def run_population(cfg: DictConfig, run_dir: Path, ident: str | None = None) -> 
 def checked_member(mc: DictConfig, path: Path) -> Member:
     """A member's folder checked as a single run's would be: identity, built objects, data, verified round."""
     migrate.adopt(mc, path, ident=path.name)  # a member folder named by its old run id
-    folder = status.RunFolder(path, ident=path.name)  # member_configs named the folder by the member's run id
+    folder = run_folder.RunFolder(path, ident=path.name)  # member_configs named the folder by the member's run id
     folder.check_identity(mc)
     ctx = build.prepare(mc, path)
     folder.check_data(ctx.dm.describe())
     return Member(mc, folder, ctx, folder.verified_rounds(1))
 
 
-def attempt(cfg: DictConfig, folder: status.RunFolder, members: list[Member]) -> dict:
+def attempt(cfg: DictConfig, folder: run_folder.RunFolder, members: list[Member]) -> dict:
     started = time.perf_counter()
     todo = [m for m in members if not m.complete]
     try:
@@ -167,7 +167,7 @@ def start_member(m: Member) -> None:
     if rdir.exists():
         shutil.rmtree(rdir)
     m.folder.record(m.cfg, m.ctx.dm.describe(), overrides=member_overrides(m.cfg))
-    status.init_snapshot(m.folder.run_dir, m.ctx.module.model)
+    run_folder.init_snapshot(m.folder.run_dir, m.ctx.module.model)
     m.folder.set_status("running", m.cfg)
 
 

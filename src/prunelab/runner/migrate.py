@@ -201,7 +201,7 @@ def adopt(
 
 def _move(cfg: DictConfig, old: Path, run_dir: Path, ids: tuple[str, str], config_name: str) -> Path:
     old_id, new_id = ids
-    from prunelab.runner.status import folder_lock
+    from prunelab.runner.run_folder import folder_lock
 
     with folder_lock(old, wait=False):
         if run_dir.exists():  # only the CLI's log of this command (still open): it continues in the adopted folder

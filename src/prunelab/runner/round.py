@@ -3,7 +3,7 @@
 Round 0 trains the dense model; round r > 0 prunes (PruningCallback, at the start of its fit), rewinds and
 retrains. After the fit the checkpoint chosen by ``monitor`` is loaded, validated and tested, and the round's
 files are written; ``metrics.json`` is written last, with the size and SHA-1 of every other file of the round, and
-marks the round finished (see :mod:`prunelab.runner.status`). Populations reuse :func:`evaluate` and
+marks the round finished (see :mod:`prunelab.runner.run_folder`). Populations reuse :func:`evaluate` and
 :func:`record_round` for each member.
 """
 

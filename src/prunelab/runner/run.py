@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from prunelab.config.identity import run_id
 from prunelab.errors import PrunelabError, describe
 from prunelab.population.run import run_population
-from prunelab.runner import build, migrate, preflight, share, status
+from prunelab.runner import build, migrate, preflight, run_folder, share
 from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 from prunelab.runner.round import load_kept_model, log_round, run_round
@@ -46,8 +46,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         new_folder = False  # the folder an earlier prunelab made for this config, under its old id
     if population:
         return run_population(cfg, run_dir, ident)
-    with interruptible(), status.folder_lock(run_dir, wait=bool(cfg.wait)):
-        folder = status.RunFolder(run_dir, ident=ident)
+    with interruptible(), run_folder.folder_lock(run_dir, wait=bool(cfg.wait)):
+        folder = run_folder.RunFolder(run_dir, ident=ident)
         with folder.noted(cfg, "refused"):
             folder.check_identity(cfg)  # before anything is skipped or written
         try:
@@ -70,7 +70,7 @@ def refused_before_work(cfg: DictConfig, run_dir: Path, exc: PrunelabError, new_
     if new_folder:
         shutil.rmtree(run_dir, ignore_errors=True)
     elif _in_sweep() and _empty(run_dir) and results.is_writer():
-        folder = status.RunFolder(run_dir)
+        folder = run_folder.RunFolder(run_dir)
         folder.attempt("failed", 0.0, error=exc.one_line())
         folder.set_status("failed", cfg, error=exc.one_line())
 
@@ -89,7 +89,7 @@ def _in_sweep() -> bool:
     return mode is not None and mode.name == "MULTIRUN"
 
 
-def skip(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict:
+def skip(ctx: RunContext, folder: run_folder.RunFolder, done: list[dict]) -> dict:
     summary = folder.read_summary()
     folder.attempt("skipped", 0.0, saved_seconds=summary.get("compute_seconds", results.compute_seconds(done)))
     expected = "".join(f"{line}\n" for line in results.jsonl_lines(done))
@@ -102,15 +102,15 @@ def skip(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict:
     return summary
 
 
-def attempt(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict:
+def attempt(ctx: RunContext, folder: run_folder.RunFolder, done: list[dict]) -> dict:
     """Train the rounds not done yet; the folder's status says running, then complete, failed or interrupted."""
     started = time.perf_counter()
     resumed = bool(done) or any(ctx.run_dir.glob("rounds/r*/checkpoints/last.ckpt"))
     try:
         folder.record(ctx.cfg, ctx.dm.describe())
-        status.init_snapshot(ctx.run_dir, ctx.module.model)
+        run_folder.init_snapshot(ctx.run_dir, ctx.module.model)
         if ctx.rewind.fresh_init:
-            status.reinit_snapshot(ctx.run_dir, ctx.module.model, build.fresh_model(ctx.cfg, ctx.dm))
+            run_folder.reinit_snapshot(ctx.run_dir, ctx.module.model, build.fresh_model(ctx.cfg, ctx.dm))
         folder.set_status("running", ctx.cfg)
         if results.is_writer():
             print(
@@ -139,12 +139,12 @@ def attempt(ctx: RunContext, folder: status.RunFolder, done: list[dict]) -> dict
     return summary
 
 
-def end_failed(ctx: RunContext, folder: status.RunFolder, exc: BaseException, wall: float) -> BaseException:
+def end_failed(ctx: RunContext, folder: run_folder.RunFolder, exc: BaseException, wall: float) -> BaseException:
     """Mark the attempt interrupted or failed (as far as the disk allows); returns the exception to raise."""
     if isinstance(exc, OSError):
-        exc = status.write_error(Path(exc.filename or ctx.run_dir), exc)
+        exc = run_folder.write_error(Path(exc.filename or ctx.run_dir), exc)
     elif isinstance(exc, RuntimeError) and "write failed" in str(exc):  # torch's writer on a full disk (checkpoints)
-        exc = status.write_error(ctx.run_dir, OSError(errno.ENOSPC, f"a checkpoint write failed: {exc}"))
+        exc = run_folder.write_error(ctx.run_dir, OSError(errno.ENOSPC, f"a checkpoint write failed: {exc}"))
     outcome = "interrupted" if isinstance(exc, RunInterrupted) else "failed"
     error = describe(exc)
     try:

@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 
 from prunelab.config.identity import canonical, digest
 from prunelab.pruning import masks as masking
-from prunelab.runner import status
+from prunelab.runner import run_folder
 from prunelab.runner.context import RunContext
 from prunelab.runs import files as results
 
@@ -118,7 +118,7 @@ def round0(ctx: RunContext) -> Iterator[dict | None]:
         yield None
         return
     cache = folder(ctx, k)
-    with status.folder_lock(cache, wait=True):
+    with run_folder.folder_lock(cache, wait=True):
         fingerprint = ctx.dm.describe()["fingerprint"]
         row = _intact(cache, fingerprint)
         if row is not None:

@@ -1,4 +1,5 @@
-"""The run folder's status, one implementation for single runs and populations.
+"""The run folder being written: its lock, identity check, verified rounds, status and attempts (single runs and
+populations alike).
 
 - :func:`folder_lock`: an exclusive ``flock`` on ``<run>/.lock`` for the whole attempt. A second process gets a
   one-line error naming the holder (or waits, with ``wait=true`` / ``prunelab --wait``). The kernel releases the
