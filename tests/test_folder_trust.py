@@ -26,7 +26,7 @@ from prunelab.errors import PrunelabError
 from prunelab.runs import files as results
 from prunelab.runs import masks_from as source
 from prunelab.runs.compact import FORMAT, load_compact
-from prunelab.runs.folders import load_run as report_load_run
+from prunelab.runs.folders import listed_run as report_load_run
 from tests.conftest import cli
 from tests.test_faults import Q, comparable, one_line_error, snapshot
 

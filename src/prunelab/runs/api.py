@@ -16,17 +16,16 @@ file is refused with one line naming it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import OmegaConf
 from torch import nn
 
 from prunelab.errors import PrunelabError
 from prunelab.runs import files as results
 from prunelab.runs import trust
+from prunelab.runs.folders import Run
 
 KEY = "run_dir"
 
@@ -99,41 +98,9 @@ def load_model(run_dir: str | Path, round: int = -1, compact: bool = False) -> n
     return model.eval()
 
 
-@dataclass
-class RunRecord:
-    """A finished (or partly finished) run as data: its config, classes and per-round records."""
-
-    path: Path
-    config: dict[str, Any]
-    classes: list[str]
-    rounds: list[dict] = field(default_factory=list)
-    status: str = "unknown"
-
-    @property
-    def metrics(self) -> Any:
-        """One row per finished round (a pandas DataFrame; a list of dicts when pandas is not installed)."""
-        flat = [
-            results.strip_record({k: v for k, v in r.items() if not isinstance(v, (dict, list))}) for r in self.rounds
-        ]
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - pandas comes with the dev extras and most research setups
-            return flat
-        return pd.DataFrame(flat).set_index("round")
-
-    def confusion_matrix(self, round: int = -1) -> np.ndarray:
-        """Test confusion matrix of ``round``: rows are true classes, columns predictions."""
-        return np.asarray(self.rounds[round]["confusion_matrix"])
-
-    def predictions(self, round: int = -1) -> tuple[np.ndarray, np.ndarray]:
-        """Test-set class probabilities ``(n, classes)`` and true labels ``(n,)`` of ``round``."""
-        r = self.rounds[round]["round"]
-        with np.load(results.round_dir(self.path, r) / "predictions.npz") as f:
-            return f["probs"], f["labels"]
-
-
-def load_run(run_dir: str | Path) -> RunRecord:
-    """The run's config, classes, status and every finished round's record (checked against its checksums)."""
+def load_run(run_dir: str | Path) -> Run:
+    """The run's config, classes, status and every finished round's record (checked against its checksums; a folder
+    that is not intact is refused on one line)."""
     run_dir = Path(run_dir)
     cfg = trust.recorded_config(run_dir)
     record = _data_record(run_dir)
@@ -141,4 +108,5 @@ def load_run(run_dir: str | Path) -> RunRecord:
     status = summary.get("status", "unknown") if isinstance(summary, dict) else "unknown"
     tree = OmegaConf.to_container(cfg, resolve=False)
     config = json.loads(json.dumps(tree, default=str)) if isinstance(tree, dict) else {}
-    return RunRecord(run_dir, config, [str(c) for c in record["classes"]], _rounds(run_dir), status)
+    rows = [results.strip_record(r) for r in _rounds(run_dir)]
+    return Run(run_dir, status, config, rows, None, [str(c) for c in record["classes"]])

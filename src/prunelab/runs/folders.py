@@ -1,4 +1,6 @@
-"""Load run folders (the source of truth) into tables: one row per (run, round), plus per-run status."""
+"""Run folders as data: one :class:`Run` type for the report's tables (:func:`find_runs`, :func:`listed_run`: every
+folder listed with its status, a broken one never averaged) and for your own code (``prunelab.load_run``,
+:mod:`prunelab.runs.api`: refuses a folder that is not intact)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from prunelab.runs import files as results
@@ -16,15 +19,38 @@ NOISE_KEYS = ("seed", "data.seed")  # what differs between members of one popula
 
 @dataclass
 class Run:
+    """A run folder read as data: its recorded config, status and the records of its finished rounds."""
+
     path: Path
     status: str  # complete | failed | interrupted | running | broken | unknown
     config: dict[str, Any]
-    rows: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)  # one record per finished round (checksums left out)
     error: str | None = None
+    classes: list[str] = field(default_factory=list)
 
     @property
     def seed(self) -> int | None:
         return self.config.get("seed")
+
+    @property
+    def metrics(self) -> Any:
+        """One row per finished round (a pandas DataFrame; a list of dicts when pandas is not installed)."""
+        flat = [{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in self.rows]
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - pandas comes with the dev extras and most research setups
+            return flat
+        return pd.DataFrame(flat).set_index("round")
+
+    def confusion_matrix(self, round: int = -1) -> np.ndarray:
+        """Test confusion matrix of ``round``: rows are true classes, columns predictions."""
+        return np.asarray(self.rows[round]["confusion_matrix"])
+
+    def predictions(self, round: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """Test-set class probabilities ``(n, classes)`` and true labels ``(n,)`` of ``round``."""
+        r = self.rows[round]["round"]
+        with np.load(results.round_dir(self.path, r) / "predictions.npz") as f:
+            return f["probs"], f["labels"]
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -51,9 +77,10 @@ def _config(path: Path) -> dict[str, Any]:
     return {}
 
 
-def load_run(path: Path) -> Run:
-    """A run folder as the report sees it. A run whose summary says complete is used only if every round's files
-    match their recorded checksums; otherwise it is listed as ``broken``, with the reason, and never averaged."""
+def listed_run(path: Path) -> Run:
+    """A run folder as the report lists it (never raises). A run whose summary says complete is used only if every
+    round's files match their recorded checksums; otherwise it is listed as ``broken``, with the reason, and never
+    averaged."""
     path = Path(path)
     summary = results.read_json_or_none(path / "summary.json") if (path / "summary.json").exists() else {}
     if not isinstance(summary, dict):
@@ -84,7 +111,7 @@ def find_runs(root: Path) -> list[Run]:
     seen = {p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob("run_config.yaml")}
     seen |= {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
     seen = {p for p in seen if not _is_population(p)}  # its members are the runs
-    return [load_run(p) for p in sorted(seen) if not any(part.startswith("wandb") for part in p.parts[-2:])]
+    return [listed_run(p) for p in sorted(seen) if not any(part.startswith("wandb") for part in p.parts[-2:])]
 
 
 def _is_population(path: Path) -> bool:
