@@ -77,7 +77,7 @@ def test_both_loops_train_when_the_private_imports_fail(tmp_path):
 
 def test_a_config_is_validated_once_per_process(monkeypatch):
     """The CLI checks a config, then the job it runs in the same process checks only the machine part (issue 28)."""
-    from prunelab.runner import preflight
+    from prunelab.config import checks as preflight
     from tests.conftest import compose_cfg
 
     calls = {"content": 0, "device": 0}

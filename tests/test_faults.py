@@ -416,7 +416,7 @@ def test_13_unreadable_init_snapshot_is_rewritten_from_the_seed(complete_run, tm
 
 
 def test_preflight_knows_every_quantization_method():
-    from prunelab.runner.preflight import QUANTIZE_METHODS
+    from prunelab.config.checks import QUANTIZE_METHODS
     from prunelab.training.quantize import METHODS
 
     assert tuple(QUANTIZE_METHODS) == tuple(METHODS)

@@ -371,7 +371,7 @@ def test_worker_of_a_killed_sweep_marks_its_run_and_exits(tmp_path):
 def test_gpu_is_checked_by_the_job_not_by_the_launching_machine(tmp_path):
     """A sweep sent to GPU nodes (SLURM, Ray) is launched from a machine that may have none: the CLI's check leaves
     the GPU out, and each job checks its own machine before any work, its failure counted by the sweep summary."""
-    from prunelab.runner.preflight import check_config
+    from prunelab.config.checks import check_config
 
     cfg = compose_cfg(["trainer.accelerator=gpu"])
     check_config(cfg, machine=False)

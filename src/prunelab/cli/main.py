@@ -3,7 +3,7 @@
 ``prunelab [overrides...]`` runs an experiment; ``prunelab --help`` lists the commands and options
 (:mod:`prunelab.cli.help`; Hydra's own help is ``--hydra-help``). Mistakes in the command line
 (unknown option in a group, unknown key, bad value, a value out of range) are found by composing the config (each
-variant of a sweep) and checking it (:func:`prunelab.runner.preflight.check_config`) before Hydra runs, and
+variant of a sweep) and checking it (:func:`prunelab.config.checks.check_config`) before Hydra runs, and
 reported on one line naming the key and the fix, with exit status 2.
 
 Exit status: 0 done; 2 bad input (one line on stderr); 3 some sweep jobs failed or were refused (the sweep summary
@@ -129,7 +129,7 @@ def check_compose(args: list[str]) -> None:
     overrides = [a for a in args if a not in ("-m", "--multirun") and not a.lstrip("+~").startswith("hydra")]
     from hydra import compose, initialize_config_dir
 
-    from prunelab.runner.preflight import check_config
+    from prunelab.config.checks import check_config
 
     multirun = any(a in ("-m", "--multirun") for a in args)
     hydra_overrides = [a for a in args if a.startswith(("hydra.run.dir=", "hydra.sweep.dir=", "hydra.searchpath="))]

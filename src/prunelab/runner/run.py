@@ -16,10 +16,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from prunelab.config import checks
 from prunelab.config.identity import run_id
 from prunelab.errors import PrunelabError, describe
 from prunelab.population.run import run_population
-from prunelab.runner import build, migrate, preflight, run_folder, share
+from prunelab.runner import build, migrate, run_folder, share
 from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 from prunelab.runner.round import load_kept_model, log_round, run_round
@@ -35,12 +36,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     new_folder = _empty(run_dir) and not _in_sweep()  # a sweep job's folder records its failure for the summary
     try:
-        preflight.check_config(cfg)  # again in the job: what depends on its machine (a GPU) is checked only here
+        checks.check_config(cfg)  # again in the job: what depends on its machine (a GPU) is checked only here
         source.pin(cfg)  # rewind.masks_from: the masks' fingerprint joins the recorded config
     except PrunelabError as exc:
         refused_before_work(cfg, run_dir, exc, new_folder)
         raise
-    population = preflight.population_size(cfg) > 1
+    population = checks.population_size(cfg) > 1
     ident = run_id(cfg)  # the run identity, computed once for this request
     if migrate.adopt(cfg, run_dir, "population_config.yaml" if population else "run_config.yaml", ident):
         new_folder = False  # the folder an earlier prunelab made for this config, under its old id
