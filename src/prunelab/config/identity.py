@@ -93,12 +93,12 @@ def _plain_default(value: Any) -> Any:
         return str(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, (list, dict)) and json.dumps(value, default=lambda _: _NO_DEFAULT) is not None:
-        try:
+    if isinstance(value, (list, dict)):
+        try:  # plain data only: a default holding objects cannot equal a config value
             json.dumps(value)
-            return value
-        except TypeError:
+        except (TypeError, ValueError):
             return _NO_DEFAULT
+        return value
     return _NO_DEFAULT
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from prunelab.runner import run_folder
 from prunelab.runs import files as results
 
 log = logging.getLogger("prunelab")
@@ -173,10 +174,6 @@ def legacy_run_id(cfg: Any) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
-def _holds_run(run_dir: Path) -> bool:
-    return run_dir.exists() and any(p.name not in ("cli.log", ".lock") for p in run_dir.iterdir())
-
-
 def adopt(
     cfg: DictConfig, run_dir: Path, config_name: str = "run_config.yaml", ident: str | None = None
 ) -> Path | None:
@@ -188,7 +185,7 @@ def adopt(
     run_dir = Path(run_dir)
     old_id, new_id = legacy_run_id(cfg), ident or run_id(cfg)
     old = run_dir.parent / old_id
-    if old_id == run_dir.name or _holds_run(run_dir) or not (old / config_name).is_file():
+    if old_id == run_dir.name or not run_folder.empty(run_dir) or not (old / config_name).is_file():
         return None
     try:
         recorded = OmegaConf.load(old / config_name)
@@ -201,9 +198,7 @@ def adopt(
 
 def _move(cfg: DictConfig, old: Path, run_dir: Path, ids: tuple[str, str], config_name: str) -> Path:
     old_id, new_id = ids
-    from prunelab.runner.run_folder import folder_lock
-
-    with folder_lock(old, wait=False):
+    with run_folder.folder_lock(old, wait=False):
         if run_dir.exists():  # only the CLI's log of this command (still open): it continues in the adopted folder
             for item in run_dir.iterdir():
                 if item.name != ".lock":

@@ -34,9 +34,11 @@ log = logging.getLogger("prunelab")
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run (or resume, or verify and skip) the experiment described by ``cfg`` in ``run_dir``."""
     run_dir = Path(run_dir)
-    new_folder = _empty(run_dir) and not _in_sweep()  # a sweep job's folder records its failure for the summary
+    new_folder = (
+        run_folder.empty(run_dir) and not _in_sweep()
+    )  # a sweep job's folder records its failure for the summary
     try:
-        checks.check_config(cfg)  # again in the job: what depends on its machine (a GPU) is checked only here
+        checks.check_config(cfg)  # the machine part (a GPU) only here; the rest unless this process checked it
         source.pin(cfg)  # rewind.masks_from: the masks' fingerprint joins the recorded config
     except PrunelabError as exc:
         refused_before_work(cfg, run_dir, exc, new_folder)
@@ -70,15 +72,10 @@ def refused_before_work(cfg: DictConfig, run_dir: Path, exc: PrunelabError, new_
     """A single run leaves no folder; a sweep job's fresh folder says why it failed (the sweep summary counts it)."""
     if new_folder:
         shutil.rmtree(run_dir, ignore_errors=True)
-    elif _in_sweep() and _empty(run_dir) and results.is_writer():
+    elif _in_sweep() and run_folder.empty(run_dir) and results.is_writer():
         folder = run_folder.RunFolder(run_dir)
         folder.attempt("failed", 0.0, error=exc.one_line())
         folder.set_status("failed", cfg, error=exc.one_line())
-
-
-def _empty(run_dir: Path) -> bool:
-    """No folder yet, or one holding nothing but what Hydra and the CLI put there before the job (its log)."""
-    return not run_dir.exists() or all(p.name in ("cli.log", ".lock") for p in run_dir.iterdir())
 
 
 def _in_sweep() -> bool:

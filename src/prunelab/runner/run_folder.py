@@ -51,6 +51,15 @@ def write_error(path: Path, exc: OSError) -> PrunelabError:
     )
 
 
+# What Hydra and the CLI put in a run folder before the job (its log) and the lock: not run files
+BEFORE_THE_JOB = ("cli.log", LOCK_FILE)
+
+
+def empty(run_dir: Path) -> bool:
+    """No folder yet, or one holding nothing but what Hydra and the CLI put there before the job."""
+    return not run_dir.exists() or all(p.name in BEFORE_THE_JOB for p in run_dir.iterdir())
+
+
 @contextmanager
 def folder_lock(run_dir: Path, wait: bool = False) -> Iterator[None]:
     """Hold ``<run_dir>/.lock`` exclusively (rank 0 of a DDP run only; the other ranks write nothing)."""
