@@ -15,7 +15,9 @@ the per-class vector the issue names and says so.
 - :func:`recall_minus_accuracy`: recall_c - overall accuracy per class (the quantity Good et al. 2022's recall
   distortion compares before and after pruning; their summary statistic is not implemented here yet).
 - :func:`expected_calibration_error`: equal-width confidence bins, sum over bins of |B|/n * |acc(B) - conf(B)|
-  (Guo et al. 2017, "On calibration of modern neural networks", Eq. 3; 15 bins as there).
+  (the usual definition, attributed to Guo et al. 2017, "On calibration of modern neural networks"; written from
+  that common form, not re-read in the paper in this session: the bin count (15) and the (lo, hi] edges are this
+  module's choice, to be checked against the paper with the rest of issue 29).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def recall_minus_accuracy(pred: np.ndarray, labels: np.ndarray, num_classes: int
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """ECE over ``bins`` equal-width bins of the top-class probability, (lo, hi] as in Guo et al. 2017."""
+    """ECE over ``bins`` equal-width bins of the top-class probability, each bin (lo, hi]."""
     conf, pred = probs.max(axis=1), probs.argmax(axis=1)
     correct = (pred == labels).astype(float)
     edges = np.linspace(0.0, 1.0, bins + 1)
