@@ -60,6 +60,21 @@ def read_history(path: Path) -> list[dict]:
     return rows
 
 
+def read_summary(path: Path) -> dict:
+    """The run summary as last written (``run.summary[...] = ...``: ``summary`` records, later ones winning)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    out: dict = {}
+    for chunk in _chunks(Path(path).read_bytes()):
+        record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class
+        record.ParseFromString(chunk)
+        if record.WhichOneof("record_type") != "summary":
+            continue
+        for item in record.summary.update:
+            out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return out
+
+
 def read_run_info(path: Path) -> dict:
     """The run's id, group, name, job type, tags, the x-axis each metric was defined against (``define_metric``)
     and whether it was closed (its exit record and exit code)."""

@@ -140,6 +140,37 @@ def _check_content(cfg: DictConfig) -> None:
     if cfg_get(cfg, "prune.group_kinds") is not None:
         check_kinds(cfg_get(cfg, "prune.group_kinds"))
     _check_allocation(cfg)
+    _check_class_metrics(cfg)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_class_metrics(cfg: DictConfig) -> None:
+    eps = cfg.get("class_tolerance", 0.02)
+    if not _number(eps) or eps < 0:
+        raise PrunelabError(
+            "class_tolerance", f"{eps!r} is not an accuracy gap >= 0", "e.g. class_tolerance=0.02 (two points)"
+        )
+    node = cfg.get("class_metrics") or {}
+    null = node.get("null_seed")
+    if null is not None and (not is_int(null) or not 0 <= null <= MAX_SEED):
+        raise PrunelabError(
+            "class_metrics.null_seed", f"{null!r} is not an integer in 0..2^63-1", "e.g. class_metrics.null_seed=1000"
+        )
+    if null is not None and null == cfg.get("seed"):
+        raise PrunelabError(
+            "class_metrics.null_seed",
+            f"is the run's own seed ({null}): the floor needs a second dense model",
+            "choose another seed, e.g. class_metrics.null_seed=" + str(int(null) + 1000),
+        )
+    bins = node.get("ece_bins", 15)
+    if not is_int(bins) or bins < 1:
+        raise PrunelabError("class_metrics.ece_bins", f"{bins!r} is not a bin count >= 1", "e.g. 15")
+    below = node.get("uncertain_below", 0.9)
+    if not _number(below) or not 0 < below <= 1:
+        raise PrunelabError("class_metrics.uncertain_below", f"{below!r} is not a probability in (0, 1]", "e.g. 0.9")
 
 
 # Options that are lists of strings: a bare string would be read as a list of its characters

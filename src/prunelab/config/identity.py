@@ -59,6 +59,8 @@ IDENTITY_KEYS = (
     "converge",
     "training_loop",
     "population",
+    "class_tolerance",
+    "class_metrics",
 )
 
 

@@ -168,6 +168,18 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return loggers
 
 
+def summarize_loggers(loggers: list[Any], values: dict[str, Any]) -> None:
+    """Run-level figures (e.g. the class-safe sparsity) into a W&B run's summary; None values are left out."""
+    for lg in loggers:
+        experiment = getattr(lg, "_experiment", None)
+        summary = getattr(experiment, "summary", None)
+        if summary is None:
+            continue
+        for key, value in values.items():
+            if value is not None:
+                summary[key] = value
+
+
 def finish_loggers(loggers: list[Any], status: str) -> None:
     for lg in loggers:
         try:

@@ -31,6 +31,8 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)  # degenerate but allowed settings, recorded in the summary
     wall_seconds: float = 0.0  # population members: this member's share of the attempt
     round0_from: dict[str, Any] | None = None  # round 0 copied from the shared folder (prunelab.runner.share)
+    dense_probs: Any = None  # round 0's test probabilities, once read (prunelab.runner.class_damage)
+    null_probs: Any = None  # the null dense model's (probabilities, labels): the noise floor's reference
 
     @property
     def num_rounds(self) -> int:

@@ -25,7 +25,7 @@ from prunelab.pruning import units
 from prunelab.pruning.allocation import Allocation
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.cost import count_flops, export_report
-from prunelab.runner import preflight
+from prunelab.runner import class_damage, preflight
 from prunelab.runner.build import load_into, load_state_file, make_trainer, seed_all
 from prunelab.runner.context import RunContext
 from prunelab.runs import files as results
@@ -229,6 +229,7 @@ def record_round(
     per_tensor = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("sparsity/")}
     kept_files = results.round_files(rdir) + (sorted((ctx.run_dir / "rewind").glob("step*.pt")) if r == 0 else [])
     files = results.record_files(ctx.run_dir, kept_files) if results.is_writer() else {}
+    row.update(class_damage.fields(ctx, r, probs.numpy(), labels.numpy()))
     record = {
         **row,
         "confusion_matrix": confusion(probs, labels, ctx.dm),
@@ -248,6 +249,7 @@ def log_round(ctx: RunContext, row: dict, probs: Any, labels: Any, step: int) ->
     ``test/`` figures itself), with ``prune/sparsity`` as its x-axis; W&B also gets the per-class table and the
     confusion matrix (:mod:`prunelab.training.loggers`)."""
     numeric = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numeric.update({k: float(v) for k, v in row.items() if k.startswith("damage/") and isinstance(v, bool)})
     summary = {k if k.startswith("prune/") else f"round/{k}": v for k, v in numeric.items()}
     summary.update({"prune/sparsity": float(row["sparsity"]), "prune/round": float(row["round"])})
     for lg in ctx.loggers:
@@ -291,6 +293,7 @@ def quantize_round(ctx: RunContext, r: int, rdir: Path, step: int) -> None:
             "worst_class": worst,
             "worst_class_recall": worst_recall,
             **metrics,
+            **class_damage.quantized_fields(ctx, r, ref_probs.numpy(), probs.numpy(), labels.numpy()),
         }
         qdir = rdir / "quant" / method
         results.save_predictions(qdir / "predictions.npz", probs.numpy(), labels.numpy())

@@ -20,7 +20,7 @@ from prunelab.config import checks
 from prunelab.config.identity import run_id
 from prunelab.errors import PrunelabError, describe
 from prunelab.population.run import run_population
-from prunelab.runner import build, migrate, run_folder, share
+from prunelab.runner import build, class_damage, migrate, run_folder, share
 from prunelab.runner.context import RunContext
 from prunelab.runner.interrupt import RunInterrupted, interruptible
 from prunelab.runner.round import load_kept_model, log_round, run_round
@@ -130,6 +130,7 @@ def attempt(ctx: RunContext, folder: run_folder.RunFolder, done: list[dict]) -> 
         rounds_skipped=len(done),
         **({"shared_round0": shared["shared_round0"]} if shared else {}),
     )
+    build.summarize_loggers(ctx.loggers, {"class_safe_sparsity": summary.get("class_safe_sparsity")})
     build.finish_loggers(ctx.loggers, "success")
     if results.is_writer():
         print(f"run folder: {ctx.run_dir}")
@@ -160,7 +161,11 @@ def first_round(ctx: RunContext) -> dict:
         if row is None:
             return run_round(ctx, 0)
     load_kept_model(ctx, 0)  # the next round starts from the copied round's kept model
-    probs, labels = results.load_predictions(results.round_dir(ctx.run_dir, 0) / "predictions.npz")
+    rdir = results.round_dir(ctx.run_dir, 0)
+    probs, labels = results.load_predictions(rdir / "predictions.npz")
+    row = class_damage.with_fields(ctx, 0, row, probs, labels)  # this run's settings, not the sharing run's
+    if results.is_writer():
+        results.atomic_write_json(rdir / "metrics.json", row)
     log_round(ctx, row, probs, labels, 0)
     return row
 
@@ -169,6 +174,8 @@ def loop(ctx: RunContext, done: list[dict]) -> list[dict]:
     rows = list(done)
     if done and len(done) < ctx.num_rounds:
         load_kept_model(ctx, len(done) - 1)  # the next round starts from this one's kept model
+    if len(done) < ctx.num_rounds:
+        class_damage.prepare_floor(ctx, first_round)  # the null dense model first: every round's record shows the floor
     for r in range(len(done), ctx.num_rounds):
         log.debug("round %d/%d: target sparsity %.4f", r, ctx.num_rounds - 1, ctx.schedule.sparsity_at(r))
         rows.append(run_round(ctx, r) if r > 0 else first_round(ctx))

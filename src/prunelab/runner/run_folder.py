@@ -29,6 +29,7 @@ from prunelab.config.identity import differences, run_id
 from prunelab.errors import PrunelabError
 from prunelab.runner.context import RunContext
 from prunelab.runs import files as results
+from prunelab.training.damage import class_safe_sparsity
 
 log = logging.getLogger("prunelab")
 
@@ -256,6 +257,7 @@ class RunFolder:
             "wall_seconds": round(wall, 2),  # this attempt
             "compute_seconds": results.compute_seconds(rows),  # all attempts
             "final_sparsity": rows[-1]["sparsity"],
+            "class_safe_sparsity": class_safe_sparsity(rows),
             "final": results.strip_record(rows[-1]),
             "dense": results.strip_record(rows[0]),
             "classes": ctx.dm.class_names,

@@ -280,9 +280,42 @@ def format_table(rows: Sequence[dict]) -> str:
         head += ["fnr", "fpr"]
         for cells, r in zip(body, rows):
             cells += [_fmt(r.get("test/fnr"), ".4f"), _fmt(r.get("test/fpr"), ".4f")]
+    if any("damage/passes_tolerance" in r for r in rows):  # class damage against round 0 (runner.class_damage)
+        head += ["flip", "max gap", "class tol."]
+        for cells, r in zip(body, rows):
+            verdict = r.get("damage/passes_tolerance")
+            cells += [
+                _fmt(r.get("damage/flip"), ".4f"),
+                _fmt(r.get("damage/gap_max"), ".4f"),
+                "-" if verdict is None else ("pass" if verdict else "FAIL"),
+            ]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
+    table = [line(head), line(["-" * w for w in widths]), *(line(b) for b in body)]
+    return "\n".join(table + class_damage_lines(rows))
+
+
+def class_damage_lines(rows: Sequence[dict]) -> list[str]:
+    """The class-safe sparsity and the dense-vs-dense floor, under the final table."""
+    from prunelab.training.damage import class_safe_sparsity
+
+    last = next((r for r in reversed(rows) if "damage/passes_tolerance" in r), None)
+    if last is None:
+        return []
+    eps, safe = last.get("damage/tolerance"), class_safe_sparsity(rows)
+    lines = [
+        f"class-safe sparsity: {_fmt(safe, '.4f')} (every class's accuracy gap within {_fmt(eps, '.3f')} of the"
+        " mean gap up to it; class_tolerance)"
+    ]
+    if last.get("damage/has_floor"):
+        lines.append(
+            "noise floor, dense vs dense (class_metrics.null_seed): flip "
+            f"{_fmt(last.get('floor/flip'), '.4f')}, max gap {_fmt(last.get('floor/gap_max'), '.4f')},"
+            f" max excess gap {_fmt(last.get('floor/gap_excess_q100'), '.4f')}"
+        )
+    else:
+        lines.append("no noise floor: set class_metrics.null_seed to compare with a second dense model")
+    return lines
 
 
 class SnapshotFolder:

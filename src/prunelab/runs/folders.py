@@ -42,6 +42,34 @@ class Run:
             return flat
         return pd.DataFrame(flat).set_index("round")
 
+    @property
+    def class_safe_sparsity(self) -> float | None:
+        """The highest sparsity before the first round that fails ``class_tolerance`` (None: no class verdicts)."""
+        from prunelab.training.damage import class_safe_sparsity
+
+        return class_safe_sparsity(self.rows)
+
+    def class_damage(self, round: int = -1) -> Any:
+        """Per-class damage of ``round`` against the dense round 0, one row per class: flip, gap, dfnr, dfpr,
+        recall_minus_acc, and the same from the dense-vs-dense floor (``floor_*``) where the run has one."""
+        from prunelab.training.damage import PER_CLASS_KEYS, key_name
+
+        row = self.rows[round]
+        table = []
+        for name in self.classes:
+            entry: dict[str, Any] = {"class": name}
+            for prefix, tag in (("damage", ""), ("floor", "floor_")):
+                for key in PER_CLASS_KEYS:
+                    value = row.get(f"{prefix}/{key}/{key_name(name)}")
+                    if value is not None:
+                        entry[tag + key] = value
+            table.append(entry)
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover
+            return table
+        return pd.DataFrame(table).set_index("class")
+
     def confusion_matrix(self, round: int = -1) -> np.ndarray:
         """Test confusion matrix of ``round``: rows are true classes, columns predictions."""
         return np.asarray(self.rows[round]["confusion_matrix"])
