@@ -210,3 +210,76 @@ def test_the_damage_reaches_wandb_and_load_run(floor_run):
     assert table.loc["3", "gap"] == pytest.approx(rows[2]["damage/gap/3"])
     assert table.loc["3", "floor_flip"] == pytest.approx(rows[2]["floor/flip/3"])
     assert "damage/gap_std" in run.metrics.columns
+
+
+STOP = [
+    "logger=csv",
+    "trainer.max_epochs=1",
+    "schedule.rounds=4",
+    "class_tolerance=0.0",
+    "schedule.stop_when=tolerance",
+]
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+
+
+def test_stop_when_stops_at_the_first_failing_round_and_resumes_to_the_same_decision(tmp_path):
+    import shutil
+
+    proc = cli([*STOP, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    rows, summary = _rows(run_dir), json.loads((run_dir / "summary.json").read_text())
+    first_fail = next(r["round"] for r in rows if not r["damage/passes_tolerance"])
+    assert first_fail < 4, "class_tolerance=0 should fail before the last round on digits"
+    assert [r["round"] for r in rows] == list(range(first_fail + 1))  # nothing trained after the failing round
+    assert summary["stopped"]["after_round"] == first_fail and "damage/passes_tolerance" in summary["stopped"]["reason"]
+    assert f"stopped after round {first_fail}" in proc.stdout
+    # as if killed with SIGKILL after the failing round was recorded (before the summary), and during that round
+    for name, keep in (("after", first_fail + 1), ("during", first_fail)):
+        copy = tmp_path / name
+        shutil.copytree(run_dir, copy)
+        for r in sorted((copy / "rounds").iterdir())[keep:]:
+            shutil.rmtree(r)
+        (copy / "summary.json").write_text(json.dumps({"status": "running"}))
+        again = cli([*STOP, f"hydra.run.dir={copy}"], tmp_path)
+        assert again.returncode == 0, again.stderr[-3000:]
+        resumed = json.loads((copy / "summary.json").read_text())
+        assert resumed["status"] == "complete" and resumed["stopped"] == summary["stopped"], name
+        assert [r["round"] for r in _rows(copy)] == [r["round"] for r in rows]
+        assert not (copy / "rounds" / f"r{first_fail + 1:02d}").exists()
+    skipped = cli([*STOP, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert skipped.returncode == 0 and "nothing to do" in skipped.stdout  # a stopped run is complete
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("schedule.stop_when={on:test/fn/3}", "schedule.stop_when.on"),  # lower is better
+        ("schedule.stop_when={on:test/recall/33}", "schedule.stop_when.on"),  # no such class
+        ("schedule.stop_when={on:tolerance,patience:0}", "schedule.stop_when.patience"),
+        ("schedule.stop_when={on:test/acc,delta:-1}", "schedule.stop_when.delta"),
+        ("schedule.stop_when={when:tolerance}", "schedule.stop_when.when"),
+    ],
+)
+def test_bad_stop_rules_get_one_line_naming_the_key(tmp_path, override, key):
+    proc = cli(["logger=none", override], tmp_path)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"prunelab: error: {key}"), proc.stderr
+    assert not list(tmp_path.rglob("summary.json"))  # nothing half-written
+
+
+def test_stop_rule_decisions_on_records():
+    from prunelab.pruning.stopping import StopRule
+
+    rows = [{"round": r, "test/recall/a": v} for r, v in enumerate([0.9, 0.88, 0.84, 0.83, 0.95])]
+    rule = StopRule.parse({"on": "test/recall/a", "delta": 0.05, "patience": 2})
+    assert [rule.decision(rows[: k + 1]) is not None for k in range(5)] == [False, False, False, True, False]
+    assert rule.decision(rows[:4])["after_round"] == 3 and "rounds 2..3" in rule.decision(rows[:4])["reason"]
+    assert StopRule.parse({"on": "test/recall/a", "delta": 0.08}).decision(rows[:4]) is None  # 0.83 >= 0.9 - 0.08
+    verdicts = [{"round": r, "damage/passes_tolerance": ok} for r, ok in enumerate([True, False])]
+    assert StopRule.parse("tolerance").decision(verdicts)["after_round"] == 1
+    assert StopRule.parse(None) is None

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from prunelab.errors import PrunelabError
+from prunelab.pruning.stopping import StopRule
 
 
 class Schedule:
@@ -22,6 +23,7 @@ class Schedule:
     freeze: bool = False  # progressive schedules: later layers frozen while a layer retrains
     num_rounds: int = 1
     target_key: str = "schedule"  # the config key that sets how much is pruned (named in errors)
+    stop: StopRule | None = None  # iterative schedules: schedule.stop_when (prunelab.pruning.stopping)
 
     def sparsity_at(self, round_: int) -> float:
         raise NotImplementedError
@@ -88,11 +90,12 @@ class Iterative(Schedule):
 
     target_key = "schedule.rate"
 
-    def __init__(self, rate: float = 0.2, rounds: int = 5):
+    def __init__(self, rate: float = 0.2, rounds: int = 5, stop_when: Any = None):
         self.rate = _check_fraction("schedule.rate", rate)
         if int(rounds) < 1:
             raise PrunelabError("schedule.rounds", f"{rounds} pruning rounds", "use at least 1")
         self.num_rounds = int(rounds) + 1
+        self.stop = StopRule.parse(stop_when)  # stop early once class damage breaks a rule
 
     def sparsity_at(self, round_: int) -> float:
         return 1.0 - (1.0 - self.rate) ** round_

@@ -117,6 +117,8 @@ def check_built(ctx: Any) -> list[str]:
             f"{metric!r} is not a metric this run logs",
             f"use e.g. {', '.join(close or ['val/acc', 'val/auroc_macro', 'val/loss'])}",
         )
+    if ctx.schedule.stop is not None:  # schedule.stop_when names a figure every round records
+        ctx.schedule.stop.check_metric({k.replace("val/", s, 1) for k in logged_keys(dm) for s in ("val/", "test/")})
     steps = round_steps(dm, cfg)
     if ctx.rewind.snapshot_step is not None and ctx.rewind.snapshot_step > steps:
         raise PrunelabError(

@@ -63,7 +63,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         with folder.noted(cfg, "refused"):
             folder.check_data(ctx.dm.describe())
         done = folder.verified_rounds(ctx.num_rounds)
-        if len(done) == ctx.num_rounds and folder.read_summary().get("status") == "complete":
+        finished = len(done) == ctx.num_rounds or stop_decision(ctx, done) is not None
+        if finished and folder.read_summary().get("status") == "complete":
             return skip(ctx, folder, done)
         return attempt(ctx, folder, done)
 
@@ -116,7 +117,8 @@ def attempt(ctx: RunContext, folder: run_folder.RunFolder, done: list[dict]) -> 
             )
         ctx.loggers = build.build_loggers(ctx.cfg)
         rows = loop(ctx, done)
-        summary = folder.complete(ctx, rows, time.perf_counter() - started)
+        stopped = stop_decision(ctx, rows)
+        summary = folder.complete(ctx, rows, time.perf_counter() - started, **({"stopped": stopped} if stopped else {}))
     except BaseException as exc:
         error = end_failed(ctx, folder, exc, time.perf_counter() - started)
         if error is exc:
@@ -130,7 +132,13 @@ def attempt(ctx: RunContext, folder: run_folder.RunFolder, done: list[dict]) -> 
         rounds_skipped=len(done),
         **({"shared_round0": shared["shared_round0"]} if shared else {}),
     )
-    build.summarize_loggers(ctx.loggers, {"class_safe_sparsity": summary.get("class_safe_sparsity")})
+    build.summarize_loggers(
+        ctx.loggers,
+        {
+            "class_safe_sparsity": summary.get("class_safe_sparsity"),
+            "stopped_after_round": (summary.get("stopped") or {}).get("after_round"),
+        },
+    )
     build.finish_loggers(ctx.loggers, "success")
     if results.is_writer():
         print(f"run folder: {ctx.run_dir}")
@@ -170,6 +178,11 @@ def first_round(ctx: RunContext) -> dict:
     return row
 
 
+def stop_decision(ctx: RunContext, rows: list[dict]) -> dict | None:
+    """``schedule.stop_when``'s decision on the finished rounds (None: go on); the same on every resume."""
+    return ctx.schedule.stop.decision(rows) if ctx.schedule.stop is not None and rows else None
+
+
 def loop(ctx: RunContext, done: list[dict]) -> list[dict]:
     rows = list(done)
     if done and len(done) < ctx.num_rounds:
@@ -177,6 +190,11 @@ def loop(ctx: RunContext, done: list[dict]) -> list[dict]:
     if len(done) < ctx.num_rounds:
         class_damage.prepare_floor(ctx, first_round)  # the null dense model first: every round's record shows the floor
     for r in range(len(done), ctx.num_rounds):
+        stopped = stop_decision(ctx, rows)
+        if stopped is not None:
+            if results.is_writer():
+                print(f"stopped after round {stopped['after_round']}: {stopped['reason']}", flush=True)
+            break
         log.debug("round %d/%d: target sparsity %.4f", r, ctx.num_rounds - 1, ctx.schedule.sparsity_at(r))
         rows.append(run_round(ctx, r) if r > 0 else first_round(ctx))
         results.write_results(ctx.run_dir, rows)
