@@ -142,7 +142,7 @@ def test_bad_class_metric_settings_are_refused_naming_the_key(override, key):
 def floor_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("damage")
     args = ["logger=wandb", "trainer.max_epochs=1", "schedule.rounds=2", "class_metrics.null_seed=5"]
-    args.append("quantize=dynamic_int8")
+    args += ["quantize=dynamic_int8", "calibrate=thresholds"]
     proc = cli(args, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = run_dirs(out)
@@ -186,6 +186,22 @@ def test_a_run_records_damage_and_its_floor_from_its_own_predictions(floor_run):
     assert summary["class_safe_sparsity"] == expected
     assert "class-safe sparsity" in proc.stdout and "noise floor, dense vs dense" in proc.stdout
     assert "class tol." in proc.stdout.splitlines()[-7]  # the final table's head has the damage columns
+
+
+def test_recorded_thresholds_come_from_the_saved_validation_predictions_alone(floor_run):
+    from prunelab.training import calibrate
+
+    _, run_dir, _ = floor_run
+    rows = _rows(run_dir)
+    for r, row in enumerate(rows):
+        val_probs, val_labels = _npz(run_dir / "rounds" / f"r{r:02d}" / "val_predictions.npz")
+        test_probs, test_labels = _npz(run_dir / "rounds" / f"r{r:02d}" / "predictions.npz")
+        assert len(val_labels) != len(test_labels) or not np.array_equal(val_probs, test_probs)
+        offsets = calibrate.fit_offsets(val_probs, val_labels)
+        assert [row[f"calibrated/offset/{c}"] for c in range(10)] == pytest.approx(offsets.tolist())
+        decided = calibrate.apply(test_probs, offsets).argmax(1)
+        assert row["calibrated/test/acc"] == pytest.approx((decided == test_labels).mean())
+        assert row["test/acc"] == pytest.approx((test_probs.argmax(1) == test_labels).mean())
 
 
 def test_the_damage_reaches_wandb_and_load_run(floor_run):
@@ -283,3 +299,46 @@ def test_stop_rule_decisions_on_records():
     verdicts = [{"round": r, "damage/passes_tolerance": ok} for r, ok in enumerate([True, False])]
     assert StopRule.parse("tolerance").decision(verdicts)["after_round"] == 1
     assert StopRule.parse(None) is None
+
+
+def _skewed(rng, n, c, bias):
+    labels = rng.integers(0, c, n)
+    logits = rng.normal(size=(n, c)) + 1.5 * np.eye(c)[labels] + bias
+    return np.exp(logits) / np.exp(logits).sum(1, keepdims=True), labels
+
+
+def test_thresholds_match_predicted_counts_to_true_counts_on_validation():
+    from prunelab.training import calibrate
+
+    rng = np.random.default_rng(3)
+    probs, labels = _skewed(rng, 400, 2, np.array([0.0, -1.2]))  # the positive class under-predicted
+    offsets = calibrate.fit_offsets(probs, labels, positive_class=1)
+    decided = calibrate.apply(probs, offsets).argmax(1)
+    assert (decided == 1).sum() == (labels == 1).sum() != (probs.argmax(1) == 1).sum()
+    probs, labels = _skewed(rng, 600, 4, np.array([0.8, 0.0, -0.5, -1.0]))
+    raw = np.abs(np.bincount(probs.argmax(1), minlength=4) - np.bincount(labels, minlength=4)).sum()
+    decided = calibrate.apply(probs, calibrate.fit_offsets(probs, labels)).argmax(1)
+    fitted = np.abs(np.bincount(decided, minlength=4) - np.bincount(labels, minlength=4)).sum()
+    assert fitted <= 0.1 * raw and raw > 50
+
+
+def test_thresholds_never_read_test_labels():
+    from prunelab.training import calibrate
+
+    rng = np.random.default_rng(4)
+    val = _skewed(rng, 300, 3, np.array([0.5, 0.0, -0.5]))
+    test_probs, test_labels = _skewed(rng, 200, 3, np.array([0.5, 0.0, -0.5]))
+    names = ["a", "b", "c"]
+    one = calibrate.calibrated_fields(val, test_probs, test_labels, names)
+    shuffled = calibrate.calibrated_fields(val, test_probs, rng.permutation(test_labels), names)
+    nonsense = calibrate.calibrated_fields(val, test_probs, np.zeros_like(test_labels), names)
+    for other in (shuffled, nonsense):  # the test labels change the scores, never the thresholds
+        assert {k: v for k, v in other.items() if "/offset/" in k} == {k: v for k, v in one.items() if "/offset/" in k}
+    assert one["calibrated/test/acc"] != nonsense["calibrated/test/acc"]
+
+
+def test_calibrate_must_be_known():
+    cfg = compose_cfg(["calibrate=platt"])
+    with pytest.raises(PrunelabError) as err:
+        checks.check_config(cfg, machine=False)
+    assert err.value.key == "calibrate"

@@ -153,6 +153,12 @@ def _check_class_metrics(cfg: DictConfig) -> None:
         raise PrunelabError(
             "class_tolerance", f"{eps!r} is not an accuracy gap >= 0", "e.g. class_tolerance=0.02 (two points)"
         )
+    if cfg.get("calibrate", "none") not in ("none", "thresholds", None):
+        raise PrunelabError(
+            "calibrate",
+            f"{cfg.get('calibrate')!r} is not a recalibration",
+            "use calibrate=none or calibrate=thresholds",
+        )
     node = cfg.get("class_metrics") or {}
     null = node.get("null_seed")
     if null is not None and (not is_int(null) or not 0 <= null <= MAX_SEED):

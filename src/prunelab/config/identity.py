@@ -61,6 +61,7 @@ IDENTITY_KEYS = (
     "population",
     "class_tolerance",
     "class_metrics",
+    "calibrate",
 )
 
 

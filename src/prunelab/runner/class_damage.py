@@ -25,12 +25,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from prunelab.errors import PrunelabError
 from prunelab.runner.context import RunContext
 from prunelab.runs import files as results
-from prunelab.training import damage
+from prunelab.training import calibrate, damage
 
 log = logging.getLogger("prunelab")
 
 NULL_DIR = "null"
-PREFIXES = ("damage/", "floor/")
+PREFIXES = ("damage/", "floor/", "calibrated/")
 
 
 def settings(cfg: DictConfig) -> dict[str, Any]:
@@ -134,8 +134,21 @@ def _fields(ctx: RunContext, dense: Any, probs: Any, labels: Any) -> dict[str, A
     return out
 
 
+def calibration(ctx: RunContext, rdir: Path, probs: Any, labels: Any) -> dict[str, Any]:
+    """With ``calibrate=thresholds``: the round's test metrics after thresholds fitted on its validation predictions
+    (``val_predictions.npz``) alone (:mod:`prunelab.training.calibrate`)."""
+    if str(ctx.cfg.get("calibrate") or "none") != "thresholds":
+        return {}
+    path = rdir / "val_predictions.npz"
+    if not path.exists():
+        raise PrunelabError("calibrate", f"{path} is missing: no validation predictions to fit on", "rerun the round")
+    val = results.load_predictions(path)
+    return calibrate.calibrated_fields(val, probs, labels, list(ctx.dm.class_names), ctx.dm.positive_class)
+
+
 def with_fields(ctx: RunContext, r: int, record: dict, probs: Any, labels: Any) -> dict:
-    """``record`` with its class-damage fields computed by this run's settings (any earlier ones dropped: a round 0
-    copied from the store was recorded by another run)."""
+    """``record`` with its class-damage and recalibration fields computed by this run's settings (any earlier ones
+    dropped: a round 0 copied from the store was recorded by another run)."""
     kept = {k: v for k, v in record.items() if not k.startswith(PREFIXES)}
-    return {**kept, **fields(ctx, r, probs, labels)}
+    rdir = results.round_dir(ctx.run_dir, r)
+    return {**kept, **fields(ctx, r, probs, labels), **calibration(ctx, rdir, probs, labels)}

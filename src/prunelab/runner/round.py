@@ -224,12 +224,16 @@ def record_round(
         quantize_round(ctx, r, rdir, step)
     probs, labels = test_outputs(ctx)
     results.save_predictions(rdir / "predictions.npz", probs.numpy(), labels.numpy())
+    if ctx.module.val_outputs is not None:  # post-hoc recalibration fits on them (calibrate=thresholds), never on test
+        val_probs, val_labels = ctx.module.val_outputs
+        results.save_predictions(rdir / "val_predictions.npz", val_probs.numpy(), val_labels.numpy())
     row["round_seconds"] = round(time.perf_counter() - start, 3)  # fit + evaluation + export: what a rerun saves
     stats = masking.sparsity_stats(ctx.module.model)
     per_tensor = {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("sparsity/")}
     kept_files = results.round_files(rdir) + (sorted((ctx.run_dir / "rewind").glob("step*.pt")) if r == 0 else [])
     files = results.record_files(ctx.run_dir, kept_files) if results.is_writer() else {}
     row.update(class_damage.fields(ctx, r, probs.numpy(), labels.numpy()))
+    row.update(class_damage.calibration(ctx, rdir, probs.numpy(), labels.numpy()))
     record = {
         **row,
         "confusion_matrix": confusion(probs, labels, ctx.dm),

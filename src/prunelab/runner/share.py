@@ -37,7 +37,8 @@ from prunelab.runner.context import RunContext
 from prunelab.runs import files as results
 
 log = logging.getLogger("prunelab")
-VERSION = "round0/2"  # changes when what round 0 writes, or how its key is computed, changes (2: issue 28)
+VERSION = "round0/3"  # changes when what round 0 writes, or how its key is computed, changes (2: issue 28; 3: the
+# round keeps its validation predictions, val_predictions.npz, issue 29)
 KEYS = (
     "data",
     "model",

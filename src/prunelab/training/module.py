@@ -53,6 +53,7 @@ class ClassifierModule(pl.LightningModule):
         self.last_metrics: dict[str, dict[str, float]] = {}
         self.callback_keys: set[str] = set()  # epoch metrics callbacks read (monitor.metric), besides acc and loss
         self.test_outputs: tuple[Tensor, Tensor] | None = None
+        self.val_outputs: tuple[Tensor, Tensor] | None = None  # the last validation pass's (probabilities, labels)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets ``_current_fx_name`` twice around every hook call (~12 hooks a step); nn.Module's
@@ -159,6 +160,8 @@ class ClassifierModule(pl.LightningModule):
         self.last_metrics[stage] = metrics
         if stage == "test":
             self.test_outputs = (probs, targets)
+        elif stage == "val":
+            self.val_outputs = (probs, targets)
         return metrics
 
     @torch.no_grad()
