@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from prunelab.analysis import class_damage
 from prunelab.config.identity import IDENTITY_KEYS
 from prunelab.runs import files as results
 from prunelab.runs.folders import Run, find_runs, group_labels
@@ -330,7 +331,15 @@ def report(root: Path, out: Path | None = None, x_axis: str = "density") -> dict
     for stale in out.glob("*.png"):  # figures of an earlier report of this folder (other names) must not linger
         stale.unlink()
     files = plots(summary, deltas, out, x_axis) if summary else []
-    (out / "report.md").write_text(markdown(summary, runs) + figures_section(files, deltas))
+    damage_rows = class_damage.run_rows(runs, labels)
+    if damage_rows:
+        write_csv(out / "class_damage.csv", damage_rows)
+    damage_files = class_damage.figures(runs, labels, out)
+    if damage_files:
+        (out / "figures.json").write_text(json.dumps(figures_manifest(), indent=1))
+    text = markdown(summary, runs) + figures_section(files, deltas) + class_damage.section(runs, labels, damage_files)
+    (out / "report.md").write_text(text)
+    files += damage_files
     files += hooker_section(runs, out)
     from prunelab.analysis.html import write_html
 
@@ -343,6 +352,12 @@ def report(root: Path, out: Path | None = None, x_axis: str = "density") -> dict
         "plots": files,
         "wandb_group": groups.pop() if len(groups) == 1 else None,
     }
+
+
+def figures_manifest() -> list[dict]:
+    from prunelab.analysis import figures
+
+    return figures.MANIFEST
 
 
 def log_to_wandb(result: dict, tables: dict[str, list[dict]], project: str = "prunelab", group: str = "report") -> Path:
@@ -397,7 +412,10 @@ def main(argv: list[str]) -> None:
         raise SystemExit(2) from None
     print(f"{result['runs']} runs ({result['complete']} complete) -> {result['out']}/report.md")
     if args.wandb:
-        tables = {n: _read_csv(result["out"] / f"{n}.csv") for n in ("summary", "class_deltas", "runs", "hooker")}
+        tables = {
+            n: _read_csv(result["out"] / f"{n}.csv")
+            for n in ("summary", "class_deltas", "runs", "hooker", "class_damage")
+        }
         group = result["wandb_group"] or "report"  # the sweep's own W&B group when the runs share one
         print(f"W&B (offline, group {group}): {log_to_wandb(result, tables, group=group)}")
 

@@ -141,6 +141,24 @@ def _check_content(cfg: DictConfig) -> None:
         check_kinds(cfg_get(cfg, "prune.group_kinds"))
     _check_allocation(cfg)
     _check_class_metrics(cfg)
+    _check_budget(cfg)
+
+
+def _check_budget(cfg: DictConfig) -> None:
+    from prunelab.pruning.budget import Budget
+
+    budget = Budget.from_config(cfg.get("budget"))
+    schedule = _built(cfg, "schedule")
+    if budget is None or schedule is None:
+        return
+    if schedule.in_fit or schedule.progressive or (schedule.num_rounds == 1 and schedule.sparsity_at(0) == 0):
+        raise PrunelabError(
+            "budget.target",
+            f"{type(schedule).__name__} schedules cannot search a rate per round",
+            "use schedule=iterative or schedule=one_shot with a budget",
+        )
+    if cfg_get(cfg, "rewind.masks_from"):
+        raise PrunelabError("budget.target", "rewind.masks_from copies another run's masks", "leave budget.target=null")
 
 
 def _number(value: Any) -> bool:

@@ -62,6 +62,7 @@ IDENTITY_KEYS = (
     "class_tolerance",
     "class_metrics",
     "calibrate",
+    "budget",
 )
 
 

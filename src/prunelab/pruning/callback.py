@@ -23,6 +23,7 @@ from prunelab.pruning import distributed, units
 from prunelab.pruning import masks as masking
 from prunelab.pruning import rewind as rewinding
 from prunelab.pruning.allocation import Allocation, layer_target, normalized
+from prunelab.pruning.budget import Budget, cost, search
 from prunelab.pruning.criteria import ScoringContext
 from prunelab.pruning.select import select
 
@@ -43,11 +44,14 @@ class PruningCallback(pl.Callback):
         extra: dict | None = None,
         min_filters: int = 1,
         allocation: Allocation | None = None,
+        budget: Budget | None = None,
+        input_shape: Any = None,
     ):
         self.criterion, self.schedule, self.rewind = criterion, schedule, rewind
         self.round, self.snapshots, self.seed, self.batches = round_, snapshots, seed, batches
         self.groups, self.extra, self.min_filters = list(groups or []), dict(extra or {}), min_filters
         self.allocation = allocation or Allocation()
+        self.budget, self.input_shape = budget, input_shape  # budget.target: search the rate that meets a cost
         self.last_prune: dict[str, float] = {}
         self._last_update_step = -1
         self._init_cache = None
@@ -122,7 +126,10 @@ class PruningCallback(pl.Callback):
             )
             batches = self.batches() if (self.criterion.needs_data and self.batches) else None
             scores = self.criterion.scores(model, current, batches=batches, context=context)
-            new = self.select_masks(model, scores, current, target, context)
+            if self.budget is not None:
+                target, new = self._meet_budget(model, scores, current, context)
+            else:
+                new = self.select_masks(model, scores, current, target, context)
         primary = {n: new[n] for n in current}  # the rewind may change the selection (shuffle: a random subnetwork)
         new = {**new, **self.rewind.after_selection(primary, self.seed, self.round)}
         masking.set_masks(model, new)
@@ -133,6 +140,39 @@ class PruningCallback(pl.Callback):
         self.last_prune = {"target": target, "sparsity": stats["sparsity"]}
         log.debug("round %d: pruned to sparsity %.4f (target %.4f)", self.round, stats["sparsity"], target)
         return self.last_prune
+
+    def _meet_budget(self, model, scores, current, context: ScoringContext) -> tuple[float, dict[str, torch.Tensor]]:
+        """The target (weight or filter share) whose masks bring the model's cost nearest this round's goal."""
+        assert self.budget is not None
+        dense_round0 = self.schedule.sparsity_at(0) == 0
+        k, rounds = (
+            (self.round, self.schedule.num_rounds - 1) if dense_round0 else (self.round + 1, self.schedule.num_rounds)
+        )
+        goal = self.budget.goal(k, rounds)
+        structured = self.criterion.structured
+        groups = self.groups if structured else None
+        if structured:
+            alive = units.alive_units(model, self.groups)
+            low = 1.0 - sum(int(a.sum()) for a in alive.values()) / sum(len(a) for a in alive.values())
+        else:
+            low = masking.sparsity_stats(model)["sparsity"]
+        target, new, achieved = search(
+            model,
+            lambda s: self.select_masks(model, scores, current, s, context),
+            lambda m: cost(m, self.budget.target, self.input_shape, groups),  # type: ignore[union-attr]
+            low,
+            goal,
+            self.budget.tolerance,
+        )
+        log.info(
+            "round %d: %s %.4f of dense (goal %.4f) at target %.4f",
+            self.round,
+            self.budget.target,
+            achieved,
+            goal,
+            target,
+        )
+        return target, new
 
     def select_masks(self, model, scores, current, target: float, context: ScoringContext) -> dict[str, torch.Tensor]:
         """The one path from scores to masks: one layer's kernels (progressive schedules), whole filter groups

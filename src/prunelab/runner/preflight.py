@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prunelab.config.checks import MIN_CLASS_EXAMPLES, cfg_get, is_int, population_size
 from prunelab.errors import PrunelabError
+from prunelab.pruning.budget import Budget, check_reachable
 
 
 # -- checks on built objects ---------------------------------------------------------------------------------------
@@ -117,6 +118,10 @@ def check_built(ctx: Any) -> list[str]:
             f"{metric!r} is not a metric this run logs",
             f"use e.g. {', '.join(close or ['val/acc', 'val/auroc_macro', 'val/loss'])}",
         )
+    budget = Budget.from_config(cfg.get("budget"))
+    if budget is not None:  # a value no rate can reach is refused before any training
+        groups = ctx.groups if ctx.criterion.structured else []
+        check_reachable(ctx.module.model, budget, dm.input_shape, groups, int(cfg.prune.min_filters))
     if ctx.schedule.stop is not None:  # schedule.stop_when names a figure every round records
         ctx.schedule.stop.check_metric({k.replace("val/", s, 1) for k in logged_keys(dm) for s in ("val/", "test/")})
     steps = round_steps(dm, cfg)

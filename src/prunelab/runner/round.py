@@ -23,6 +23,8 @@ from prunelab.errors import PrunelabError
 from prunelab.pruning import masks as masking
 from prunelab.pruning import units
 from prunelab.pruning.allocation import Allocation
+from prunelab.pruning.budget import Budget
+from prunelab.pruning.budget import cost as budget_cost
 from prunelab.pruning.callback import PruningCallback
 from prunelab.pruning.cost import count_flops, export_report
 from prunelab.runner import class_damage, preflight
@@ -89,6 +91,8 @@ def run_round(ctx: RunContext, r: int) -> dict:
         extra={"num_classes": dm.num_classes, "run_dir": str(ctx.run_dir)},
         min_filters=int(cfg.prune.min_filters),
         allocation=Allocation.from_config(cfg.prune, ctx.criterion.structured),
+        budget=Budget.from_config(cfg.get("budget")),
+        input_shape=dm.input_shape,
     )
     stop, overrides = convergence(cfg, r)
     overrides.update(rewind_budget(ctx, r))
@@ -186,7 +190,27 @@ def round_row(ctx: RunContext, r: int, kept: str, fit_s: float, val: dict, epoch
     if ctx.groups:
         row.update(units.unit_stats(units.alive_units(model, ctx.groups)))
         row["prune/units_removed_share"] = row["units_removed_share"]
+    row.update(budget_fields(ctx, r))
     return row
+
+
+def budget_fields(ctx: RunContext, r: int) -> dict[str, Any]:
+    """With ``budget.target``: the round's goal and the cost it reached (prunelab.pruning.budget)."""
+    budget = Budget.from_config(ctx.cfg.get("budget"))
+    if budget is None:
+        return {}
+    dense0 = ctx.schedule.sparsity_at(0) == 0
+    k, rounds = (r, ctx.num_rounds - 1) if dense0 else (r + 1, ctx.num_rounds)
+    goal = budget.goal(k, rounds)
+    groups = ctx.groups if ctx.criterion.structured else None
+    achieved = budget_cost(ctx.module.model, budget.target, ctx.dm.input_shape, groups)
+    return {
+        "budget/target": budget.target,
+        "budget/value": budget.value,
+        "budget/goal": goal,
+        "budget/achieved": achieved,
+        "budget/within_tolerance": bool(abs(achieved - goal) <= budget.tolerance),
+    }
 
 
 def record_round(

@@ -130,7 +130,9 @@ def listed_run(path: Path) -> Run:
             check_recorded(config)
         except PrunelabError as exc:
             return Run(path, "broken", {}, [], exc.one_line())
-    return Run(path, status, config, rows if status == "complete" else [], error)
+    named = summary.get("classes")
+    classes = [str(c) for c in named] if isinstance(named, list) else []
+    return Run(path, status, config, rows if status == "complete" else [], error, classes)
 
 
 def find_runs(root: Path) -> list[Run]:
