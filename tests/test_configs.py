@@ -71,7 +71,9 @@ def build(group: str, node, cfg, tmp_path) -> None:
             else (1, 28, 28)
         )
         extra = {"pretrained": False} if "pretrained" in node else {}  # no network here: weights are not fetched
-        model = instantiate(node, input_shape=shape, num_classes=3, _convert_="all", **extra)
+        from prunelab.config.instantiate import make
+
+        model = make({"model": node}, "model", input_shape=shape, num_classes=3, _convert_="all", **extra)
         assert model(torch.zeros(2, *shape)).shape == (2, 3)
     elif group == "optimizer":
         opt = instantiate(node)(params=[torch.nn.Parameter(torch.zeros(2))])

@@ -142,6 +142,24 @@ def _check_content(cfg: DictConfig) -> None:
     _check_allocation(cfg)
     _check_class_metrics(cfg)
     _check_budget(cfg)
+    _check_slice_head(cfg)
+
+
+def _check_slice_head(cfg: DictConfig) -> None:
+    if not cfg_get(cfg, "model.slice_head"):
+        return
+    if not cfg_get(cfg, "data.classes"):
+        raise PrunelabError(
+            "model.slice_head",
+            "needs data.classes: the classes to slice the classifier to",
+            "e.g. data.classes=[3,5,8]",
+        )
+    if not cfg.get("init_weights"):
+        raise PrunelabError(
+            "model.slice_head",
+            "needs init_weights: the dense model trained on every class whose classifier is sliced",
+            "set init_weights=<a full-class run's rounds/r00/model.pt>",
+        )
 
 
 def _check_budget(cfg: DictConfig) -> None:

@@ -67,6 +67,8 @@ IDENTITY_KEYS = (
 
 
 _NO_DEFAULT = object()
+OWN_KEYS: dict[str, Any] = {"slice_head": False}  # prunelab's keys inside a _target_ node (model.slice_head), not
+# constructor parameters: left out of the identity at these defaults, and of the constructor call (instantiate.make)
 
 
 @functools.cache
@@ -171,7 +173,7 @@ def _canon(value: Any, defaults: Any, drop: bool) -> Any:
             return None
         target = value.get("_target_")
         if isinstance(target, str):
-            defaults = target_defaults(target)
+            defaults = {**OWN_KEYS, **target_defaults(target)}
         elif isinstance(defaults, _NestedDefaults):
             defaults = defaults.values
         out = {}

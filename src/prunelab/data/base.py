@@ -105,6 +105,26 @@ def channels_first(x: Tensor, where: str) -> Tensor:
     )
 
 
+def subset_indices(classes: Sequence[Any], names: Sequence[Any], source: str) -> list[int]:
+    """The dataset indices of ``data.classes`` (class names, or integer indices into the dataset's classes)."""
+    known = [str(n) for n in names]
+    out: list[int] = []
+    for c in classes:
+        if isinstance(c, int) and not isinstance(c, bool) and str(c) not in known:
+            index = c if 0 <= c < len(known) else None
+        else:
+            index = known.index(str(c)) if str(c) in known else None
+        if index is None:
+            shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+            raise PrunelabError("data.classes", f"{c!r} is not a class of {source} ({shown})", "name classes it has")
+        if index in out:
+            raise PrunelabError("data.classes", f"{c!r} is named twice", "name each class once")
+        out.append(index)
+    if len(out) < 2:
+        raise PrunelabError("data.classes", f"{list(classes)} names fewer than two classes", "name at least two")
+    return out
+
+
 def as_tensor(a) -> Tensor:
     return a if isinstance(a, Tensor) else torch.from_numpy(np.ascontiguousarray(a))
 
@@ -148,6 +168,7 @@ class TensorDataModule(pl.LightningDataModule):
         imbalance: Mapping | None = None,
         positive_class: int | None = None,
         augment: bool = False,
+        classes: Sequence[Any] | None = None,
     ):
         super().__init__()
         if not 0.0 <= float(val_fraction) < 1.0:
@@ -162,6 +183,9 @@ class TensorDataModule(pl.LightningDataModule):
         )
         self.imbalance = dict(imbalance or {})
         self._positive_class = positive_class
+        self.classes = None if classes is None else list(classes)  # data.classes: a subset, by name or index
+        self.class_indices: list[int] | None = None  # their indices among the dataset's classes (after setup)
+        self.all_class_names: list[str] = []
         self._ready = False
 
     # -- to implement ----------------------------------------------------------------------------------------
@@ -220,6 +244,7 @@ class TensorDataModule(pl.LightningDataModule):
                     "use a smaller data.val_fraction, e.g. 0.1",
                 )
         names = list(raw.class_names)
+        self.all_class_names = [str(n) for n in names]
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names = self._imbalance(
             (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names, gen
         )
@@ -228,11 +253,33 @@ class TensorDataModule(pl.LightningDataModule):
             mean = x_tr.mean(dim=dims, keepdim=True)
             std = x_tr.std(dim=dims, keepdim=True).clamp(min=1e-6)
             x_tr, x_va, x_te = ((x - mean) / std for x in (x_tr, x_va, x_te))
+        if self.classes is not None:  # after imbalance (its class indices are the dataset's) and normalising (the
+            # statistics of the whole training split, as a full-class model sliced by model.slice_head was trained)
+            (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names = self._subset(
+                (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names
+            )
         self.x_train, self.y_train, self.x_val, self.y_val = x_tr.contiguous(), y_tr, x_va.contiguous(), y_va
         self.x_test, self.y_test, self.class_names = x_te.contiguous(), y_te, names
         if self._positive_class is not None:
             imbalance._check_class("data.positive_class", self._positive_class, len(names))
         self._ready = True
+
+    def _subset(self, train, val, test, names: Sequence[str]):
+        """``data.classes``: only those classes' examples in every split, relabelled 0..k-1 in the order given."""
+        if self.imbalance.get("positive_class") is not None:
+            raise PrunelabError(
+                "data.classes",
+                "cannot be combined with data.imbalance.positive_class (that makes the task one-vs-rest first)",
+                "leave one of them null",
+            )
+        self.class_indices = subset_indices(self.classes or [], names, self.source())
+        lookup = torch.full((len(names),), -1, dtype=torch.long)
+        lookup[torch.tensor(self.class_indices)] = torch.arange(len(self.class_indices))
+        out = []
+        for x, y in (train, val, test):
+            keep = lookup[y] >= 0
+            out.append((x[keep], lookup[y[keep]]))
+        return out[0], out[1], out[2], [str(names[i]) for i in self.class_indices]
 
     def _imbalance(self, train, val, test, names: Sequence[str], gen: torch.Generator):
         opts, c = self.imbalance, len(names)
@@ -299,6 +346,9 @@ class TensorDataModule(pl.LightningDataModule):
             "input_shape": list(self.input_shape),
             "counts": counts,
             "positive_class": self._positive_class,
+            **(
+                {"class_indices": self.class_indices, "all_classes": self.all_class_names} if self.class_indices else {}
+            ),
             "fingerprint": self.fingerprint,
             "official": self.official,
         }

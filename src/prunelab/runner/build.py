@@ -128,6 +128,28 @@ def load_state_file(path: Path | str, key: str) -> dict[str, torch.Tensor]:
     return obj
 
 
+def sliced_head(state: dict[str, torch.Tensor], model: torch.nn.Module, dm: Any) -> dict[str, torch.Tensor]:
+    """``model.slice_head``: a full-class checkpoint's classifier rows (and biases) cut to ``data.classes``, in their
+    order: every tensor whose first dimension is the dataset's class count where the model's is the subset's."""
+    full, rows = len(dm.all_class_names), dm.class_indices
+    own, out, sliced = model.state_dict(), dict(state), []
+    for k, v in state.items():
+        target = own.get(masking.stored_key(k, own))
+        if target is None or v.dim() == 0 or v.shape[0] != full or target.shape[0] != len(rows):
+            continue
+        if tuple(v.shape[1:]) == tuple(target.shape[1:]):
+            out[k] = v[torch.tensor(rows)].clone()
+            sliced.append(k)
+    if not sliced:
+        raise PrunelabError(
+            "model.slice_head",
+            f"init_weights has no classifier with {full} outputs to slice to {len(rows)} classes",
+            "give the checkpoint of a model trained on all the dataset's classes",
+        )
+    log.info("model.slice_head: %s sliced to classes %s", ", ".join(sliced), dm.class_names)
+    return out
+
+
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], key: str, path: Path | str) -> None:
     """Load strictly; a missing mask is allowed (plain dense weights), anything else that does not fit is an error."""
     own = model.state_dict()
@@ -221,7 +243,10 @@ def prepare(cfg: DictConfig, run_dir: Path, dm: Any = None) -> RunContext:
     schedule.bind(groups)
     if cfg.get("init_weights"):
         path = Path(cfg.init_weights)
-        load_into(model, load_state_file(path, "init_weights"), "init_weights", path)
+        state = load_state_file(path, "init_weights")
+        if cfg.model.get("slice_head"):
+            state = sliced_head(state, model, dm)
+        load_into(model, state, "init_weights", path)
         preflight.check_init_weights(model, path)
     loss = make(cfg, "loss", _convert_="all")
     if hasattr(loss, "configure"):  # class-dependent losses need the training split's class counts

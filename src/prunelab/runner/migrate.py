@@ -96,6 +96,10 @@ _LEGACY_DEFAULTS: dict[str, Any] = {
     "prune.max_layer_sparsity": None,
     "prune.round_to": None,
     "rewind.masks_from": None,
+    # keys added after 7bdddc4 (issue 29): at their defaults they were not there when the old ids were made
+    "model.slice_head": False,
+    "data.classes": None,
+    "schedule.stop_when": None,
 }
 _LEGACY_NULL_IS_EMPTY = ("prune.ratios", "data.imbalance.keep_fraction")
 
