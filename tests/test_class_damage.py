@@ -342,3 +342,27 @@ def test_calibrate_must_be_known():
     with pytest.raises(PrunelabError) as err:
         checks.check_config(cfg, machine=False)
     assert err.value.key == "calibrate"
+
+
+def test_report_shows_class_damage_beside_its_floor(floor_run):
+    import csv
+
+    out, run_dir, _ = floor_run
+    rep = cli(["report", str(run_dir), "--out", str(out / "rep")], out)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    with open(out / "rep" / "class_damage.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    last = _rows(run_dir)[-1]
+    assert float(row["flip"]) == pytest.approx(last["damage/flip"]) and float(row["floor_flip"]) == pytest.approx(
+        last["floor/flip"]
+    )
+    assert float(row["class_safe_sparsity"]) == pytest.approx(damage.class_safe_sparsity(_rows(run_dir)))
+    manifest = json.loads((out / "rep" / "figures.json").read_text())
+    (heat,) = [m for m in manifest if m["kind"] == "class_gap_flip"]
+    assert heat["gap_scale"][0] == -heat["gap_scale"][1] and heat["flip_scale"][0] == 0
+    kinds = {m["kind"] for m in manifest}
+    assert {"tolerance_band", "recalibrated_worst_recall"} <= kinds
+    for m in manifest:
+        assert (out / "rep" / m["file"]).stat().st_size > 5000
+    html = (out / "rep" / "report.html").read_text()
+    assert "Class damage" in html and html.count("<img ") == len(manifest)

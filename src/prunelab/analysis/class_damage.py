@@ -221,7 +221,8 @@ def figures(runs: list[Run], labels: dict[Path, str], out: Path) -> list[Path]:
     files = []
     for pop, g in grids.items():
         classes, sparsity, _ = g["gap"]
-        fig, axes = plt.subplots(1, 2, figsize=(3.4 + 1.3 * len(sparsity), 1.6 + 0.36 * len(classes)))
+        height = max(2.8, 1.6 + 0.36 * len(classes))
+        fig, axes = plt.subplots(1, 2, figsize=(3.6 + 1.1 * (len(sparsity) + 1), height))
         for ax, key, cmap, lo, hi, label in (
             (axes[0], "gap", "RdBu_r", -gap_lim, gap_lim, "accuracy gap to dense (dense - pruned)"),
             (axes[1], "flip", "Purples", 0.0, flip_lim, "flip rate vs dense"),
@@ -247,8 +248,8 @@ def figures(runs: list[Run], labels: dict[Path, str], out: Path) -> list[Path]:
             ax.set_xlabel("sparsity (floor: a second dense model)" if "floor" in ticks else "sparsity")
             ax.set_ylabel("class")
             ax.set_title(label, fontsize=9)
-            fig.colorbar(im, ax=ax).set_label(f"scale shared by the report ({lo:+.2f} .. {hi:.2f})", fontsize=7)
-        fig.suptitle(f"class damage: {pop}", fontsize=9)
+            fig.colorbar(im, ax=ax).set_label(f"shared scale {lo:+.2f} .. {hi:.2f}", fontsize=7)
+        fig.suptitle(f"class damage: {_short(pop, 90)}", fontsize=9)
         fig.tight_layout()
         path = out / f"class_gap_flip_{fig_mod.slug(pop)}.png"
         fig.savefig(path, dpi=120)
@@ -264,6 +265,15 @@ def figures(runs: list[Run], labels: dict[Path, str], out: Path) -> list[Path]:
     return files
 
 
+def _short(label: str, n: int = 48) -> str:
+    return label if len(label) <= n else label[: n - 1] + "…"
+
+
+def _legend(ax: Any, entries: int) -> None:
+    """Under the plot, so that long population labels never cover the curves."""
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1 if entries > 4 else 2, frameon=False)
+
+
 def _series(runs: list[Run], key: str) -> tuple[list[float], list[float]]:
     depth = min(len(r.rows) for r in runs)
     xs = [statistics.fmean(float(r.rows[j]["sparsity"]) for r in runs) for j in range(depth)]
@@ -272,18 +282,18 @@ def _series(runs: list[Run], key: str) -> tuple[list[float], list[float]]:
 
 
 def _tolerance_band(plt: Any, pops: dict[str, list[Run]], out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4 + 0.18 * len(pops)))
     bounds = {}
     for k, (pop, rs) in enumerate(sorted(pops.items())):
         xs, ys = _series(rs, "damage/gap_excess_q100")
-        ax.plot(xs, ys, "o-", color=f"C{k % 10}", label=pop)
+        ax.plot(xs, ys, "o-", color=f"C{k % 10}", label=_short(pop))
         eps = float(rs[0].rows[-1].get("damage/tolerance", 0.0))
         floor = statistics.fmean(max(0.0, float(r.rows[-1].get("floor/gap_excess_q100", 0.0))) for r in rs)
         bounds[pop] = (k, xs, eps, floor)
     same = len({(e, f) for _, _, e, f in bounds.values()}) == 1  # one bound for all: drawn once, in grey
     for pop, (k, xs, eps, floor) in bounds.items():
         colour = "0.3" if same else f"C{k % 10}"
-        label = f"epsilon {eps:g} + floor {floor:.3f}" + ("" if same else f" ({pop})")
+        label = f"epsilon {eps:g} + floor {floor:.3f}" + ("" if same else f" ({_short(pop, 30)})")
         ax.plot([0, max(xs)], [eps + floor] * 2, "--", color=colour, linewidth=1, label=label)
         if floor > 0:
             ax.fill_between([0, max(xs)], 0, floor, color=colour, alpha=0.12)
@@ -292,7 +302,7 @@ def _tolerance_band(plt: Any, pops: dict[str, list[Run]], out: Path) -> Path:
     ax.set_xlabel("sparsity")
     ax.set_ylabel("largest excess gap (gap_c - mean gap)")
     ax.set_title("class tolerance: solid = run, dashed = epsilon + floor, band = dense-vs-dense floor", fontsize=8)
-    ax.legend(fontsize=7)
+    _legend(ax, 2 * len(pops))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "tolerance_band.png"
@@ -309,18 +319,18 @@ def _manifest(path: Path, kind: str, ax: Any) -> None:
 
 
 def _recalibrated(plt: Any, pops: dict[str, list[Run]], out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4 + 0.18 * len(pops)))
     for k, (pop, rs) in enumerate(sorted(pops.items())):
         colour = f"C{k % 10}"
         xs, raw = _series(rs, "test/recall_worst")
         _, cal = _series(rs, "calibrated/test/recall_worst")
-        ax.plot(xs, raw, "o-", color=colour, label=f"{pop} (raw)")
-        ax.plot(xs, cal, "s--", color=colour, label=f"{pop} (recalibrated)")
+        ax.plot(xs, raw, "o-", color=colour, label=f"{_short(pop)} (raw)")
+        ax.plot(xs, cal, "s--", color=colour, label=f"{_short(pop)} (recalibrated)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("sparsity")
     ax.set_ylabel("worst-class recall (test)")
     ax.set_title("raw vs thresholds fitted on validation (calibrate=thresholds)", fontsize=9)
-    ax.legend(fontsize=7)
+    _legend(ax, 2 * len(pops))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "recalibrated_worst_recall.png"
