@@ -366,3 +366,31 @@ def test_report_shows_class_damage_beside_its_floor(floor_run):
         assert (out / "rep" / m["file"]).stat().st_size > 5000
     html = (out / "rep" / "report.html").read_text()
     assert "Class damage" in html and html.count("<img ") == len(manifest)
+
+
+def test_seed_floor_is_the_symmetric_mean_over_dense_pairs(tmp_path):
+    from itertools import permutations
+
+    from prunelab.analysis import class_damage as report_damage
+    from prunelab.runs import files
+    from prunelab.runs.folders import Run
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, len(NAMES), 200)
+    runs = []
+    for seed in range(3):
+        path = tmp_path / f"s{seed}"
+        files.save_predictions(path / "rounds" / "r00" / "predictions.npz", _probs(rng, labels, 0.8), labels)
+        rows = [
+            {"round": 0, "sparsity": 0.0, "damage/gap_excess_q100": 0.0, "damage/tolerance": 0.02},
+            {"round": 1, "sparsity": 0.5, "damage/gap_excess_q100": 0.05, "damage/tolerance": 0.02},
+        ]
+        runs.append(Run(path, "complete", {"seed": seed}, rows, None, NAMES))
+    floor = report_damage.seed_floor(runs)
+    dense = [r.predictions(0)[0] for r in runs]
+    pairs = [damage.damage_fields(a, b, labels, NAMES) for a, b in permutations(dense, 2)]
+    assert floor["seed_floor_flip"] == pytest.approx(np.mean([p["damage/flip"] for p in pairs]))
+    assert floor["seed_floor_excess_gap"] == pytest.approx(np.mean([p["damage/gap_excess_q100"] for p in pairs]))
+    assert report_damage.seed_floor(list(reversed(runs))) == pytest.approx(floor)  # the order does not matter
+    assert report_damage.safe_with_floor(runs[0], 0.0) == 0.0  # 0.05 > 0.02: round 1 fails without a floor
+    assert report_damage.safe_with_floor(runs[0], 0.04) == 0.5  # and passes once the seed spread is allowed for
