@@ -328,6 +328,11 @@ class TensorDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         return make_loader(self.x_train, self.y_train, self.batch_size, True, self.seed, self._train_transform())
 
+    def train_eval_dataloader(self):
+        """The training split in order, as evaluation sees data (no augmentation): for figures of a fixed model on
+        the training data (the dense round's per-class accuracy, prunelab.training.teachers)."""
+        return make_loader(self.x_train, self.y_train, self.eval_batch_size, False, transform=self._eval_transform())
+
     def val_dataloader(self):
         return make_loader(self.x_val, self.y_val, self.eval_batch_size, False, transform=self._eval_transform())
 

@@ -81,6 +81,8 @@ def check_supported(cfg: DictConfig) -> None:
         no("population", f"{schedule.num_rounds}-round schedules", "use population=1, or a gradual/dense schedule")
     if criterion.needs_data or criterion.structured:
         no("population", "data-dependent or structured criteria", "use population=1, or criterion=magnitude")
+    if getattr(make(cfg, "loss"), "needs_dense", False):
+        no("loss", f"loss={cfg.loss._target_.rsplit('.', 1)[-1]} (it acts on pruned rounds)", "use population=1")
     if cfg.get("scheduler"):
         no("scheduler", "learning-rate schedulers", "use population=1, or scheduler=null")
     if trainer.get("limit_train_batches") not in (None, 1, 1.0):

@@ -118,6 +118,14 @@ def check_built(ctx: Any) -> list[str]:
             f"{metric!r} is not a metric this run logs",
             f"use e.g. {', '.join(close or ['val/acc', 'val/auroc_macro', 'val/loss'])}",
         )
+    if getattr(ctx.module.loss_fn, "needs_dense", False) and (
+        ctx.schedule.in_fit or ctx.schedule.sparsity_at(0) != 0 or ctx.num_rounds < 2
+    ):
+        raise PrunelabError(
+            "loss",
+            f"{type(ctx.module.loss_fn).__name__} acts on rounds after a dense round 0: this schedule has none",
+            "use schedule=iterative or schedule=one_shot (not at_init), or another loss",
+        )
     budget = Budget.from_config(cfg.get("budget"))
     if budget is not None:  # a value no rate can reach is refused before any training
         groups = ctx.groups if ctx.criterion.structured else []

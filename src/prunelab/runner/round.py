@@ -9,6 +9,7 @@ marks the round finished (see :mod:`prunelab.runner.run_folder`). Populations re
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import time
@@ -33,7 +34,7 @@ from prunelab.runner.context import RunContext
 from prunelab.runs import files as results
 from prunelab.runs.compact import kept_record
 from prunelab.training import fastpaths
-from prunelab.training.metrics import classification_metrics, worst_class
+from prunelab.training.metrics import classification_metrics, safe_name, worst_class
 from prunelab.training.module import epoch_seed
 from prunelab.training.quantize import predict, quantize, serialized_bytes
 
@@ -101,6 +102,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
     if resume is None:  # select masks -> rewind (a resumed round's checkpoint holds both; the fit restores them)
         module.to(trainer.strategy.root_device)  # where the fit will run: scores computed as they were in it
         pruner.prune_round(module.model)
+    attach_dense_round(ctx, r, trainer.strategy.root_device)  # losses that learn from round 0 (training.teachers)
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     fit_s = time.perf_counter() - start
     best = Path(ckpt.best_model_path) if ckpt.best_model_path else rdir / "checkpoints" / "last.ckpt"
@@ -122,6 +124,30 @@ def run_round(ctx: RunContext, r: int) -> dict:
         stopped=stop[0].stopped_epoch if stop else None,
         loop=fastpaths.loop_used(trainer, lean=cfg.training_loop == "lean"),
     )
+
+
+def attach_dense_round(ctx: RunContext, r: int, device: Any) -> None:
+    """A loss that acts after pruning (``loss=ceag|equalized|distill|pw``) gets round 0's model, read from its
+    ``model.pt`` after the round's files are checked against their recorded checksums (never recomputed), and the
+    training split; round 0 itself trains with plain cross-entropy. The loss's round state is reset here, and a
+    resumed round's checkpoint restores it when the fit starts."""
+    loss = ctx.module.loss_fn
+    if not hasattr(loss, "attach"):
+        return
+    if r == 0:
+        loss.release()
+        return
+    row, problem = results.verify_round(ctx.run_dir, 0)
+    if row is None:
+        raise PrunelabError(
+            "loss", f"round 0 of {ctx.run_dir} is not intact ({problem or 'missing'})", "rerun: prunelab redoes it"
+        )
+    teacher = copy.deepcopy(ctx.module.model)
+    path = results.round_dir(ctx.run_dir, 0) / "model.pt"
+    load_into(teacher, load_state_file(path, "checkpoint"), "checkpoint", path)
+    teacher.to(device)
+    batches = ((x.to(device), y.to(device)) for x, y in ctx.dm.train_eval_dataloader())
+    loss.attach(teacher, batches)
 
 
 def rewind_budget(ctx: RunContext, r: int) -> dict[str, Any]:
@@ -191,6 +217,9 @@ def round_row(ctx: RunContext, r: int, kept: str, fit_s: float, val: dict, epoch
         row.update(units.unit_stats(units.alive_units(model, ctx.groups)))
         row["prune/units_removed_share"] = row["units_removed_share"]
     row.update(budget_fields(ctx, r))
+    lam = getattr(ctx.module.loss_fn, "multipliers", None)
+    if lam is not None and r > 0:  # constrained losses: the round's final Lagrange multipliers, one per class
+        row.update({f"loss/multiplier/{safe_name(c)}": float(v) for c, v in zip(dm.class_names, lam.tolist())})
     return row
 
 

@@ -42,6 +42,7 @@ class ClassifierModule(pl.LightningModule):
     ):
         super().__init__()
         self.model, self.loss_fn = model, loss
+        self._loss_inputs = bool(getattr(loss, "uses_inputs", False))
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.schedule_offset = 0  # epochs the LR schedule starts at (rewind=step, budget continue)
         self.class_names, self.positive_class = list(class_names), positive_class
@@ -83,6 +84,8 @@ class ClassifierModule(pl.LightningModule):
     def _shared_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         x, y = batch
         logits = self.model(x)
+        if self._loss_inputs:  # losses that use the dense round's model on the same inputs (training.teachers)
+            return self.loss_fn(logits, y, x), logits, y
         return self.loss_fn(logits, y), logits, y
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
@@ -134,7 +137,8 @@ class ClassifierModule(pl.LightningModule):
         self.log_dict({"train/loss": loss, "train/acc": acc, "prune/round": float(self.round)})
 
     def _gather(self, stage: str, batch) -> None:
-        _, logits, y = self._shared_step(batch)
+        x, y = batch
+        logits = self.model(x)  # no loss here: val/loss and test/loss come from the gathered probabilities
         self._gathered[stage].append((torch.softmax(logits.float(), 1).detach(), y.detach()))
 
     def validation_step(self, batch, batch_idx: int) -> None:
