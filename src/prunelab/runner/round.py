@@ -131,7 +131,7 @@ def attach_dense_round(ctx: RunContext, r: int, device: Any) -> None:
     ``model.pt`` after the round's files are checked against their recorded checksums (never recomputed), and the
     training split; round 0 itself trains with plain cross-entropy. The loss's round state is reset here, and a
     resumed round's checkpoint restores it when the fit starts."""
-    loss = ctx.module.loss_fn
+    loss: Any = ctx.module.loss_fn
     if not hasattr(loss, "attach"):
         return
     if r == 0:

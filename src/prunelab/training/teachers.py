@@ -37,6 +37,13 @@ from prunelab.errors import PrunelabError
 class DenseRoundLoss(nn.Module):
     """Cross-entropy until :meth:`attach`; then :meth:`mitigated` (rounds after 0)."""
 
+    multipliers: Tensor
+    dense_acc: Tensor
+    dense_loss: Tensor
+    dense_avg: Tensor
+    ring: Tensor
+    ring_pos: Tensor
+    _teacher: nn.Module | None
     uses_inputs = True  # the module passes the batch's inputs (a teacher's forward needs them)
     needs_dense = True  # the run must have a dense round 0 (refused otherwise, before training)
     needs_teacher = True
