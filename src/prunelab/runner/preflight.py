@@ -118,6 +118,10 @@ def check_built(ctx: Any) -> list[str]:
             f"{metric!r} is not a metric this run logs",
             f"use e.g. {', '.join(close or ['val/acc', 'val/auroc_macro', 'val/loss'])}",
         )
+    if getattr(ctx.criterion, "classes", None) is not None:  # criterion.classes: class indices of this data
+        from prunelab.pruning.criteria.class_aware import check_classes
+
+        check_classes(ctx.criterion.classes, dm.num_classes)
     if getattr(ctx.module.loss_fn, "needs_dense", False) and (
         ctx.schedule.in_fit or ctx.schedule.sparsity_at(0) != 0 or ctx.num_rounds < 2
     ):
