@@ -118,24 +118,7 @@ def check_built(ctx: Any) -> list[str]:
             f"{metric!r} is not a metric this run logs",
             f"use e.g. {', '.join(close or ['val/acc', 'val/auroc_macro', 'val/loss'])}",
         )
-    if getattr(ctx.criterion, "classes", None) is not None:  # criterion.classes: class indices of this data
-        from prunelab.pruning.criteria.class_aware import check_classes
-
-        check_classes(ctx.criterion.classes, dm.num_classes)
-    if getattr(ctx.module.loss_fn, "needs_dense", False) and (
-        ctx.schedule.in_fit or ctx.schedule.sparsity_at(0) != 0 or ctx.num_rounds < 2
-    ):
-        raise PrunelabError(
-            "loss",
-            f"{type(ctx.module.loss_fn).__name__} acts on rounds after a dense round 0: this schedule has none",
-            "use schedule=iterative or schedule=one_shot (not at_init), or another loss",
-        )
-    budget = Budget.from_config(cfg.get("budget"))
-    if budget is not None:  # a value no rate can reach is refused before any training
-        groups = ctx.groups if ctx.criterion.structured else []
-        check_reachable(ctx.module.model, budget, dm.input_shape, groups, int(cfg.prune.min_filters))
-    if ctx.schedule.stop is not None:  # schedule.stop_when names a figure every round records
-        ctx.schedule.stop.check_metric({k.replace("val/", s, 1) for k in logged_keys(dm) for s in ("val/", "test/")})
+    check_class_aware(ctx)
     steps = round_steps(dm, cfg)
     if ctx.rewind.snapshot_step is not None and ctx.rewind.snapshot_step > steps:
         raise PrunelabError(
@@ -171,6 +154,29 @@ def check_built(ctx: Any) -> list[str]:
         for c, n in enumerate(counts)
         if n < MIN_CLASS_EXAMPLES
     ]
+
+
+def check_class_aware(ctx: Any) -> None:
+    """criterion.classes, losses that need a dense round, budgets and stop rules: checks on the built objects."""
+    cfg, dm = ctx.cfg, ctx.dm
+    if getattr(ctx.criterion, "classes", None) is not None:  # criterion.classes: class indices of this data
+        from prunelab.pruning.criteria.class_aware import check_classes
+
+        check_classes(ctx.criterion.classes, dm.num_classes)
+    if getattr(ctx.module.loss_fn, "needs_dense", False) and (
+        ctx.schedule.in_fit or ctx.schedule.sparsity_at(0) != 0 or ctx.num_rounds < 2
+    ):
+        raise PrunelabError(
+            "loss",
+            f"{type(ctx.module.loss_fn).__name__} acts on rounds after a dense round 0: this schedule has none",
+            "use schedule=iterative or schedule=one_shot (not at_init), or another loss",
+        )
+    budget = Budget.from_config(cfg.get("budget"))
+    if budget is not None:  # a value no rate can reach is refused before any training
+        groups = ctx.groups if ctx.criterion.structured else []
+        check_reachable(ctx.module.model, budget, dm.input_shape, groups, int(cfg.prune.min_filters))
+    if ctx.schedule.stop is not None:  # schedule.stop_when names a figure every round records
+        ctx.schedule.stop.check_metric({k.replace("val/", s, 1) for k in logged_keys(dm) for s in ("val/", "test/")})
 
 
 def check_targets_keep_weights(ctx: Any) -> None:
