@@ -78,3 +78,44 @@ def test_criterion_classes_naming_an_unknown_class_is_refused_before_training(tm
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("prunelab: error: criterion.classes: 12 is not a class index")
     assert not list(tmp_path.rglob("r00"))
+
+
+def test_fairprune_with_beta_0_ranks_as_half_w2_times_the_protected_fisher():
+    from prunelab.pruning.criteria.fairprune import FairPrune, fisher_diagonal
+
+    data = _data()
+    model = Toy()
+    masks = {"conv.weight": torch.ones(4, 3, 1, 1), "head.weight": torch.ones(3, 4)}
+    got = FairPrune(protect=[1], beta=0.0, num_batches=2).scores(model, masks, iter(data), _context())
+    fisher = {n: torch.zeros_like(m, dtype=torch.float64) for n, m in masks.items()}
+    for x, y in data:  # the protected class's examples of each batch
+        for n, v in fisher_diagonal(model, list(masks), x[y == 1], y[y == 1]).items():
+            fisher[n] += v / 2
+    for n in masks:
+        w = model.get_parameter(n).detach().double()
+        assert torch.allclose(got[n].double(), 0.5 * w**2 * fisher[n], rtol=1e-4, atol=1e-12)
+    both = FairPrune(protect=[1], beta=1.0, num_batches=2).scores(model, masks, iter(data), _context())
+    assert not torch.allclose(both["head.weight"], got["head.weight"])  # the other classes' curvature counts
+
+
+def test_fisher_diagonal_is_the_mean_squared_per_example_gradient():
+    from prunelab.pruning.criteria.fairprune import fisher_diagonal
+
+    model = Toy()
+    x, y = _data()[0]
+    got = fisher_diagonal(model, ["head.weight"], x[:3], y[:3])["head.weight"]
+    grads = []
+    for i in range(3):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        grads.append(model.head.weight.grad.double().pow(2))
+    assert torch.allclose(got, sum(grads) / 3)
+
+
+@pytest.mark.parametrize("protect", ["null", "[0,1,2,3,4,5,6,7,8,9]"])
+def test_fairprune_with_one_class_set_is_refused_before_training(tmp_path, protect):
+    proc = cli(["logger=none", "criterion=fairprune", f"criterion.protect={protect}", "schedule.rounds=1"], tmp_path)
+    assert proc.returncode != 0
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("prunelab: error: criterion.protect: names one class set")
+    assert not list(tmp_path.rglob("r00"))

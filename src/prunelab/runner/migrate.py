@@ -71,6 +71,10 @@ LEGACY_PATHS = {
     "bn_scale": "prunelab.pruning.importances.bn_scale.bn_scale",
     "fpgm": "prunelab.pruning.importances.fpgm.fpgm",
 }
+# prunelab names shipped after 7bdddc4: no old run id can name them (tests/test_identity.py checks the union)
+LATER_NAMES = frozenset(
+    {"CEAG", "Equalized", "Distill", "PerformanceWeighted", "PerClassTaylor", "ClassCount", "FairPrune"}
+)
 _LEGACY_UNSTRUCTURED = frozenset({"Magnitude", "MagnitudeIncrease", "Random", "SNIP"})
 _LEGACY_KINDS = ("conv", "flatten", "linear", "residual")
 _LEGACY_KEYS = (

@@ -163,6 +163,8 @@ def check_class_aware(ctx: Any) -> None:
         from prunelab.pruning.criteria.class_aware import check_classes
 
         check_classes(ctx.criterion.classes, dm.num_classes)
+    if hasattr(ctx.criterion, "check_sets"):  # fairprune: two class sets
+        ctx.criterion.check_sets(dm.num_classes)
     if getattr(ctx.module.loss_fn, "needs_dense", False) and (
         ctx.schedule.in_fit or ctx.schedule.sparsity_at(0) != 0 or ctx.num_rounds < 2
     ):
