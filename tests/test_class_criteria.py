@@ -119,3 +119,33 @@ def test_fairprune_with_one_class_set_is_refused_before_training(tmp_path, prote
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("prunelab: error: criterion.protect: names one class set")
     assert not list(tmp_path.rglob("r00"))
+
+
+def test_fairgrape_greedy_keeps_each_class_share_at_its_target_within_one_step():
+    import numpy as np
+
+    from prunelab.pruning.criteria.fairgrape import greedy_order
+
+    rng = np.random.default_rng(0)
+    imp = rng.random((3, 400)) ** 3 * np.array([[1.0], [0.2], [3.0]])  # three classes on different scales
+    target = imp.sum(1) / imp.sum()
+    order = greedy_order(imp)
+    assert sorted(order.tolist()) == list(range(400))  # every weight ranked once
+    step = imp.max()
+    for k in (40, 120, 250, 400):
+        kept = imp[:, order[:k]].sum(1)
+        share = kept / kept.sum()
+        assert np.abs(share - target).max() <= 2 * step / kept.sum(), k
+    by_magnitude = np.argsort(-imp.sum(0))[:40]  # what a class-blind ranking keeps first is far from the targets
+    blind = imp[:, by_magnitude].sum(1)
+    assert np.abs(blind / blind.sum() - target).max() > 2 * step / blind.sum()
+
+
+def test_fairgrape_scores_rank_alive_weights_and_leave_pruned_ones_last():
+    from prunelab.pruning.criteria.fairgrape import FairGRAPE
+
+    masks = {"conv.weight": torch.ones(4, 3, 1, 1), "head.weight": torch.ones(3, 4)}
+    masks["head.weight"][0, 0] = 0
+    scores = FairGRAPE(num_batches=2).scores(Toy(), masks, iter(_data()), _context())
+    head = scores["head.weight"].flatten()
+    assert float(head[0]) == -1.0 and sorted(head[1:].tolist()) == [float(v) for v in range(1, 12)]
