@@ -149,3 +149,46 @@ def test_fairgrape_scores_rank_alive_weights_and_leave_pruned_ones_last():
     scores = FairGRAPE(num_batches=2).scores(Toy(), masks, iter(_data()), _context())
     head = scores["head.weight"].flatten()
     assert float(head[0]) == -1.0 and sorted(head[1:].tolist()) == [float(v) for v in range(1, 12)]
+
+
+def test_rank_stability_is_a_spearman_correlation():
+    from prunelab.pruning.criteria.class_aware import rank_stability
+
+    a = {"x": torch.tensor([0.1, 0.5, 0.3]), "y": torch.tensor([[2.0, 0.0]])}
+    assert rank_stability(a, a) == pytest.approx(1.0)
+    flipped = {k: -v for k, v in a.items()}
+    assert rank_stability(a, flipped) == pytest.approx(-1.0)
+    b = {"x": torch.tensor([0.1, 0.3, 0.5]), "y": torch.tensor([[2.0, 0.0]])}  # two neighbours swapped
+    assert rank_stability(a, b) == pytest.approx(1 - 6 * 2 / (5 * 24))
+
+
+def test_per_class_snip_means_each_class_normalised_snip_scores():
+    from prunelab.pruning.criteria.class_aware import PerClassSNIP
+    from prunelab.pruning.criteria.gradients import SNIP
+
+    data = _data()
+    masks = {"conv.weight": torch.ones(4, 3, 1, 1), "head.weight": torch.ones(3, 4)}
+    crit = PerClassSNIP(num_batches=2, reduce="mean")
+    got = crit.scores(Toy(), masks, iter(data), _context())
+    per = []
+    for c in range(3):
+        part = [(x[y == c], y[y == c]) for x, y in data]
+        raw = SNIP(num_batches=2).scores(Toy(), masks, iter(part), _context())
+        scale = torch.cat([v.flatten().double() for v in raw.values()]).mean()
+        per.append({k: v.double() / scale for k, v in raw.items()})
+    for k in masks:
+        assert torch.allclose(got[k].double(), sum(p[k] for p in per) / 3, rtol=1e-5)
+    assert -1.0 <= crit.last_stats["rank_stability"] <= 1.0
+
+
+def test_a_per_class_criterion_records_its_ranking_stability(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    args = ["logger=none", "criterion=per_class_snip", "schedule.rounds=1", "trainer.max_epochs=1"]
+    proc = cli([*args, f"hydra.run.dir={run}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    stability = json.loads((run / "rounds" / "r01" / "criterion.json").read_text())["rank_stability"]
+    assert rows[1]["criterion/rank_stability"] == stability and -1 <= stability <= 1
+    assert "criterion/rank_stability" not in rows[0]

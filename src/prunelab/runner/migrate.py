@@ -73,7 +73,18 @@ LEGACY_PATHS = {
 }
 # prunelab names shipped after 7bdddc4: no old run id can name them (tests/test_identity.py checks the union)
 LATER_NAMES = frozenset(
-    {"CEAG", "Equalized", "Distill", "PerformanceWeighted", "PerClassTaylor", "ClassCount", "FairPrune", "FairGRAPE"}
+    {
+        "CEAG",
+        "Equalized",
+        "Distill",
+        "PerformanceWeighted",
+        "PerClassTaylor",
+        "ClassCount",
+        "FairPrune",
+        "FairGRAPE",
+        "PerClassSNIP",
+        "PerClassActivation",
+    }
 )
 _LEGACY_UNSTRUCTURED = frozenset({"Magnitude", "MagnitudeIncrease", "Random", "SNIP"})
 _LEGACY_KINDS = ("conv", "flatten", "linear", "residual")

@@ -102,6 +102,9 @@ def run_round(ctx: RunContext, r: int) -> dict:
     if resume is None:  # select masks -> rewind (a resumed round's checkpoint holds both; the fit restores them)
         module.to(trainer.strategy.root_device)  # where the fit will run: scores computed as they were in it
         pruner.prune_round(module.model)
+        stats = getattr(ctx.criterion, "last_stats", None)
+        if stats and results.is_writer():  # e.g. the ranking's stability across batches, kept with the round
+            results.atomic_write_json(rdir / "criterion.json", stats)
     attach_dense_round(ctx, r, trainer.strategy.root_device)  # losses that learn from round 0 (training.teachers)
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     fit_s = time.perf_counter() - start
@@ -217,6 +220,9 @@ def round_row(ctx: RunContext, r: int, kept: str, fit_s: float, val: dict, epoch
         row.update(units.unit_stats(units.alive_units(model, ctx.groups)))
         row["prune/units_removed_share"] = row["units_removed_share"]
     row.update(budget_fields(ctx, r))
+    stats = results.read_json_or_none(results.round_dir(ctx.run_dir, r) / "criterion.json")
+    if isinstance(stats, dict):  # written when the round's masks were selected (a resumed round keeps it)
+        row.update({f"criterion/{k}": v for k, v in stats.items()})
     lam = getattr(ctx.module.loss_fn, "multipliers", None)
     if lam is not None and r > 0:  # constrained losses: the round's final Lagrange multipliers, one per class
         row.update({f"loss/multiplier/{safe_name(c)}": float(v) for c, v in zip(dm.class_names, lam.tolist())})
