@@ -102,9 +102,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
     if resume is None:  # select masks -> rewind (a resumed round's checkpoint holds both; the fit restores them)
         module.to(trainer.strategy.root_device)  # where the fit will run: scores computed as they were in it
         pruner.prune_round(module.model)
-        stats = getattr(ctx.criterion, "last_stats", None)
-        if stats and results.is_writer():  # e.g. the ranking's stability across batches, kept with the round
-            results.atomic_write_json(rdir / "criterion.json", stats)
+        keep_criterion_stats(ctx, rdir)
     attach_dense_round(ctx, r, trainer.strategy.root_device)  # losses that learn from round 0 (training.teachers)
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     fit_s = time.perf_counter() - start
@@ -127,6 +125,14 @@ def run_round(ctx: RunContext, r: int) -> dict:
         stopped=stop[0].stopped_epoch if stop else None,
         loop=fastpaths.loop_used(trainer, lean=cfg.training_loop == "lean"),
     )
+
+
+def keep_criterion_stats(ctx: RunContext, rdir: Path) -> None:
+    """What the criterion measured while selecting the round's masks (e.g. its ranking's stability across batches),
+    kept with the round (``criterion.json``): a resumed round does not select again."""
+    stats = getattr(ctx.criterion, "last_stats", None)
+    if stats and results.is_writer():
+        results.atomic_write_json(rdir / "criterion.json", stats)
 
 
 def attach_dense_round(ctx: RunContext, r: int, device: Any) -> None:
