@@ -80,21 +80,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    pruner = PruningCallback(
-        ctx.criterion,
-        ctx.schedule,
-        ctx.rewind,
-        r,
-        results.SnapshotFolder(ctx.run_dir / "rewind"),
-        cfg.seed,
-        batches=lambda: iter(dm.train_dataloader()),
-        groups=ctx.groups,
-        extra={"num_classes": dm.num_classes, "run_dir": str(ctx.run_dir)},
-        min_filters=int(cfg.prune.min_filters),
-        allocation=Allocation.from_config(cfg.prune, ctx.criterion.structured),
-        budget=Budget.from_config(cfg.get("budget")),
-        input_shape=dm.input_shape,
-    )
+    pruner = make_pruner(ctx, r)
     stop, overrides = convergence(cfg, r)
     overrides.update(rewind_budget(ctx, r))
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks, *stop], ctx.loggers, **overrides)
@@ -124,6 +110,26 @@ def run_round(ctx: RunContext, r: int) -> dict:
         start,
         stopped=stop[0].stopped_epoch if stop else None,
         loop=fastpaths.loop_used(trainer, lean=cfg.training_loop == "lean"),
+    )
+
+
+def make_pruner(ctx: RunContext, r: int) -> PruningCallback:
+    """The round's pruning callback: criterion, schedule, rewind, snapshots, allocation and budget."""
+    cfg, dm = ctx.cfg, ctx.dm
+    return PruningCallback(
+        ctx.criterion,
+        ctx.schedule,
+        ctx.rewind,
+        r,
+        results.SnapshotFolder(ctx.run_dir / "rewind"),
+        cfg.seed,
+        batches=lambda: iter(dm.train_dataloader()),
+        groups=ctx.groups,
+        extra={"num_classes": dm.num_classes, "run_dir": str(ctx.run_dir)},
+        min_filters=int(cfg.prune.min_filters),
+        allocation=Allocation.from_config(cfg.prune, ctx.criterion.structured),
+        budget=Budget.from_config(cfg.get("budget")),
+        input_shape=dm.input_shape,
     )
 
 
