@@ -153,6 +153,22 @@ class ForkServer:
                 self.proc.kill()
 
 
+def kill_when(args: list[str], out: Path, target: Path, timeout: float = 300) -> None:
+    """Run ``python -m prunelab args`` (outputs under ``out``) and SIGKILL it as soon as ``target`` exists."""
+    import signal
+    import time
+
+    env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(out)}
+    cmd = [sys.executable, "-m", "prunelab", "trainer.enable_progress_bar=false", *args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=out)
+    deadline = time.time() + timeout
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def _read(path: Path) -> str:
     """A captured stream as ``subprocess.run(text=True)`` decodes it (locale encoding, universal newlines)."""
     return path.read_text(encoding=locale.getpreferredencoding(False), errors="replace") if path.exists() else ""

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +14,7 @@ import torch
 
 from prunelab.analysis.wandb_offline import read_history, run_files
 from prunelab.models.mlp import MLP
-from tests.conftest import cli, run_dirs
+from tests.conftest import cli, kill_when, run_dirs
 
 FAST = ["trainer.max_epochs=3", "schedule.rounds=1"]
 TIMING = {"fit_seconds", "wall_seconds", "round_seconds", "compute_seconds"}
@@ -151,23 +146,7 @@ def test_killed_run_resumes_to_identical_results(tmp_path):
     ref = cli([*args, f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
     assert ref.returncode == 0, ref.stderr[-2000:]
     run = tmp_path / "killed"
-    env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(tmp_path)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "prunelab",
-        "trainer.enable_progress_bar=false",
-        *args,
-        f"hydra.run.dir={run}",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-    target = run / "rounds" / "r01" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when([*args, f"hydra.run.dir={run}"], tmp_path, run / "rounds" / "r01" / "checkpoints" / "last.ckpt")
     assert not (run / "rounds" / "r01" / "metrics.json").exists(), "the kill came too late to test a resume"
     assert json.loads((run / "summary.json").read_text())["status"] == "running"
     resumed = cli([*args, f"hydra.run.dir={run}"], tmp_path)

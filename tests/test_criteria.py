@@ -30,6 +30,7 @@ def batches(n: int = 3, size: int = 8):
 @pytest.mark.parametrize("name", CRITERIA)
 def test_criterion_contract(name):
     extra = ["criterion.fn=prunelab.pruning.importances.fpgm.fpgm"] if name == "group_score" else []  # its ??? key
+    extra += ["criterion.protect=[1]"] if name == "fairprune" else []  # the classes it protects (no default)
     criterion = instantiate(compose_cfg([f"criterion={name}", *extra]).criterion)
     if getattr(criterion, "interactive", False):
         pytest.skip("human-in-the-loop criterion: covered by test_methods.py::test_human_ratings_loop")

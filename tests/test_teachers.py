@@ -4,11 +4,6 @@ dual ascent, and a real run per loss that resumes after kill -9 to identical res
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -16,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunelab.training import teachers
-from tests.conftest import cli
+from tests.conftest import cli, kill_when
 
 
 class Fixed(nn.Module):
@@ -145,16 +140,8 @@ def test_a_killed_ceag_round_resumes_to_identical_results(tmp_path):
     ref = cli([*args, f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
     assert ref.returncode == 0, ref.stderr[-2000:]
     run = tmp_path / "killed"
-    env = {**os.environ, "PRUNELAB_OUTPUT_DIR": str(tmp_path)}
-    cmd = [sys.executable, "-m", "prunelab", "trainer.enable_progress_bar=false", *args, f"hydra.run.dir={run}"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     target = run / "rounds" / "r01" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when([*args, f"hydra.run.dir={run}"], tmp_path, target)
     assert not (run / "rounds" / "r01" / "metrics.json").exists(), "the kill came too late to test a resume"
     ckpt = torch.load(target, weights_only=True)
     assert "loss_fn.multipliers" in ckpt["state_dict"] and "loss_fn.ring" in ckpt["state_dict"]

@@ -350,23 +350,26 @@ def _tolerance_band(plt: Any, pops: dict[str, list[Run]], out: Path) -> Path:
             ax.fill_between([0, max(xs)], 0, floor, color=colour, alpha=0.12)
         if same:
             break
-    ax.set_xlabel("sparsity")
     ax.set_ylabel("largest excess gap (gap_c - mean gap)")
-    ax.set_title("class tolerance: solid = run, dashed = epsilon + floor, band = dense-vs-dense floor", fontsize=8)
-    _legend(ax, 2 * len(pops))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "tolerance_band.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    _manifest(path, "tolerance_band", ax)
-    return path
+    title = "class tolerance: solid = run, dashed = epsilon + floor, band = dense-vs-dense floor"
+    return _save(plt, fig, ax, out / "tolerance_band.png", title, 2 * len(pops))
 
 
-def _manifest(path: Path, kind: str, ax: Any) -> None:
+def _save(plt: Any, fig: Any, ax: Any, path: Path, title: str, entries: int) -> Path:
+    """x label, title, legend under the plot, grid; saved and listed in figures.json."""
     from prunelab.analysis import figures as fig_mod
 
-    fig_mod.MANIFEST.append({"file": path.name, "kind": kind, "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel()})
+    ax.set_xlabel("sparsity")
+    ax.set_title(title, fontsize=8)
+    _legend(ax, entries)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    fig_mod.MANIFEST.append(
+        {"file": path.name, "kind": path.stem, "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel()}
+    )
+    return path
 
 
 def _recalibrated(plt: Any, pops: dict[str, list[Run]], out: Path) -> Path:
@@ -378,14 +381,6 @@ def _recalibrated(plt: Any, pops: dict[str, list[Run]], out: Path) -> Path:
         ax.plot(xs, raw, "o-", color=colour, label=f"{_short(pop)} (raw)")
         ax.plot(xs, cal, "s--", color=colour, label=f"{_short(pop)} (recalibrated)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("sparsity")
     ax.set_ylabel("worst-class recall (test)")
-    ax.set_title("raw vs thresholds fitted on validation (calibrate=thresholds)", fontsize=9)
-    _legend(ax, 2 * len(pops))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "recalibrated_worst_recall.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    _manifest(path, "recalibrated_worst_recall", ax)
-    return path
+    title = "raw vs thresholds fitted on validation (calibrate=thresholds)"
+    return _save(plt, fig, ax, out / "recalibrated_worst_recall.png", title, 2 * len(pops))

@@ -74,7 +74,10 @@ class FairPrune:
 
     def scores(self, model: nn.Module, masks: dict[str, Tensor], batches=None, context: ScoringContext | None = None):
         context = required(context)
-        self.check_sets(int(context.extra.get("num_classes", 0)))
+        if "num_classes" in context.extra:  # through prunelab (the run checked it before training, too)
+            self.check_sets(int(context.extra["num_classes"]))
+        elif not self.protect:
+            self.check_sets(0)
         if batches is None:
             raise PrunelabError("criterion", "this criterion needs training batches", "run it through prunelab")
         names = list(masks)
