@@ -65,6 +65,10 @@ def test_three_criteria_with_one_budget_land_within_its_tolerance_and_are_ranked
     best = max(rows, key=lambda r: (float(r["class_safe_sparsity"] or -1), float(r["test_acc"])))
     assert ranked and f"| {best['population']} |" in ranked[0]  # rank 1: highest class-safe sparsity, then accuracy
     assert (tmp_path / "rep" / "tolerance_band.png").exists()
+    assert "| method | n | accuracy | worst-class recall |" in md  # methods x metrics, mean ± std over seeds
+    manifest = json.loads((tmp_path / "rep" / "figures.json").read_text())
+    (cost,) = [m for m in manifest if m["kind"] == "worst_recall_vs_cost"]
+    assert cost["xlabel"] == "params (share of dense)" and (tmp_path / "rep" / cost["file"]).stat().st_size > 5000
 
 
 @pytest.mark.parametrize("scope", ["global", "layer"])

@@ -63,6 +63,9 @@ def run_rows(runs: list[Run], labels: dict[Path, str]) -> list[dict]:
                 "floor_flip": _get(last, "floor/flip"),
                 "floor_excess_gap": _get(last, "floor/gap_excess_q100"),
                 "tolerance": _get(last, "damage/tolerance"),
+                "gap_excess_median": _get(last, "damage/gap_excess_q50"),
+                "flops_ratio": _get(last, "flops_ratio"),
+                "compute_seconds": sum(float(r.get("round_seconds") or 0.0) for r in run.rows),
                 "budget_target": last.get("budget/target"),
                 "budget_value": _get(last, "budget/value"),
                 "budget_achieved": _get(last, "budget/achieved"),
@@ -172,6 +175,34 @@ def budget_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+METHOD_COLUMNS = [
+    ("test_acc", "accuracy"),
+    ("worst_recall", "worst-class recall"),
+    ("worst_recall_calibrated", "recalibrated"),
+    ("gap_excess_median", "excess gap q50"),
+    ("excess_gap", "excess gap max"),
+    ("flip", "flip"),
+    ("class_safe_sparsity", "class-safe sparsity"),
+    ("compute_seconds", "compute s"),
+]
+
+
+def methods_lines(rows: list[dict]) -> list[str]:
+    """Methods (populations) x metrics of the final round, mean ± std over seeds."""
+    pops: dict[str, list[dict]] = {}
+    for r in rows:
+        pops.setdefault(r["population"], []).append(r)
+    head = "| method | n | " + " | ".join(name for _, name in METHOD_COLUMNS) + " |"
+    lines = ["", head, "|" + "---|" * (2 + len(METHOD_COLUMNS))]
+    for pop, rs in sorted(pops.items()):
+        cells = []
+        for key, _ in METHOD_COLUMNS:
+            mean, sd = _stats([r[key] for r in rs])
+            cells.append(_pm(mean, sd, len(rs)) if key != "compute_seconds" or mean is None else f"{mean:.1f}")
+        lines.append(f"| {pop} | {len(rs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _f(value: Any, spec: str = ".4f") -> str:
     return "-" if value is None else format(float(value), spec)
 
@@ -226,6 +257,7 @@ def section(runs: list[Run], labels: dict[Path, str], files: list[Path]) -> str:
             f"{_f(r['excess_gap'])} ({_f(r['floor_excess_gap'])}) | {_f(r['worst_recall'])} | "
             f"{_f(r['worst_recall_calibrated'])} |"
         )
+    lines += methods_lines(rows)
     budget = budget_lines(rows)
     if budget:
         lines += ["", "Matched budgets:", "", *budget]
@@ -313,7 +345,31 @@ def figures(runs: list[Run], labels: dict[Path, str], out: Path) -> list[Path]:
     files.append(_tolerance_band(plt, pops, out))
     if any("calibrated/test/recall_worst" in r.rows[-1] for rs in pops.values() for r in rs):
         files.append(_recalibrated(plt, pops, out))
+    files.append(_recall_vs_cost(plt, run_rows(runs, labels), out))
     return files
+
+
+def _recall_vs_cost(plt: Any, rows: list[dict], out: Path) -> Path:
+    """Worst-class recall against the model's cost (the budget's measure where the runs have one, else FLOPs), one
+    point per run (method and seed), the budget value marked."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4 + 0.09 * len(rows)))
+    budgeted = [r for r in rows if r["budget_achieved"] is not None]
+    key, label = ("budget_achieved", f"{budgeted[0]['budget_target']} (share of dense)") if budgeted else (
+        "flops_ratio", "FLOPs (share of dense)")  # fmt: skip
+    for k, pop in enumerate(sorted({r["population"] for r in rows})):
+        pts = [(r[key], r["worst_recall"]) for r in rows if r["population"] == pop and r[key] is not None]
+        if pts:
+            marker = "osD^v<>ph*"[k % 10]  # shapes and shrinking sizes: runs at one budget stack, all still visible
+            size = max(4.0, 12.0 - 1.5 * k)
+            ax.plot(
+                *zip(*pts, strict=True), marker, color=f"C{k % 10}", label=_short(pop), ms=size, mfc="none", mew=1.5
+            )
+    for value in sorted({float(r["budget_value"]) for r in budgeted}):
+        ax.axvline(value, color="0.3", linestyle="--", linewidth=1, label=f"budget {value:g}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("worst-class recall (test, final round)")
+    title = "one point per run (method and seed); dashed: the budget"
+    return _save(plt, fig, ax, out / "worst_recall_vs_cost.png", title, len(rows), xlabel=label)
 
 
 def _short(label: str, n: int = 48) -> str:
@@ -355,11 +411,11 @@ def _tolerance_band(plt: Any, pops: dict[str, list[Run]], out: Path) -> Path:
     return _save(plt, fig, ax, out / "tolerance_band.png", title, 2 * len(pops))
 
 
-def _save(plt: Any, fig: Any, ax: Any, path: Path, title: str, entries: int) -> Path:
+def _save(plt: Any, fig: Any, ax: Any, path: Path, title: str, entries: int, xlabel: str = "sparsity") -> Path:
     """x label, title, legend under the plot, grid; saved and listed in figures.json."""
     from prunelab.analysis import figures as fig_mod
 
-    ax.set_xlabel("sparsity")
+    ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=8)
     _legend(ax, entries)
     ax.grid(alpha=0.3)
