@@ -234,3 +234,24 @@ def test_always_held_rule_is_caught(monkeypatch):
     rng = np.random.default_rng(0)
     base = 0.86 + rng.normal(0, 0.01, 5)
     assert osaku.evaluate(base, base + 0.05)[0].verdict == HELD  # the null test above would now fail
+
+
+def test_classaware_rules_fail_on_a_null_and_hold_on_an_effect():
+    from prunelab.analysis.papers import classaware
+
+    rng = np.random.default_rng(3)
+    held = 0
+    for _ in range(200):
+        base = classaware.EPSILON + rng.normal(0, 0.01, 6)  # ceag exactly at epsilon, no better than magnitude
+        excess = {"magnitude": base + rng.normal(0, 0.01, 6), "ceag": base + rng.normal(0, 0.01, 6)}
+        safe = {m: 0.9 * (rng.random(6) < 0.5) for m in ("magnitude", "fairgrape")}
+        recall = 0.6 + rng.normal(0, 0.02, 6)
+        worst = {"raw": recall, "recalibrated": recall + rng.normal(0, 0.02, 6)}
+        held += sum(r.verdict == HELD for r in classaware.evaluate(excess, safe, worst))
+    assert held / (200 * 4) < 0.06  # no effect: held in about 2.5% of draws at most
+    excess = {"magnitude": 0.1 + rng.normal(0, 0.005, 6), "ceag": 0.005 + rng.normal(0, 0.002, 6)}
+    safe = {"magnitude": np.zeros(6), "fairgrape": np.full(6, 0.9)}
+    worst = {"raw": np.full(6, 0.3) + rng.normal(0, 0.01, 6), "recalibrated": np.full(6, 0.7) + rng.normal(0, 0.01, 6)}
+    assert [r.verdict for r in classaware.evaluate(excess, safe, worst)] == [HELD] * 4
+    excess["ceag"] = excess["magnitude"] + 0.05  # ceag worse than plain fine-tuning: C1 and C2 do not hold
+    assert [r.verdict for r in classaware.evaluate(excess, safe, worst)][:2] == [claims.NOT_HELD] * 2
