@@ -42,14 +42,7 @@ def _data_record(run_dir: Path) -> dict[str, Any]:
 
 
 def _rounds(run_dir: Path) -> list[dict]:
-    rows: list[dict] = []
-    while True:
-        row, problem = results.verify_round(run_dir, len(rows))
-        if problem:
-            raise PrunelabError(KEY, f"{run_dir}: {problem}", "rerun the same command: prunelab redoes that round")
-        if row is None:
-            return rows
-        rows.append(row)
+    return results.intact_rounds(run_dir, KEY, "rerun the same command: prunelab redoes that round")
 
 
 def _round(run_dir: Path, round: int) -> tuple[int, list[dict]]:

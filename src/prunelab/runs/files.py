@@ -220,6 +220,21 @@ def verify_round(run_dir: Path, r: int) -> tuple[dict | None, str | None]:
     return row, None
 
 
+def intact_rounds(run_dir: Path, key: str, fix: str) -> list[dict]:
+    """The records of rounds 0, 1, ... that are finished and intact, up to the first missing one; a broken round
+    is refused on one line naming ``key`` (and ``fix``)."""
+    from prunelab.errors import PrunelabError
+
+    rows: list[dict] = []
+    while True:
+        row, problem = verify_round(run_dir, len(rows))
+        if problem:
+            raise PrunelabError(key, f"{run_dir}: {problem}", fix)
+        if row is None:
+            return rows
+        rows.append(row)
+
+
 def compute_seconds(rows: Sequence[dict]) -> float:
     """The recorded time of these rounds (fit + evaluation + export): what skipping them saves."""
     return round(sum(float(row.get("round_seconds") or 0.0) for row in rows), 2)

@@ -76,14 +76,7 @@ def _named(value: Any) -> Any:
 
 def rounds(run_dir: Path) -> list[dict]:
     """The source's finished, intact rounds (0, 1, ...), up to the first one that is not."""
-    out: list[dict] = []
-    while True:
-        row, problem = results.verify_round(run_dir, len(out))
-        if problem:
-            raise PrunelabError(KEY, f"{run_dir}: {problem}", "rerun the source run (prunelab redoes broken rounds)")
-        if row is None:
-            return out
-        out.append(row)
+    return results.intact_rounds(run_dir, KEY, "rerun the source run (prunelab redoes broken rounds)")
 
 
 def fingerprint(run_dir: Path) -> str:

@@ -236,11 +236,14 @@ class CEAG(_Constrained):
 
     @torch.no_grad()
     def _remember(self, correct: Tensor, targets: Tensor) -> None:
-        """Each example's correctness into its class's ring (oldest entries overwritten)."""
-        for value, c in zip(correct.tolist(), targets.tolist(), strict=True):
-            pos = int(self.ring_pos[c])
-            self.ring[c, pos % self.buffer] = value
-            self.ring_pos[c] = pos + 1
+        """Each example's correctness into its class's ring, in batch order (oldest entries overwritten): one
+        indexed write per class present, not one per example (this runs at every training step)."""
+        for c in torch.unique(targets).tolist():
+            values = correct[targets == c][-self.buffer :]  # more than a ring holds: only the last ones stay
+            start = int(self.ring_pos[c]) + int((targets == c).sum()) - len(values)
+            slots = (start + torch.arange(len(values))) % self.buffer
+            self.ring[c, slots] = values.to(self.ring)
+            self.ring_pos[c] = start + len(values)
 
     def violations(self) -> tuple[Tensor, Tensor]:
         """(acc_gap(c) - mean gap - epsilon per class, classes whose ring is full), from the replay buffer. As the
