@@ -153,8 +153,9 @@ class ForkServer:
                 self.proc.kill()
 
 
-def kill_when(args: list[str], out: Path, target: Path, timeout: float = 300) -> None:
-    """Run ``python -m prunelab args`` (outputs under ``out``) and SIGKILL it as soon as ``target`` exists."""
+def kill_when(args: list[str], out: Path, target: Path, timeout: float = 300, delay: float = 0.05) -> None:
+    """Run ``python -m prunelab args`` (outputs under ``out``) and SIGKILL it ``delay`` seconds after ``target``
+    appears."""
     import signal
     import time
 
@@ -164,7 +165,7 @@ def kill_when(args: list[str], out: Path, target: Path, timeout: float = 300) ->
     deadline = time.time() + timeout
     while not target.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
-    time.sleep(0.05)
+    time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
