@@ -86,8 +86,9 @@ def test_wandb_run_is_named_typed_and_plots_over_rounds(two_round_run):
     _, run_dir, _ = two_round_run
     (wandb_file,) = run_files(run_dir)
     info = read_run_info(wandb_file)
-    assert info["job_type"] == "run" and info["id"] == wandb_id(run_dir)
-    assert info["name"].startswith("default-magnitude-s0-")
+    stored = json.loads((run_dir / "wandb" / "id.json").read_text())
+    assert info["job_type"] == "run" and info["id"] == stored["id"] == wandb_id(run_dir.name, stored["salt"])
+    assert info["name"].startswith("digits-mlp-magnitude-cross_entropy-s0-")
     axes = info["step_metrics"]
     assert axes["round/test/acc"] == "prune/sparsity" and axes["val/acc"] == "prune/step"
     assert axes["*"] == "prune/step" and axes["round/*"] == "prune/sparsity"  # the globs agree with the names
@@ -113,8 +114,11 @@ def test_a_resumed_run_continues_its_wandb_run_and_its_csv(tmp_path):
     shutil.rmtree(run_dir / "rounds" / "r01")  # as if the run had stopped after round 0
     again = cli(FAST, tmp_path)
     assert again.returncode == 0 and "resuming after round 0" in again.stdout, again.stderr[-2000:]
-    files = run_files(run_dir)
-    assert len(files) == 2 and len({read_run_info(f)["id"] for f in files}) == 1  # one W&B run, two attempts
+    (current,) = run_files(run_dir)  # one offline run to sync: the first attempt's folder is superseded
+    (earlier,) = (run_dir / ".wandb_superseded").glob("offline-run-*/run-*.wandb")
+    assert read_run_info(current)["id"] == read_run_info(earlier)["id"]
+    summaries = [row for row in read_history(current) if "round/test/acc" in row]
+    assert [row["prune/round"] for row in summaries] == [0, 1]  # round 0 sent again, round 1 once
     with open(run_dir / "csv" / "metrics.csv") as f:
         rounds = [float(r["prune/round"]) for r in csv.DictReader(f) if r.get("prune/round")]
     assert rounds.count(0.0) >= 2 and 1.0 in rounds  # round 0's rows from the first attempt are kept

@@ -42,8 +42,9 @@ def _chunks(data: bytes) -> Iterator[bytes]:
 
 
 def run_files(folder: Path) -> list[Path]:
-    """Every offline run file under ``folder`` (a run folder or its wandb/ dir), oldest first."""
-    return sorted(Path(folder).rglob("offline-run-*/run-*.wandb"))
+    """Every offline run file under ``folder`` (a run folder or its wandb/ dir), oldest first; the folders a resumed
+    run superseded (``.wandb_superseded/``, replayed into the current one) are left out."""
+    return sorted(p for p in Path(folder).rglob("offline-run-*/run-*.wandb") if ".wandb_superseded" not in p.parts)
 
 
 def read_history(path: Path) -> list[dict]:
@@ -72,6 +73,23 @@ def read_summary(path: Path) -> dict:
             continue
         for item in record.summary.update:
             out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return out
+
+
+def read_config(path: Path) -> dict:
+    """The run's config as last written (``config`` records; nested values as W&B stores them, ``{"value": ...}``
+    wrappers removed)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    out: dict = {}
+    for chunk in _chunks(Path(path).read_bytes()):
+        record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class
+        record.ParseFromString(chunk)
+        if record.WhichOneof("record_type") != "config":
+            continue
+        for item in record.config.update:
+            value = json.loads(item.value_json)
+            out[item.key or "/".join(item.nested_key)] = value.get("value", value) if isinstance(value, dict) else value
     return out
 
 

@@ -170,6 +170,18 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], key: str, 
     masking.apply_masks_to_weights(model)
 
 
+def group_choices() -> dict[str, str]:
+    """The option picked in each config group (``criterion: magnitude``, ``data: mnist``, ...), flat, so W&B can
+    group and filter by them (the config itself holds only ``criterion._target_``); W&B's config holds these at
+    its top level and the whole resolved config under ``cfg``. Outside a Hydra job: none."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {k: str(v) for k, v in choices.items() if "/" not in k and v is not None and not k.startswith("hydra")}
+
+
 def build_loggers(cfg: DictConfig) -> list[Any]:
     loggers = []
     for name, spec in (cfg.get("logger") or {}).items():
@@ -179,7 +191,8 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
             lg = instantiate(spec)
             loggers.append(lg)
             if name == "wandb" and results.is_writer():  # other DDP ranks hold a dummy experiment
-                lg.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
+                plain: Any = OmegaConf.to_container(cfg, resolve=True)
+                lg.experiment.config.update({**group_choices(), "cfg": plain}, allow_val_change=True)
         except Exception as exc:  # W&B online without a key or a network, a logger option it refuses
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise PrunelabError(

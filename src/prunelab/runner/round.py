@@ -85,6 +85,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
     overrides.update(rewind_budget(ctx, r))
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks, *stop], ctx.loggers, **overrides)
     start = time.perf_counter()
+    begin_logging(ctx, r, resume)
     if resume is None:  # select masks -> rewind (a resumed round's checkpoint holds both; the fit restores them)
         module.to(trainer.strategy.root_device)  # where the fit will run: scores computed as they were in it
         pruner.prune_round(module.model)
@@ -111,6 +112,19 @@ def run_round(ctx: RunContext, r: int) -> dict:
         stopped=stop[0].stopped_epoch if stop else None,
         loop=fastpaths.loop_used(trainer, lean=cfg.training_loop == "lean"),
     )
+
+
+def begin_logging(ctx: RunContext, r: int, resume: Path | None) -> None:
+    """Tell the loggers that keep a journal (W&B) where this process starts: round ``r``, from its start or after
+    the epoch of the checkpoint it resumes (read memory-mapped: only the ``epoch`` entry is used)."""
+    loggers = [lg for lg in ctx.loggers if hasattr(lg, "begin_round")]
+    if not loggers:
+        return
+    epoch = None
+    if resume is not None:
+        epoch = int(torch.load(resume, map_location="cpu", weights_only=True, mmap=True).get("epoch", -1))
+    for lg in loggers:
+        lg.begin_round(r, epoch)
 
 
 def make_pruner(ctx: RunContext, r: int) -> PruningCallback:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from prunelab.errors import PrunelabError
+from prunelab.pruning.masks import sparsity_stats
 from prunelab.training.metrics import classification_metrics
 
 
@@ -134,7 +135,12 @@ class ClassifierModule(pl.LightningModule):
                 f"training diverged (non-finite loss) in round {self.round}, epoch {self.current_epoch}",
                 "lower optimizer.lr or set trainer.gradient_clip_val",
             )
-        self.log_dict({"train/loss": loss, "train/acc": acc, "prune/round": float(self.round)})
+        row = {"train/loss": loss, "train/acc": acc, "prune/round": float(self.round)}
+        self.log_dict({**row, "prune/sparsity": self.trained_sparsity()})
+
+    def trained_sparsity(self) -> float:
+        """The share of prunable weights masked now: what this epoch trained (or is evaluated) at."""
+        return float(sparsity_stats(self.model)["sparsity"])
 
     def _gather(self, stage: str, batch) -> None:
         x, y = batch
@@ -183,8 +189,14 @@ class ClassifierModule(pl.LightningModule):
             self.model.train(was)
 
     def _publish(self, metrics: dict[str, float]) -> None:
-        """Every metric to the loggers at once; the ones callbacks read also to ``trainer.callback_metrics``."""
+        """Every metric to the loggers at once, with the sparsity it was measured at; the ones callbacks read also to
+        ``trainer.callback_metrics``. A validation outside a fit (the round's kept model, validated again) is logged
+        as ``kept/val/...``, so it does not show as one more epoch."""
         read = {k: v for k, v in metrics.items() if k in self.callback_keys or k.endswith(("/acc", "/loss"))}
+        fitting = getattr(getattr(self._trainer, "state", None), "fn", None) == "fit"
+        if not fitting:
+            metrics = {f"kept/{k}" if k.startswith("val/") else k: v for k, v in metrics.items()}
+        metrics = {**metrics, "prune/sparsity": self.trained_sparsity()}
         connector = getattr(self.trainer, "_logger_connector", None)
         if connector is None or not callable(getattr(connector, "log_metrics", None)):
             self.log_dict(metrics)  # a Lightning without the connector: the slow, public path
