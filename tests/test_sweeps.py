@@ -260,11 +260,21 @@ def test_optuna_sweeper_tunes_the_class_dependent_loss(tmp_path, data_dir):
     assert trials[(lam, gamma)] == pytest.approx(best.best_value)
 
 
-def test_an_impossible_value_in_a_sweep_is_refused_before_any_job(tmp_path):
-    """The CLI builds each variant's schedule and rewind (plain Python) and asks them: schedule.rate=1.5 is refused
-    on one line before any job starts, and no sweep folder is made."""
+@pytest.mark.parametrize(
+    "swept, message",
+    [
+        (["schedule.rate=0.5,1.5"], "schedule.rate: 1.5 is outside [0, 1)"),
+        (["criterion=per_class_taylor", "criterion.num_batches=2,0"], "criterion.num_batches: 0 batches"),
+        (["loss=ceag", "loss.epsilon=0.02,-1"], "loss.epsilon: -1.0 is not >= 0"),
+    ],
+    ids=["schedule", "criterion", "loss"],
+)
+def test_an_impossible_value_in_a_sweep_is_refused_before_any_job(tmp_path, swept, message):
+    """The CLI builds each variant's schedule, rewind, criterion and loss with their own constructors (the one copy
+    of each range check) and asks them: a bad value is refused on one line before any job starts (the valid first
+    variant is not trained), and no sweep folder is made."""
     sweep = tmp_path / "sweep"
-    proc = cli(["-m", "schedule.rate=0.5,1.5", "seed=0", *TINY, f"hydra.sweep.dir={sweep}"], tmp_path)
+    proc = cli(["-m", *swept, "seed=0", *TINY, f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr[-2000:]
-    assert "schedule.rate: 1.5 is outside [0, 1)" in proc.stderr
-    assert not sweep.exists()
+    assert message in proc.stderr
+    assert not sweep.exists() and not list(tmp_path.rglob("run_config.yaml"))
