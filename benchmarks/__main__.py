@@ -1,12 +1,22 @@
 """Run every benchmark: ``python -m benchmarks`` (or ``make bench``); ``python -m benchmarks P2 P4`` runs some.
 
-P1 epoch_overhead, P2 mask_overhead, P3 pls_vip, P4 structured_speedup, P6 populations, P7 round_to, P8 reach.
+P1 epoch_overhead, P2 mask_overhead, P3 pls_vip, P4 structured_speedup, P6 populations, P7 round_to, P8 reach,
+P9 cli_startup.
 P5 (reproduction wall times) is ``time prunelab reproduce <paper>``; see docs/performance.md.
 """
 
 import sys
 
-from benchmarks import epoch_overhead, mask_overhead, pls_vip, populations, reach, round_to, structured_speedup
+from benchmarks import (
+    cli_startup,
+    epoch_overhead,
+    mask_overhead,
+    pls_vip,
+    populations,
+    reach,
+    round_to,
+    structured_speedup,
+)
 
 SUITE = {
     "P1": epoch_overhead.main,
@@ -16,6 +26,7 @@ SUITE = {
     "P6": populations.main,
     "P7": round_to.main,
     "P8": reach.main,
+    "P9": cli_startup.main,
 }
 
 if __name__ == "__main__":

@@ -76,3 +76,33 @@ def test_completion_offers_options_not_schemas():
     assert proc.returncode == 0, proc.stderr[-2000:]
     words = proc.stdout.split()
     assert "criterion=magnitude" in words and not [w for w in words if "schema_" in w]
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["list", "criterion"], ["reproduce", "--help"]])
+def test_the_quick_answers_import_no_torch_lightning_or_hydra(args):
+    """Issue 31: these answer at once (benchmarks/cli_startup.py measures the CPU time)."""
+    code = (
+        "import sys\nfrom prunelab.cli.main import main\n"
+        f"main({args!r})\n"
+        "heavy = sorted(m for m in ('torch', 'lightning', 'torchvision', 'torchmetrics', 'hydra') if m in sys.modules)\n"
+        "assert not heavy, heavy"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "arg, hint",
+    [
+        ("schedule.rat=0.5", "did you mean schedule.rate? the keys of 'schedule': _target_, rate, rounds"),
+        ("trainer.max_epoch=3", "did you mean trainer.max_epochs?"),
+        ("criterion=magnitud", "did you mean criterion=magnitude?"),
+    ],
+)
+def test_typos_get_a_did_you_mean_and_the_groups_keys(tmp_path, arg, hint):
+    from tests.conftest import cli
+
+    line = one_line_error(cli([arg], tmp_path), arg.split("=")[0])
+    assert hint in line
+    if arg.startswith("schedule."):  # a typed group takes no new key: +key=value would only fail again
+        assert "+key=value" not in line

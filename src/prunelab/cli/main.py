@@ -17,17 +17,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Any
 
 from prunelab.config.groups import conf_dir, config_groups, searchpath_override
-from prunelab.config.register import register_resolvers
 from prunelab.errors import PrunelabError, describe
-from prunelab.runner.interrupt import RunInterrupted, interruptible
 
-register_resolvers()
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+# Nothing heavy at import: `--version`, `--help` and `list` answer without Hydra, torch or Lightning (the schemas
+# that register_resolvers builds import every option's class, and with them torch). benchmarks/cli_startup.py
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -64,8 +63,12 @@ def check_group_options(args: list[str]) -> None:
                         f" part of the '{key}' options, not an option itself (fix: use one of "
                         f"{', '.join(groups[key])}; `prunelab list {key}` describes each)"
                     )
+                import difflib
+
+                close = difflib.get_close_matches(option, groups[key], n=1, cutoff=0.6)
+                hint = f"did you mean {key}={close[0]}? or " if close else ""
                 fail(
-                    f"{key}={option}: unknown option for '{key}' (fix: use one of {', '.join(groups[key])}, "
+                    f"{key}={option}: unknown option for '{key}' (fix: {hint}use one of {', '.join(groups[key])}, "
                     f"or add {key}/{option}.yaml to a folder named in PRUNELAB_CONFIG_PATH)"
                 )
 
@@ -105,7 +108,7 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
     return out
 
 
-def _compose_error(exc: Exception) -> str:
+def _compose_error(exc: Exception, overrides: list[str]) -> str:
     parts: list[str] = []  # hydra/omegaconf errors: keep the first line of each message in the chain
     e: BaseException | None = exc
     while e is not None and len(parts) < 3:
@@ -117,8 +120,42 @@ def _compose_error(exc: Exception) -> str:
     if "could not be converted" in text or "Validation" in text:
         fix = "give the key a value of the type named (see `prunelab --cfg job` for the current values)"
     else:
-        fix = "check the key's spelling with `prunelab --cfg job`; add a new key with +key=value"
+        fix = _unknown_key_fix(text, overrides)
     return f"{text} (fix: {fix})"
+
+
+def _unknown_key_fix(text: str, overrides: list[str]) -> str:
+    """For ``Could not override 'a.b'``: the closest key of ``a`` ("did you mean"), and ``a``'s keys. A typed group
+    (a schema) takes no new key, so ``+key=value`` is suggested only outside them."""
+    import difflib
+    import re
+
+    found = re.search(r"Could not override '([^']+)'", text)
+    if not found:
+        return "check the key's spelling with `prunelab --cfg job`; add a new key with +key=value"
+    dotted = found.group(1)
+    parent, _, leaf = dotted.rpartition(".")
+    keys = _keys_under(parent, [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != dotted])
+    close = difflib.get_close_matches(leaf, keys, n=1, cutoff=0.6)
+    hint = f"did you mean {(parent + '.') if parent else ''}{close[0]}? " if close else ""
+    where = f"'{parent}'" if parent else "the top level"
+    listed = ", ".join(keys[:30]) + (", ..." if len(keys) > 30 else "")
+    typed = "Schema'" in text
+    extra = "" if typed else "; add a new key with +key=value"
+    return f"{hint}the keys of {where}: {listed}{extra}"
+
+
+def _keys_under(parent: str, overrides: list[str]) -> list[str]:
+    """The keys of ``parent`` in the config composed without the bad override (inside check_compose's Hydra)."""
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = compose(config_name="config", overrides=overrides)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return sorted(str(k) for k in node) if OmegaConf.is_dict(node) else []
+    except Exception:
+        return []
 
 
 def check_compose(args: list[str]) -> None:
@@ -142,7 +179,7 @@ def check_compose(args: list[str]) -> None:
             except PrunelabError as exc:
                 fail(exc.one_line())
             except Exception as exc:
-                fail(_compose_error(exc))
+                fail(_compose_error(exc, variant))
             if not folders:
                 folders = [("paths.output_dir", Path(str(cfg.paths.output_dir))), _job_folder(cfg, multirun)]
     for key, folder in folders:
@@ -179,8 +216,16 @@ def check_writable(folder: Path, key: str = "paths.output_dir") -> None:
         )
 
 
-@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def _task(cfg: DictConfig) -> float:
+def _task() -> Any:
+    """Hydra's entry point, made on first use (``hydra.main`` reads ``sys.argv``)."""
+    import hydra
+
+    return hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_job)()
+
+
+def _job(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+
     from prunelab.runner.run import run
     from prunelab.runner.run_folder import write_error
 
@@ -216,7 +261,7 @@ def _help_or_list(args: list[str]) -> bool:
         print(f"prunelab {helptext.__version__}")
     elif args[:1] == ["reproduce"] and any(a in ("-h", "--help") for a in args[1:]):
         print(helptext.reproduce_help(), end="")
-    elif args[:1] != ["report"] and any(a in ("-h", "--help") for a in args):
+    elif args[:1] not in (["report"], ["export"]) and any(a in ("-h", "--help") for a in args):
         print(helptext.main_help(), end="")
     else:
         return False
@@ -257,6 +302,10 @@ def main(argv: list[str] | None = None) -> None:
         from prunelab.cli.reproduce import main as reproduce_main
 
         return reproduce_main(args[1:])
+    from prunelab.config.register import register_resolvers
+    from prunelab.runner.interrupt import RunInterrupted, interruptible
+
+    register_resolvers()
     if "--wait" in args:
         args = [a for a in args if a != "--wait"] + ["wait=true"]
     if any(a in ("-sc", "--shell-completion") for a in args) and any(a.startswith("query=") for a in args):
