@@ -278,3 +278,22 @@ def test_an_impossible_value_in_a_sweep_is_refused_before_any_job(tmp_path, swep
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr[-2000:]
     assert message in proc.stderr
     assert not sweep.exists() and not list(tmp_path.rglob("run_config.yaml"))
+
+
+def test_a_run_placed_with_hydra_run_dir_writes_nothing_outside_it(tmp_path):
+    """Issue 31: from an empty working directory, without PRUNELAB_OUTPUT_DIR, `hydra.run.dir=<d>` keeps every file
+    of the run (round-0 cache, W&B's service logs and staging) under <d>. HOME is a fresh folder so that writes
+    there show; matplotlib's font cache (written once per machine by anything that imports it: torchmetrics does)
+    is the one exception, and the test names it."""
+    cwd, home, target = tmp_path / "cwd", tmp_path / "home", tmp_path / "d"
+    cwd.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PRUNELAB_OUTPUT_DIR", "WANDB_", "MPLCONFIGDIR"))}
+    env.update(HOME=str(home), WANDB_MODE="offline", PRUNELAB_DATA_DIR=os.environ.get("PRUNELAB_DATA_DIR", ""))
+    cmd = [sys.executable, "-m", "prunelab", "schedule.rounds=1", "trainer.max_epochs=1", f"hydra.run.dir={target}"]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (target / "results.jsonl").exists() and list(target.glob("wandb/offline-run-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "d", "home"] and not list(cwd.iterdir())
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+    assert [w for w in written if "matplotlib" not in w] == [], written

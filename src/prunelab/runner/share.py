@@ -4,7 +4,10 @@ A criteria comparison (``-m criterion=magnitude,random seed=0``) trains the same
 criterion. Round 0 depends only on what happens before any pruning: data, model (and the masks attached to it),
 loss, optimizer, LR scheduler, trainer, seed, monitor, convergence, quantization, export settings, and a step-k
 rewind point (saved during round 0). The hash of exactly those values is the round's *key*; a run whose round 0 is
-not done looks under ``<paths.output_dir>/shared/round0/<key>`` first:
+not done looks under ``<root>/shared/round0/<key>`` first, where the root is the folder that holds the run and
+the runs it can share with (:func:`root`): ``paths.output_dir`` for a run inside it, else the sweep folder of a
+multirun job; a single run placed elsewhere (``hydra.run.dir=<d>``) shares nothing, so it writes nothing outside
+``<d>``:
 
 - found and intact (every file matches the checksum its ``metrics.json`` recorded, and the data fingerprint is
   this run's): the round's files are copied into the run folder, as if the run had stopped after round 0 and
@@ -71,6 +74,7 @@ def key(ctx: RunContext) -> str | None:
         or schedule.in_fit
         or schedule.sparsity_at(0) != 0
         or cfg.get("init_weights")
+        or root(ctx) is None
     ):
         return None
     ident = canonical(cfg, KEYS)  # as in the run id: names, not code paths; defaults and run_id_ignore left out
@@ -81,8 +85,27 @@ def key(ctx: RunContext) -> str | None:
     return digest(ident, 16)
 
 
+def root(ctx: RunContext) -> Path | None:
+    """Where shared rounds 0 live for this run: ``paths.output_dir`` when the run folder is inside it, else the
+    sweep folder of a multirun job it is inside; None for a single run placed elsewhere (nothing to share with,
+    and nothing is written outside the folder the user chose)."""
+    run_dir = Path(ctx.run_dir).resolve()
+    output = Path(str(ctx.cfg.paths.output_dir)).resolve()
+    if run_dir.is_relative_to(output):
+        return output
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and str(HydraConfig.get().mode) in ("RunMode.MULTIRUN", "MULTIRUN"):
+        sweep = Path(str(HydraConfig.get().sweep.dir)).resolve()
+        if run_dir.is_relative_to(sweep):
+            return sweep
+    return None
+
+
 def folder(ctx: RunContext, k: str) -> Path:
-    return Path(str(ctx.cfg.paths.output_dir)) / "shared" / "round0" / k
+    base = root(ctx)
+    assert base is not None, "key() returns None where there is no shared root"
+    return base / "shared" / "round0" / k
 
 
 def _files(run_dir: Path) -> list[tuple[Path, Path]]:

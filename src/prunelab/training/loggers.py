@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,11 @@ ID_FILE = "id.json"  # <run>/wandb/id.json: the W&B id and its salt
 JOURNAL = "journal.jsonl"  # <run>/wandb/journal.jsonl: every row and media entry this run's W&B run was sent
 SUPERSEDED = ".wandb_superseded"  # <run>/.wandb_superseded/: offline folders of earlier processes, replayed
 AFTER_FIT = ("test/", "kept/", "round/")  # a round's rows logged after its fit (evaluation, summary)
+
+# W&B's own per-run files (its service logs, the staging copies of tables) go under the run folder unless the user
+# chose their places: nothing a run writes lands outside the folder chosen for it (README "Where outputs go")
+WANDB_DIRS = {"WANDB_CACHE_DIR": ".cache", "WANDB_DATA_DIR": ".data"}
+USER_SET = frozenset(v for v in WANDB_DIRS if v in os.environ)
 
 JOB_TYPES = {
     "1": "run",
@@ -97,6 +103,9 @@ def _kept(entry: dict, r: int, epoch: int | None) -> bool:
 class WandbLogger(_LightningWandbLogger):
     def __init__(self, *args: Any, run_id: str | None = None, **kwargs: Any):
         save = Path(kwargs["save_dir"]) if kwargs.get("save_dir") else None
+        for var, sub in WANDB_DIRS.items():
+            if save is not None and var not in USER_SET:
+                os.environ[var] = str(save / "wandb" / sub)
         if kwargs.get("id") is None and save is not None and _rank_zero():
             kwargs["id"] = stored_id(save, run_id)
         if "job_type" in kwargs:
