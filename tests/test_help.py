@@ -84,7 +84,8 @@ def test_the_quick_answers_import_no_torch_lightning_or_hydra(args):
     code = (
         "import sys\nfrom prunelab.cli.main import main\n"
         f"main({args!r})\n"
-        "heavy = sorted(m for m in ('torch', 'lightning', 'torchvision', 'torchmetrics', 'hydra') if m in sys.modules)\n"
+        "names = ('torch', 'lightning', 'torchvision', 'torchmetrics', 'hydra')\n"
+        "heavy = sorted(m for m in names if m in sys.modules)\n"
         "assert not heavy, heavy"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
