@@ -110,7 +110,7 @@ config groups (group=option; `prunelab list <group>` describes each option):
 examples:
   prunelab                                      the embedded default: digits, MLP, lottery-ticket pruning
   prunelab data=fashion_mnist model=cnn_small_bn criterion=l1_filter schedule.rate=0.5
-  prunelab -m criterion=magnitude,random seed=0,1,2 && prunelab report outputs/multirun/default
+  prunelab -m criterion=magnitude,random seed=0,1,2 && prunelab report outputs/multirun/digits-mlp
   prunelab experiment=lth_mnist rewind=reinit rewind.masks_from=<ticket run folder>
 
 data: PRUNELAB_DATA_DIR or paths.data_dir; outputs: PRUNELAB_OUTPUT_DIR or paths.output_dir.

@@ -1,7 +1,7 @@
 """Use a run in your own code: ``prunelab.load_model`` and ``prunelab.load_run``.
 
     import prunelab
-    model = prunelab.load_model("outputs/runs/default/1efe7b9747")            # last round, masks folded in
+    model = prunelab.load_model("outputs/runs/digits-mlp/1efe7b9747")            # last round, masks folded in
     small = prunelab.load_model(run_dir, round=1, compact=True)             # structured runs: physically smaller
     run = prunelab.load_run(run_dir)
     run.metrics                 # one row per round (pandas DataFrame): sparsity, test/acc, test/recall/<class>, ...

@@ -6,7 +6,7 @@ and the indices of the units it kept. :func:`load_compact` rebuilds the physical
 config, ``model.pt`` (read with ``torch.load(weights_only=True)``: tensors only, no pickled code) and that file::
 
     from prunelab.runs.compact import load_compact
-    model = load_compact("outputs/runs/default/1a2b3c4d5e", round=1)   # an nn.Module in eval mode
+    model = load_compact("outputs/runs/digits-mlp/1a2b3c4d5e", round=1)   # an nn.Module in eval mode
 
 Nothing is unpickled, so a run folder from elsewhere can be opened without running its code; the result is
 checked against the masks in ``model.pt`` (a unit the JSON keeps must be the one the masks keep).
