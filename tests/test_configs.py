@@ -126,3 +126,24 @@ def test_progress_bar_redraws_every_n_steps_not_every_step(tmp_path):
     with pytest.raises(PrunelabError, match="progress_bar_refresh"):
         make_trainer(cfg, tmp_path, [], [])
     assert run_id(compose_cfg(["progress_bar_refresh=3"])) == run_id(compose_cfg([]))  # display only
+
+
+@pytest.mark.parametrize(
+    "overrides, name",
+    [
+        ([], "digits-mlp"),
+        (["data=mnist", "model=lenet300"], "mnist-lenet300"),
+        (["experiment=classaware"], "classaware"),
+        (["name=mine", "data=mnist"], "mine"),
+    ],
+)
+def test_the_default_name_separates_studies(overrides, name):
+    """Issue 31: `name` defaults to the experiment option, else <data>-<model> (folders, reports and W&B groups)."""
+    from hydra import compose, initialize_config_dir
+
+    from prunelab.config.groups import conf_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    assert cfg.name == name
+    assert str(cfg.hydra.sweep.dir).endswith(f"multirun/{name}")
