@@ -26,8 +26,13 @@ import threading
 
 
 def _warm() -> None:
-    import prunelab.cli.main  # Hydra, OmegaConf, the config schema
+    import hydra  # noqa: F401  (prunelab.cli.main imports it only when a config is composed)
+
+    import prunelab.cli.main
     import prunelab.runner.run  # noqa: F401  (torch, Lightning, the module, the callbacks)
+    from prunelab.config.register import register_resolvers
+
+    register_resolvers()  # the typed schemas, built once (each run's main() finds them registered)
 
     if threading.active_count() != 1:  # a thread would not survive fork: serve nothing rather than hang a child
         raise SystemExit(f"forkserver: {threading.active_count()} threads after imports; cannot fork safely")

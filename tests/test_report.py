@@ -211,7 +211,7 @@ def test_report_logs_tables_and_plots_to_offline_wandb(tmp_path):
     assert rep.returncode == 0, rep.stderr[-2000:]
     (file,) = run_files(tmp_path / "rep")
     job = read_run_info(run_files(tmp_path / "sweep")[0])
-    assert job["job_type"] == "sweep" and read_run_info(file)["group"] == job["group"] == "default@sweep"
+    assert job["job_type"] == "sweep" and read_run_info(file)["group"] == job["group"] == "digits-mlp@sweep"
     logged = {k: v for row in read_history(file) for k, v in row.items()}
     # nested values come back flattened: <key>/_type
     assert logged["report/summary/_type"] == "table-file" and logged["report/class_deltas/_type"] == "table-file"

@@ -226,7 +226,7 @@ def test_each_sweep_job_is_one_closed_wandb_run_grouped_by_sweep(tmp_path):
         assert info["exited"] and info["exit_code"] == 0  # closed at the end of the job
         assert any("test/recall/0" in row for row in read_history(wandb_file))
         infos.append(info)
-    assert {i["group"] for i in infos} == {"default@mysweep"}  # one group per sweep
+    assert {i["group"] for i in infos} == {"digits-mlp@mysweep"}  # one group per sweep
     assert len({i["name"] for i in infos}) == 2
 
 

@@ -116,13 +116,13 @@ def run_round(ctx: RunContext, r: int) -> dict:
 
 def begin_logging(ctx: RunContext, r: int, resume: Path | None) -> None:
     """Tell the loggers that keep a journal (W&B) where this process starts: round ``r``, from its start or after
-    the epoch of the checkpoint it resumes (read memory-mapped: only the ``epoch`` entry is used)."""
+    the epoch of the checkpoint it resumes (read with the one weights-only loader)."""
     loggers = [lg for lg in ctx.loggers if hasattr(lg, "begin_round")]
     if not loggers:
         return
     epoch = None
     if resume is not None:
-        epoch = int(torch.load(resume, map_location="cpu", weights_only=True, mmap=True).get("epoch", -1))
+        epoch = int(results.load_tensors(resume, "checkpoint", "delete it: the round trains again").get("epoch", -1))
     for lg in loggers:
         lg.begin_round(r, epoch)
 
