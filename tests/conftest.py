@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import locale
 import os
@@ -157,10 +158,8 @@ class ForkServer:
             if reply is not None:  # the run ended before the target appeared
                 return
         time.sleep(delay)
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it ended between the check and the kill
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._line(60)
 
     def close(self) -> None:
