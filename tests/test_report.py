@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 from omegaconf import OmegaConf
@@ -37,7 +38,9 @@ def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
         "runs.csv",
         "metrics_vs_density.png",
         "flops_vs_accuracy.png",
-        "class_delta_data.val_fraction_0.15.png",
+        "class_delta.png",
+        "per_class.csv",
+        "per_class_recall.png",
         "report.html",
         "figures.json",
     ):
@@ -249,42 +252,62 @@ def test_reproduce_jordao_osaku_and_lth_write_their_tables(tmp_path):
 
 
 def test_report_figures_share_one_colour_scale_and_are_labelled(tmp_path):
-    """Issue 15: every class heatmap of a report uses the same symmetric scale; axes are labelled; the default
-    x-axis is weights remaining (log); report.md embeds the figures and names the most impacted classes; report.html
-    holds the same content."""
-    sweep = [
-        "-m",
-        "criterion=magnitude,random",
-        "schedule.rounds=2",
-        "trainer.max_epochs=2",
-        "logger=none",
-        "hydra.sweep.dir=" + str(tmp_path / "sweep"),
-    ]
-    assert cli(sweep, tmp_path).returncode == 0
-    rep = cli(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep")], tmp_path)
+    """Issues 15 and 31: one class x sparsity heatmap with the populations side by side on one symmetric (robust)
+    scale; axes labelled; the default x-axis is weights remaining (log); report.md opens with what the runs are
+    (data, model, criteria, seeds, command) and warns below 5 models a population; "most impacted" lists only
+    changes beyond seed noise; per_class.csv is tidy and matches load_run(...).per_class(); report.html is
+    self-contained (every figure embedded); `report A B` compares two folders."""
+    import base64
+
+    from prunelab import load_run
+    from prunelab.analysis.figures import shared_limit
+
+    sweeps = {}
+    for crit in ("magnitude", "random"):
+        sweeps[crit] = tmp_path / crit
+        sweep = ["-m", f"criterion={crit}", "seed=0,1", "schedule.rounds=2", "trainer.max_epochs=2", "logger=none"]
+        assert cli([*sweep, "hydra.sweep.dir=" + str(sweeps[crit])], tmp_path).returncode == 0
+    rep = cli(["report", str(sweeps["magnitude"]), str(sweeps["random"]), "--out", str(tmp_path / "rep")], tmp_path)
     assert rep.returncode == 0, rep.stderr[-2000:]
     out = tmp_path / "rep"
     manifest = json.loads((out / "figures.json").read_text())
-    heat = [f for f in manifest if f["kind"] == "class_delta"]
-    assert len(heat) == 2 and {f["file"] for f in heat} == {
-        "class_delta_criterion_magnitude.png",
-        "class_delta_criterion_random.png",
-    }
-    assert len({(f["vmin"], f["vmax"]) for f in heat}) == 1 and heat[0]["vmin"] == -heat[0]["vmax"]
+    (heat,) = [f for f in manifest if f["kind"] == "class_delta"]
+    assert heat["file"] == "class_delta.png" and heat["populations"] == ["criterion=magnitude", "criterion=random"]
     with open(out / "class_deltas.csv") as f:
-        biggest = max(abs(float(d["recall_delta_mean"])) for d in csv.DictReader(f))
-    assert heat[0]["vmax"] == pytest.approx(max(biggest, 0.01))
-    assert all(f["xlabel"] and f["ylabel"] for f in heat)
+        deltas = [{**d, "recall_delta_mean": float(d["recall_delta_mean"])} for d in csv.DictReader(f)]
+    assert heat["vmin"] == -heat["vmax"] and heat["vmax"] == pytest.approx(shared_limit(deltas, "robust"))
+    assert (
+        shared_limit(deltas, "robust")
+        <= shared_limit(deltas, "max")
+        == pytest.approx(max(0.01, max(abs(d["recall_delta_mean"]) for d in deltas)))
+    )
+    assert all(f["xlabel"] and f["ylabel"] for f in manifest if f["kind"] != "metrics")
     (panels,) = [f for f in manifest if f["kind"] == "metrics"]
     assert panels["file"] == "metrics_vs_density.png" and "log" in panels["xlabel"]
     assert "test accuracy" in panels["panels"] and not any("/" in p for p in panels["panels"])
     for f in manifest:
         assert (out / f["file"]).stat().st_size > 5000
     text = (out / "report.md").read_text()
-    assert "![metrics_vs_density](metrics_vs_density.png)" in text and "most impacted classes" in text
-    assert "| criterion=random | " in text.split("most impacted classes")[1]
+    header = text.split("## Results")[0]
+    for cell in ("| data | digits |", "| model | mlp |", "| criterion | magnitude, random |", "| seeds | 0, 1 |"):
+        assert cell in header
+    assert "`prunelab -m criterion=random seed=0,1 schedule.rounds=2" in header
+    assert "fewer than 5 models" in header
+    assert "![metrics_vs_density](metrics_vs_density.png)" in text and "beyond seed noise" in text
+    assert "| criterion=random | " in text.split("beyond seed noise")[1]
+    with open(out / "per_class.csv") as f:
+        tidy = list(csv.DictReader(f))
+    run = load_run(next(p.parent for p in sweeps["random"].glob("*/results.jsonl")))
+    mine = [r for r in tidy if r["run"] == run.path.name]
+    assert len(mine) == 3 * 10 and len(tidy) == 4 * 3 * 10  # 4 runs x rounds 0-2 x 10 classes
+    table = run.per_class()
+    assert [float(r["recall"]) for r in mine] == pytest.approx(list(table["recall"]))
+    assert list(table.columns[:3]) == ["round", "sparsity", "class"]
     page = (out / "report.html").read_text()
-    assert page.count("<img ") == len(manifest) and "<table>" in page and "most impacted classes" in page
+    images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
+    assert len(images) == len([f for f in manifest if f["file"].endswith(".png")]) and "<table>" in page
+    assert all(src.startswith("data:image/png;base64,") for src in images)  # nothing linked: copies alone
+    assert base64.b64decode(images[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_error_bars_of_rates_stay_inside_0_1_and_levels_join_one_curve():

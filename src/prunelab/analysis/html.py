@@ -1,4 +1,5 @@
-"""``report.html``: the report's Markdown as one static page (no server, no scripts), its figures beside it.
+"""``report.html``: the report's Markdown as one static page (no server, no scripts), its figures embedded (PNG as
+``data:`` URIs), so the file can be copied or mailed alone.
 
 The converter covers what prunelab's reports contain: headings, pipe tables, images, bullet lists, ``<details>``
 blocks and paragraphs with inline code and bold. Text is HTML-escaped.
@@ -6,13 +7,15 @@ blocks and paragraphs with inline code and bold. Text is HTML-escaped.
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from pathlib import Path
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px}
-th{background:#f3f3f3}img{max-width:100%;margin:.5em 0;border:1px solid #eee}code{background:#f5f5f5}"""
+th{background:#f3f3f3}img{max-width:100%;margin:.5em 0;border:1px solid #eee}code{background:#f5f5f5}
+figure{margin:1em 0}figcaption{font-size:13px;color:#555}"""
 
 
 def _inline(text: str) -> str:
@@ -25,7 +28,15 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def to_html(markdown: str, title: str = "prunelab report") -> str:
+def _image_src(src: str, base: Path | None) -> str:
+    """A PNG beside the report, embedded as a data URI; anything else (or a missing file) linked as written."""
+    path = (base / src) if base is not None else None
+    if path is not None and src.endswith(".png") and path.is_file():
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return src
+
+
+def to_html(markdown: str, title: str = "prunelab report", base: Path | None = None) -> str:
     out, lines, i = [], markdown.splitlines(), 0
     while i < len(lines):
         line = lines[i]
@@ -41,7 +52,11 @@ def to_html(markdown: str, title: str = "prunelab report") -> str:
             continue
         image = re.fullmatch(r"!\[([^\]]*)\]\(([^)]+)\)", line.strip())
         if image:
-            out.append(f'<img alt="{html.escape(image[1])}" src="{html.escape(image[2])}">')
+            src = html.escape(_image_src(image[2], base))
+            out.append(
+                f'<figure><img alt="{html.escape(image[1])}" src="{src}"><figcaption>{html.escape(image[1])}'
+                "</figcaption></figure>"
+            )
         elif m := re.match(r"(#{1,6}) (.*)", line):
             out.append(f"<h{len(m[1])}>{_inline(m[2])}</h{len(m[1])}>")
         elif line.startswith("- "):
@@ -59,5 +74,5 @@ def to_html(markdown: str, title: str = "prunelab report") -> str:
 
 
 def write_html(markdown_path: Path, html_path: Path) -> Path:
-    html_path.write_text(to_html(markdown_path.read_text()))
+    html_path.write_text(to_html(markdown_path.read_text(), base=markdown_path.parent))
     return html_path

@@ -138,10 +138,14 @@ def _fmt(mean: float | None, std: float | None, n: int = 1) -> str:
     return f"{mean:.4f} ± {std or 0.0:.4f}" if n > 1 else f"{mean:.4f}"
 
 
-def markdown(summary: list[dict], runs: list[Run]) -> str:
+def markdown(summary: list[dict], runs: list[Run], header: str = "") -> str:
     cols = [m for m in ["sparsity", *METRICS] if any(f"{m}_mean" in r for r in summary)]
     lines = [
         "# prunelab report",
+        "",
+        header.rstrip("\n"),
+        "",
+        "## Results per population and round (mean ± std over seeds)",
         "",
         "| population | round | n | " + " | ".join(cols) + " |",
         "|" + "---|" * (3 + len(cols)),
@@ -169,43 +173,87 @@ def markdown(summary: list[dict], runs: list[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plots(summary: list[dict], deltas: list[dict], out: Path, x_axis: str) -> list[Path]:
-    """The report's figures (:mod:`prunelab.analysis.figures`); every class heatmap shares one colour scale."""
+def plots(
+    summary: list[dict], deltas: list[dict], tidy: list[dict], out: Path, x_axis: str, scale: str = "robust"
+) -> list[Path]:
+    """The report's figures (:mod:`prunelab.analysis.figures`): metrics, FLOPs, one class x sparsity heatmap with
+    the populations side by side on one colour scale, per-class recall over sparsity."""
     from prunelab.analysis import figures
 
     figures.MANIFEST.clear()
     files = [figures.metric_panels(summary, out, x_axis)]
     if any("flops_ratio_mean" in r for r in summary):
         files.append(figures.flops_accuracy(summary, out))
-    lim = figures.shared_limit(deltas)
-    for pop in sorted({d["population"] for d in deltas}):
-        files.append(figures.class_heatmap([d for d in deltas if d["population"] == pop], pop, out, lim))
+    if deltas:
+        files.append(figures.class_delta_grid(deltas, out, figures.shared_limit(deltas, scale)))
+    recall = figures.per_class_recall(tidy, out)
+    if recall is not None:
+        files.append(recall)
     (out / "figures.json").write_text(json.dumps(figures.MANIFEST, indent=1))  # what each PNG shows
     return files
 
 
-def figures_section(files: list[Path], deltas: list[dict]) -> str:
-    """Markdown: the figures, and per population the classes whose recall fell most."""
+def figures_section(files: list[Path], deltas: list[dict], scale: str = "robust") -> str:
+    """Markdown: the figures with captions, and per population the classes whose recall fell beyond seed noise."""
     from prunelab.analysis import figures
 
+    captions = {
+        "metrics_vs_density": "Mean over each population's seeds; bars: ± one standard deviation.",
+        "flops_vs_accuracy": "FLOPs of the kept model against test accuracy (mean ± std over seeds).",
+    }
     lines = ["", "## Figures", ""]
-    lines += [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png" and not p.stem.startswith("class_delta")]
+    for p in files:
+        if p.suffix == ".png" and p.stem not in ("class_delta", "per_class_recall"):
+            lines += [f"![{p.stem}]({p.name})", "", captions.get(p.stem, ""), ""]
     if deltas:
+        n = sorted({int(d.get("n") or 1) for d in deltas})
+        lim = figures.shared_limit(deltas, scale)
         lines += [
             "",
             "## Per class: which classes pay",
             "",
-            f"Recall change against the dense baseline ({deltas[0]['baseline']}); every heatmap uses the same "
-            f"colour scale (±{figures.shared_limit(deltas):.2f}).",
+            f"Recall change against the dense baseline ({deltas[0]['baseline']}), mean over n = "
+            f"{'-'.join(str(v) for v in (n[0], n[-1]) if v is not None) if len(n) > 1 else n[0]} seeds per "
+            f"population; one colour scale for every panel (±{lim:.2f}, {scale}: "
+            + ("the largest change" if scale == "max" else "95th percentile of |change|; larger ones saturate")
+            + "); hatched cells: |mean| below the seed-to-seed standard deviation (noise). Per cell mean and std "
+            "are in `class_deltas.csv`.",
             "",
-            "| population | most impacted classes at its sparsest level (recall change) | weights remaining |",
+            "| population | classes whose recall fell beyond seed noise at its sparsest level (mean change) | "
+            "weights remaining |",
             "|---|---|---|",
         ]
         for pop, worst in figures.most_impacted(deltas).items():
             names = ", ".join(f"{c} ({d:+.3f})" for c, d, _ in worst)
-            lines.append(f"| {pop} | {names} | {worst[0][2]:.3g} |" if worst else f"| {pop} | - | - |")
-        lines += [""] + [f"![{p.stem}]({p.name})" for p in files if p.stem.startswith("class_delta")]
+            single = all(int(d.get("n") or 1) < 2 for d in deltas if d["population"] == pop)
+            empty = "- (one seed: no noise estimate)" if single else "- (none beyond noise)"
+            lines.append(f"| {pop} | {names} | {worst[0][2]:.3g} |" if worst else f"| {pop} | {empty} | - |")
+        lines += [""] + [f"![{p.stem}]({p.name})" for p in files if p.stem == "class_delta"]
+    if any(p.stem == "per_class_recall" for p in files):
+        lines += [
+            "",
+            "### Per-class recall over sparsity",
+            "",
+            "![per_class_recall](per_class_recall.png)",
+            "",
+            "Each class's test recall (mean over seeds, band ± std) as weights are removed; the tidy table behind it is"
+            " `per_class.csv` (one row per run, round and class; `prunelab.load_run(folder).per_class()` gives the "
+            "same for one run).",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def tidy_per_class(runs: list[Run], labels: dict[Path, str]) -> list[dict]:
+    """``per_class.csv``: one row per complete run, round and class (population, seed, sparsity, test recall,
+    precision, FN, FP, AUROC, support)."""
+    out = []
+    for run in runs:
+        if run.status != "complete":
+            continue
+        table = run.per_class()
+        records = table.to_dict("records") if hasattr(table, "to_dict") else table
+        out += [{"run": run.path.name, "population": labels[run.path], "seed": run.seed, **r} for r in records]
+    return out
 
 
 HOOKER_COLUMNS = ["population", "models", "top1_mean", "top1_std", "impacted_classes", "pie_count", "acc_pie",
@@ -306,12 +354,19 @@ def _test_images(runs: list[Run]):
         return None
 
 
-def report(root: Path, out: Path | None = None, x_axis: str = "density") -> dict:
-    root = Path(root)
-    runs = find_runs(root)
-    if not runs:
-        raise FileNotFoundError(f"no prunelab runs under {root}")
-    out = Path(out) if out else root / "report"
+def report(
+    root: Path | Sequence[Path], out: Path | None = None, x_axis: str = "density", scale: str = "robust"
+) -> dict:
+    """The report over the runs under ``root`` (one folder, or several to compare: their runs side by side, the
+    populations labelled by what differs between them)."""
+    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    runs: list[Run] = []
+    for folder in roots:
+        found = find_runs(folder)
+        if not found:
+            raise FileNotFoundError(f"no prunelab runs under {folder}")
+        runs += [r for r in found if r.path not in {x.path for x in runs}]
+    out = Path(out) if out else roots[0] / ("report" if len(roots) == 1 else "report_compare")
     out.mkdir(parents=True, exist_ok=True)
     labels = group_labels(runs)
     summary, deltas = aggregate(runs, labels), class_deltas(runs, labels)
@@ -324,20 +379,25 @@ def report(root: Path, out: Path | None = None, x_axis: str = "density") -> dict
     write_csv(out / "summary.csv", summary)
     write_csv(out / "rounds.csv", all_rows)
     write_csv(out / "class_deltas.csv", deltas)
+    tidy = tidy_per_class(runs, labels)
+    write_csv(out / "per_class.csv", tidy)
     write_csv(
         out / "runs.csv",
         [{"run": r.path.name, "population": labels[r.path], "status": r.status, "error": r.error or ""} for r in runs],
     )
     for stale in out.glob("*.png"):  # figures of an earlier report of this folder (other names) must not linger
         stale.unlink()
-    files = plots(summary, deltas, out, x_axis) if summary else []
+    files = plots(summary, deltas, tidy, out, x_axis, scale) if summary else []
     damage_rows = class_damage.run_rows(runs, labels)
     if damage_rows:
         write_csv(out / "class_damage.csv", damage_rows)
     damage_files = class_damage.figures(runs, labels, out)
     if damage_files:
         (out / "figures.json").write_text(json.dumps(figures_manifest(), indent=1))
-    text = markdown(summary, runs) + figures_section(files, deltas) + class_damage.section(runs, labels, damage_files)
+    from prunelab.analysis import context
+
+    text = markdown(summary, runs, context.section(runs, labels, roots)) + figures_section(files, deltas, scale)
+    text += class_damage.section(runs, labels, damage_files)
     (out / "report.md").write_text(text)
     files += damage_files
     files += hooker_section(runs, out)
@@ -387,8 +447,21 @@ def log_to_wandb(result: dict, tables: dict[str, list[dict]], project: str = "pr
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="prunelab report", description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="a run folder, a multirun folder or an outputs folder")
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default: <folder>/report)")
+    parser.add_argument(
+        "folder", type=Path, nargs="+", help="a run folder, a multirun folder or an outputs folder; several compare"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write (default: <folder>/report; several: <first>/report_compare)",
+    )
+    parser.add_argument(
+        "--heat-scale",
+        choices=["robust", "max"],
+        default="robust",
+        help="colour limit of the class heatmap: 95th percentile of |change| (default) or the largest",
+    )
     parser.add_argument(
         "--x",
         choices=sorted(X_AXES),
@@ -398,12 +471,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--wandb", action="store_true", help="also log the tables and plots to an offline W&B run")
     args = parser.parse_args(argv)
     try:
-        result = report(args.folder, args.out, args.x)
+        result = report(args.folder, args.out, args.x, args.heat_scale)
     except FileNotFoundError as exc:
         print(f"prunelab: error: folder: {exc} (fix: give a folder holding prunelab run folders)", file=sys.stderr)
         raise SystemExit(2) from None
     except OSError as exc:  # a read-only results folder, a full disk, a file where the report folder should be
-        where = exc.filename or args.out or args.folder / "report"
+        where = exc.filename or args.out or args.folder[0] / "report"
         print(
             f"prunelab: error: --out: cannot write {where} ({exc.strerror or exc}) (fix: give --out "
             "<a writable folder>)",

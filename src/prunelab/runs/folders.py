@@ -15,6 +15,16 @@ from omegaconf import OmegaConf
 from prunelab.runs import files as results
 
 NOISE_KEYS = ("seed", "data.seed")  # what differs between members of one population
+PER_CLASS_METRICS = ("recall", "precision", "fn", "fp", "auroc", "support")  # test/<metric>/<class> in a round
+
+
+def _class_value(row: dict, metric: str, name: str) -> Any:
+    value = row.get(f"test/{metric}/{name}")
+    if value is None:
+        from prunelab.training.damage import key_name
+
+        value = row.get(f"test/{metric}/{key_name(name)}")
+    return value
 
 
 @dataclass
@@ -69,6 +79,21 @@ class Run:
         except ImportError:  # pragma: no cover
             return table
         return pd.DataFrame(table).set_index("class")
+
+    def per_class(self) -> Any:
+        """A tidy table: one row per (round, class) with the round's sparsity and the class's test recall,
+        precision, FN, FP, AUROC and support (a pandas DataFrame; a list of dicts without pandas)."""
+        table = [
+            {"round": row["round"], "sparsity": row.get("sparsity"), "class": name}
+            | {m: _class_value(row, m, name) for m in PER_CLASS_METRICS}
+            for row in self.rows
+            for name in self.classes
+        ]
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover
+            return table
+        return pd.DataFrame(table)
 
     def confusion_matrix(self, round: int = -1) -> np.ndarray:
         """Test confusion matrix of ``round``: rows are true classes, columns predictions."""
