@@ -87,6 +87,15 @@ def test_export_writes_a_checked_model(runs, tmp_path, fmt):
 
     path, diff, compact = export(runs["units"], fmt, out=tmp_path / f"m.{fmt}")
     assert path.exists() and compact and diff <= 1e-4
+    if fmt == "onnx":  # class names and normalisation travel with the file
+        import json
+
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        data = json.loads((runs["units"] / "data.json").read_text())
+        assert json.loads(props["prunelab.classes"]) == data["classes"]
+        assert json.loads(props["prunelab.normalisation"]) == data["normalisation"] and data["normalisation"]["std"]
     with pytest.raises(PrunelabError, match="differ from the masked model"):  # the check runs: tolerance < 0
         export(runs["units"], fmt, out=tmp_path / f"bad.{fmt}", atol=-1.0)
     assert not (tmp_path / f"bad.{fmt}").exists() and not list(tmp_path.glob(".tmp-*"))

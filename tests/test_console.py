@@ -86,7 +86,8 @@ def test_off_a_terminal_there_are_plain_lines_and_no_bars(capsys):
     fit(Progress(refresh=25, every_s=0.0, tty=False, label="round 3 "))
     out = capsys.readouterr().out
     assert "\r" not in out and "it/s" not in out and "Validation" not in out
-    assert re.search(r"^  round 3 epoch 0/2 step \d+/30  loss \d\.\d{4} acc", out, re.M), out[:500]
+    assert re.search(r"^  round 3 epoch 1/2 step \d+/30  loss \d\.\d{4} acc", out, re.M), out[:500]  # 1-based
+    assert not re.search(r"epoch 0/2", out)
 
 
 @pytest.mark.parametrize("logger", ["wandb", "none"])
@@ -103,4 +104,7 @@ def test_a_piped_default_run_prints_a_few_clean_lines(tmp_path, logger):
         "round 2/2",
     ]
     assert not [x for x in lines if "WARNING" in x or "Validation" in x or "\r" in x or "it/s" in x], lines
-    assert len(lines) <= 12, lines
+    assert len(lines) <= 13, lines
+    assert sum(x.startswith("run folder: ") for x in lines) == 1  # once, at the start
+    assert any(x.startswith("largest recall drop against dense: class ") for x in lines)
+    assert lines[-1].startswith("next: prunelab report ")

@@ -12,3 +12,7 @@ def __getattr__(name: str):  # the public API, imported on first use (``import p
 
 
 __all__ = ["__version__", "load_model", "load_run"]
+
+
+def __dir__() -> list[str]:  # the lazily imported API shows in dir(prunelab) and tab completion
+    return sorted({*globals(), *__all__})

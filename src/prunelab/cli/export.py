@@ -31,7 +31,7 @@ from prunelab.errors import PrunelabError
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt", "pt2": ".pt2"}
 
 
-def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Any:
+def _onnx(model: nn.Module, example: torch.Tensor, path: Path, meta: dict[str, str] | None = None) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -46,6 +46,12 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Any:
         torch.onnx.export(
             model, (example,), str(path), dynamic_shapes=({0: batch},), dynamo=True, external_data=False
         )  # one self-contained file (models under 2 GB)
+    if meta:  # class names, normalisation and provenance travel with the file (ONNX metadata_props)
+        import onnx
+
+        proto = onnx.load(str(path))
+        onnx.helper.set_model_props(proto, meta)
+        onnx.save(proto, str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
@@ -95,7 +101,10 @@ def export(
         ) from None
     tmp = path.with_name(f".tmp-{path.name}")  # torch.export wants the .pt2 suffix
     try:
-        loaded = {"onnx": _onnx, "torchscript": _torchscript, "pt2": _pt2}[fmt](model, example, tmp)
+        if fmt == "onnx":
+            loaded = _onnx(model, example, tmp, metadata(run_dir, r))
+        else:
+            loaded = {"torchscript": _torchscript, "pt2": _pt2}[fmt](model, example, tmp)
         with torch.no_grad():
             diff = float((loaded(check) - masked(check)).abs().max())
         if not diff <= atol:
@@ -109,6 +118,23 @@ def export(
         if tmp.exists():
             tmp.unlink()
     return path, diff, compact
+
+
+def metadata(run_dir: Path, r: int) -> dict[str, str]:
+    """What a user of the exported file needs beside the weights: class names (output order), the input's
+    normalisation and shape, and where the model came from (JSON strings, from the run's ``data.json``)."""
+    import json
+
+    from prunelab.runs import api
+
+    record = api._data_record(run_dir)
+    return {
+        "prunelab.classes": json.dumps(record.get("classes")),
+        "prunelab.normalisation": json.dumps(record.get("normalisation")),
+        "prunelab.input_shape": json.dumps(record.get("input_shape")),
+        "prunelab.dataset": str(record.get("dataset")),
+        "prunelab.run": f"{run_dir.name} round {r}",
+    }
 
 
 def _tolerance(text: str) -> float:

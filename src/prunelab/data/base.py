@@ -248,11 +248,18 @@ class TensorDataModule(pl.LightningDataModule):
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names = self._imbalance(
             (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names, gen
         )
+        self.normalisation: dict | None = None
         if self.normalize:
             dims = (0, 2, 3)  # per channel
             mean = x_tr.mean(dim=dims, keepdim=True)
             std = x_tr.std(dim=dims, keepdim=True).clamp(min=1e-6)
             x_tr, x_va, x_te = ((x - mean) / std for x in (x_tr, x_va, x_te))
+            self.normalisation = {  # what a user of an exported model must apply: (x - mean) / std per channel
+                "per": "channel",
+                "mean": [float(v) for v in mean.flatten()],
+                "std": [float(v) for v in std.flatten()],
+                "input_range": "stored values (images: [0, 1]) before normalisation",
+            }
         if self.classes is not None:  # after imbalance (its class indices are the dataset's) and normalising (the
             # statistics of the whole training split, as a full-class model sliced by model.slice_head was trained)
             (x_tr, y_tr), (x_va, y_va), (x_te, y_te), names = self._subset(
@@ -356,4 +363,5 @@ class TensorDataModule(pl.LightningDataModule):
             ),
             "fingerprint": self.fingerprint,
             "official": self.official,
+            "normalisation": getattr(self, "normalisation", None),
         }

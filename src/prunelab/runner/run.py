@@ -141,9 +141,32 @@ def attempt(ctx: RunContext, folder: run_folder.RunFolder, done: list[dict]) -> 
     )
     build.finish_loggers(ctx.loggers, "success")
     if results.is_writer():
-        print(f"run folder: {ctx.run_dir}")
         print(results.format_table(rows))
+        drop = largest_drop(rows, [str(c) for c in ctx.dm.class_names])
+        if drop:
+            print(drop)
+        print(f"next: prunelab report {ctx.run_dir}   (tables and figures into {ctx.run_dir / 'report'})")
     return summary
+
+
+def largest_drop(rows: list[dict], classes: list[str]) -> str | None:
+    """The console's one line on who paid: the class whose test recall fell most from round 0 to the last round."""
+    if len(rows) < 2:
+        return None
+    first, last = rows[0], rows[-1]
+    drops = [
+        (first[f"test/recall/{c}"] - last[f"test/recall/{c}"], c)
+        for c in classes
+        if first.get(f"test/recall/{c}") is not None and last.get(f"test/recall/{c}") is not None
+    ]
+    if not drops:
+        return None
+    change, name = max(drops)
+    return (
+        f"largest recall drop against dense: class {name} ({first[f'test/recall/{name}']:.3f} -> "
+        f"{last[f'test/recall/{name}']:.3f}, {-change:+.3f}) at round {last['round']} "
+        f"(sparsity {last['sparsity']:.4f}); one seed: see `prunelab report` over several for noise"
+    )
 
 
 def end_failed(ctx: RunContext, folder: run_folder.RunFolder, exc: BaseException, wall: float) -> BaseException:

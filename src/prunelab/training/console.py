@@ -87,7 +87,8 @@ class Progress(ProgressBar):
     @staticmethod
     def _epoch(trainer: Any) -> str:
         last = getattr(trainer, "max_epochs", None)
-        return f"{trainer.current_epoch}/{last}" if isinstance(last, int) and last > 0 else str(trainer.current_epoch)
+        now = trainer.current_epoch + 1  # 1-based, as people count: "epoch 1/3" is the first
+        return f"{now}/{last}" if isinstance(last, int) and last > 0 else str(now)
 
     def _steps(self) -> int | None:
         batches = self.total_train_batches
