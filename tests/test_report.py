@@ -303,9 +303,22 @@ def test_report_figures_share_one_colour_scale_and_are_labelled(tmp_path):
     table = run.per_class()
     assert [float(r["recall"]) for r in mine] == pytest.approx(list(table["recall"]))
     assert list(table.columns[:3]) == ["round", "sparsity", "class"]
+    # per-example analysis of iterative runs: round 0 of each population is its dense population
+    hooker = list(csv.DictReader((out / "hooker.csv").read_text().splitlines()))
+    assert [h["population"].split(", round")[0] for h in hooker] == ["criterion=magnitude"] * 3 + [
+        "criterion=random"
+    ] * 3
+    assert [h["population"].split("round ")[1][0] for h in hooker] == ["0", "1", "2"] * 2 and hooker[0][
+        "pie_count"
+    ] == "0"
+    galleries = sorted(p.name for p in out.glob("pie_gallery_*.png"))
+    assert len(galleries) == sum(int(h["pie_count"]) > 0 for h in hooker) >= 2 and "round_2" in galleries[-1]
+    assert "which classes pay" in text.split("Impacted classes")[1]  # says how its list differs from the other
     page = (out / "report.html").read_text()
     images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
-    assert len(images) == len([f for f in manifest if f["file"].endswith(".png")]) and "<table>" in page
+    assert (
+        len(images) == len([f for f in manifest if f["file"].endswith(".png")]) + len(galleries) and "<table>" in page
+    )
     assert all(src.startswith("data:image/png;base64,") for src in images)  # nothing linked: copies alone
     assert base64.b64decode(images[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -53,7 +53,10 @@ def class_impact(
         raise ValueError("each population needs at least 2 models for a t-test")
     d = per_class_recall(dense, labels, num_classes) - top1(dense, labels).mean()
     c = per_class_recall(compressed, labels, num_classes) - top1(compressed, labels).mean()
-    with np.errstate(invalid="ignore", divide="ignore"):
+    import warnings
+
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's "precision loss" on (near-)constant recalls
         t, p = stats.ttest_ind(c, d, axis=0, equal_var=False)
     t, p = np.asarray(t, float), np.asarray(p, float)
     impacted = np.nan_to_num(p, nan=1.0) <= alpha
@@ -86,11 +89,12 @@ def pie_accuracy(preds: np.ndarray, labels: np.ndarray, pie: np.ndarray) -> dict
 
 
 # -- over run folders ---------------------------------------------------------------------------------------------
-def _population_predictions(runs, sub: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(preds (n_models, N), labels (N,)) from each run's last round (or its quantized predictions ``sub``)."""
+def _population_predictions(runs, sub: str | None = None, round: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(preds (n_models, N), labels (N,)) from each run's last round (or ``round``; or its quantized predictions
+    ``sub``)."""
     preds, labels = [], None
     for run in runs:
-        last = f"r{run.rows[-1]['round']:02d}"
+        last = f"r{(run.rows[-1]['round'] if round is None else round):02d}"
         path = run.path / "rounds" / last / (f"quant/{sub}/predictions.npz" if sub else "predictions.npz")
         data = np.load(path)
         if labels is not None and not np.array_equal(labels, data["labels"]):
@@ -109,25 +113,62 @@ def _level(run) -> float:
     return round(float(run.rows[-1]["target_sparsity"]), 4)
 
 
-def hooker_table(runs, alpha: float = 0.05) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """Rows per compression level (and quantization method) against the dense population (level 0).
+def hooker_table(runs, alpha: float = 0.05, modal: dict | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Rows per compression level (and quantization method) against the dense population.
 
-    Returns the table and, per compressed population, its PIE mask (for export and galleries).
+    Populations at several target sparsities with a dense one (sparsity 0): each level against it. Iterative runs
+    (several rounds each, no dense level): per population (runs differing only in the seed), round 0 is the dense
+    population and every later round a compressed one. Returns the table and, per compressed population, its PIE
+    mask (for export and galleries); ``modal``, when given, receives each population's (dense, compressed) modal
+    labels.
     """
     done = [r for r in runs if r.status == "complete" and r.rows]
     levels: dict[float, list] = {}
     for run in done:
         levels.setdefault(_level(run), []).append(run)
-    if 0.0 not in levels:
-        raise ValueError("no dense population (sparsity 0) to compare with")
-    dense, labels = _population_predictions(levels[0.0])
-    num_classes = int(max(labels.max(), dense.max()) + 1)
-    pops = {f"sparsity {lvl:g}": _population_predictions(rs)[0] for lvl, rs in sorted(levels.items())}
-    quant = sorted({p.name for r in levels[0.0] for p in (r.path / "rounds").glob("r*/quant/*")})
-    for method in quant:
-        pops[f"{method} (dense)"] = _population_predictions(levels[0.0], method)[0]
+    if 0.0 in levels:
+        dense, labels = _population_predictions(levels[0.0])
+        pops = {f"sparsity {lvl:g}": _population_predictions(rs)[0] for lvl, rs in sorted(levels.items())}
+        quant = sorted({p.name for r in levels[0.0] for p in (r.path / "rounds").glob("r*/quant/*")})
+        for method in quant:
+            pops[f"{method} (dense)"] = _population_predictions(levels[0.0], method)[0]
+        return _rows({name: (dense, preds) for name, preds in pops.items()}, labels, alpha, modal)
+    if done and all(len(r.rows) > 1 for r in done):
+        return _iterative(done, alpha, modal)
+    raise ValueError("no dense population (sparsity 0, or round 0 of iterative runs) to compare with")
+
+
+def _iterative(done: list, alpha: float, modal: dict | None) -> tuple[list[dict], dict[str, np.ndarray]]:
+    from prunelab.runs.folders import group_labels
+
+    names = group_labels(done)
+    by_label: dict[str, list] = {}
+    for run in done:
+        by_label.setdefault(names[run.path], []).append(run)
+    pairs, labels = {}, None
+    for label, members in sorted(by_label.items()):
+        dense, labels = _population_predictions(members, round=0)
+        rounds = sorted({row["round"] for row in members[0].rows})
+        if any(sorted(row["round"] for row in m.rows) != rounds for m in members):
+            continue  # members that stopped at different rounds: not one population per round
+        for r in rounds:
+            sparsity = float(np.mean([m.rows[r]["sparsity"] for m in members]))
+            pairs[f"{label}, round {r} (sparsity {sparsity:.3g})"] = (
+                dense,
+                _population_predictions(members, round=r)[0],
+            )
+    if labels is None or not pairs:
+        raise ValueError("no population with the same rounds in every member")
+    return _rows(pairs, labels, alpha, modal)
+
+
+def _rows(
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]], labels: np.ndarray, alpha: float, modal: dict | None
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """One row per (dense, compressed) pair of prediction populations."""
+    num_classes = int(max(labels.max(), *(max(d.max(), c.max()) for d, c in pairs.values())) + 1)
     rows, masks = [], {}
-    for name, preds in pops.items():
+    for name, (dense, preds) in pairs.items():
         acc = top1(preds, labels)
         row = {
             "population": name,
@@ -135,12 +176,15 @@ def hooker_table(runs, alpha: float = 0.05) -> tuple[list[dict], dict[str, np.nd
             "top1_mean": float(acc.mean()),
             "top1_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
         }
-        if name != "sparsity 0" and len(preds) >= 2 and len(dense) >= 2:
+        same = preds is dense or (preds.shape == dense.shape and np.array_equal(preds, dense))
+        if not same and len(preds) >= 2 and len(dense) >= 2:
             impact = class_impact(dense, preds, labels, num_classes, alpha)
             row["impacted_classes"] = impact.count
             row["impacted_ids"] = " ".join(str(int(i)) for i in np.nonzero(impact.impacted)[0])
         pie = pies(dense, preds, num_classes)
         masks[name] = pie
+        if modal is not None:
+            modal[name] = (modal_labels(dense, num_classes), modal_labels(preds, num_classes))
         row.update(pie_accuracy(preds, labels, pie))
         dense_acc = pie_accuracy(dense, labels, pie)
         row["dense_acc_pie"], row["dense_acc_non_pie"] = dense_acc["acc_pie"], dense_acc["acc_non_pie"]
@@ -161,6 +205,19 @@ def _scaled_rgb(images: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     return x
 
 
+def _mosaic(x: np.ndarray, columns: int, band: int) -> tuple[np.ndarray, int, int]:
+    """The tiles on one RGBA canvas (alpha 0 between them), a label band above each: (canvas, cell h, cell w)."""
+    n, h, w = x.shape[:3]
+    rows, gap = -(-n // columns), max(2, w // 8)
+    cell_h, cell_w = band + h, gap + w
+    mosaic = np.zeros((rows * cell_h, columns * cell_w - gap, 4))
+    for k, img in enumerate(x):
+        top, left = (k // columns) * cell_h + band, (k % columns) * cell_w
+        mosaic[top : top + h, left : left + w, :3] = img[..., :3]
+        mosaic[top : top + h, left : left + w, 3] = 1.0
+    return mosaic, cell_h, cell_w
+
+
 def pie_gallery(
     images: np.ndarray,
     labels: np.ndarray | None,
@@ -169,12 +226,11 @@ def pie_gallery(
     columns: int = 10,
     class_names: list[str] | None = None,
     title: str = "",
+    modal: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """A labelled grid of PIE images (the first ``columns * 4``), each scaled to [0, 1] and titled with its true
-    class; ``title`` names the population.
-
-    The grid is one image (tiles on a transparent background) in one axes, with the class names as text: a
-    subplot per tile and ``tight_layout`` took ~1.8 s a gallery, most of a Hooker report's time."""
+    """A labelled grid of PIE images (the first ``columns * 4``), each scaled to [0, 1], titled with its true class
+    and, with ``modal`` (the dense and compressed populations' modal labels), "dense -> compressed". One image in
+    one axes with the labels as text (a subplot per tile took ~1.8 s a gallery)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -186,33 +242,34 @@ def pie_gallery(
     x = _scaled_rgb(images, chosen)
     n, h, w = x.shape[:3]
     rows = -(-n // columns)
-    gap, band = max(2, w // 8), max(4, h * 2 // 5)  # between tiles; above each tile, for its class name
-    cell_h, cell_w = band + h, gap + w
-    mosaic = np.zeros((rows * cell_h, columns * cell_w - gap, 4))  # RGBA; alpha 0 outside the tiles
-    for k, img in enumerate(x):
-        top, left = (k // columns) * cell_h + band, (k % columns) * cell_w
-        mosaic[top : top + h, left : left + w, :3] = img[..., :3]
-        mosaic[top : top + h, left : left + w, 3] = 1.0
+    band = max(4, h * (4 if modal is not None else 2) // 5)  # above each tile: its labels
+    mosaic, cell_h, cell_w = _mosaic(x, columns, band)
     fig_h = 1.35 * rows + 0.5
     fig = plt.figure(figsize=(1.15 * columns, fig_h))
     ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.5 / fig_h - 0.01))
     ax.imshow(mosaic, interpolation="nearest", aspect="equal")
     ax.axis("off")
+
+    def named(c: int) -> str:
+        return (class_names[c] if class_names and c < len(class_names) else str(c))[:10]
+
     if labels is not None:
         for k, i in enumerate(chosen):
-            name = class_names[int(labels[i])] if class_names else str(int(labels[i]))
+            text = named(int(labels[i]))
+            if modal is not None:
+                text = f"{text}\n{named(int(modal[0][i]))}→{named(int(modal[1][i]))}"
             ax.text(
                 (k % columns) * cell_w + w / 2,
                 (k // columns) * cell_h + band - 1,
-                name[:12],
-                fontsize=8,
+                text,
+                fontsize=7,
                 ha="center",
                 va="bottom",
+                linespacing=1.0,
             )
+    what = "true class, then dense → compressed modal prediction" if modal else "titled with their true class"
     fig.suptitle(
-        f"{title}: {len(indices)} PIEs (first {len(chosen)}, titled with their true class)"
-        if title
-        else f"{len(indices)} PIEs",
+        f"{title}: {len(indices)} PIEs (first {len(chosen)}; {what})" if title else f"{len(indices)} PIEs",
         fontsize=10,
         y=1 - 0.1 / fig_h,
         va="top",

@@ -280,8 +280,9 @@ def hooker_section(runs: list[Run], out: Path) -> list[Path]:
     with a dense one (e.g. a sweep of experiment=hooker_fashion over schedule.final_sparsity and seeds)."""
     from prunelab.analysis.hooker import hooker_table, pie_gallery
 
+    modal: dict = {}
     try:
-        rows, masks = hooker_table(runs)
+        rows, masks = hooker_table(runs, modal=modal)
     except (ValueError, FileNotFoundError, KeyError):
         return []  # not a population study
     if len(rows) < 2:
@@ -298,7 +299,11 @@ def hooker_section(runs: list[Run], out: Path) -> list[Path]:
     names = _class_names(runs)
     lines = [
         "",
-        "Impacted classes (Welch test of mean-shifted per-class recall against the dense population, p <= 0.05):",
+        "Impacted classes (Welch test of mean-shifted per-class recall against the dense population, p <= 0.05). "
+        'This list answers another question than "which classes pay" above: that one ranks the raw recall change '
+        "(beyond seed noise); this one asks whether a class fell *more than the population's top-1 did* (Hooker et "
+        "al.'s mean shift), so a class can lose much raw recall and not be impacted when every class fell alike. "
+        'With fewer than 5 models a population, the test has little power: read "none" as "not shown".',
         "",
     ]
     for r in rows:
@@ -312,7 +317,7 @@ def hooker_section(runs: list[Run], out: Path) -> list[Path]:
         found = np.nonzero(mask)[0]
         if test is not None and len(found) and name != "sparsity 0":
             path = out / f"pie_gallery_{re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('_')}.png"
-            pie_gallery(test[0], test[1], found, path, class_names=names, title=name)
+            pie_gallery(test[0], test[1], found, path, class_names=names, title=name, modal=modal.get(name))
             files.append(path)
             lines += ["", f"![PIEs of {name}]({path.name})"]
     with open(out / "report.md", "a") as f:
