@@ -49,7 +49,9 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, float
     return {"flops": effective, "flops_dense": dense, "flops_ratio": effective / dense if dense else 1.0}
 
 
-def _latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
+def _latency_ms(model: nn.Module, x: torch.Tensor, reps: int, key: str) -> dict[str, float]:
+    """``key``: the median of ``reps`` timed forward passes (ms); ``key_iqr``: their interquartile range, so an
+    outlier-ridden measurement shows as one; ``key_reps``: how many."""
     import statistics
     import time
 
@@ -59,8 +61,9 @@ def _latency_ms(model: nn.Module, x: torch.Tensor, reps: int) -> float:
         for _ in range(reps):
             start = time.perf_counter()
             model(x)
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+            times.append(1000 * (time.perf_counter() - start))
+    quartiles = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
+    return {key: statistics.median(times), f"{key}_iqr": quartiles[2] - quartiles[0], f"{key}_reps": float(reps)}
 
 
 def export_report(model: nn.Module, groups, sample: torch.Tensor, reps: int = 20) -> tuple[nn.Module, dict]:
@@ -78,10 +81,10 @@ def export_report(model: nn.Module, groups, sample: torch.Tensor, reps: int = 20
         report = {
             "compact_max_abs_diff": diff,
             "compact_parameters": sum(p.numel() for p in compacted.parameters()),
-            "latency_ms_b1_masked": _latency_ms(model, x[:1], reps),
-            "latency_ms_b1_compact": _latency_ms(compacted, x[:1], reps),
-            f"latency_ms_b{len(x)}_masked": _latency_ms(model, x, max(3, reps // 4)),
-            f"latency_ms_b{len(x)}_compact": _latency_ms(compacted, x, max(3, reps // 4)),
+            **_latency_ms(model, x[:1], reps, "latency_ms_b1_masked"),
+            **_latency_ms(compacted, x[:1], reps, "latency_ms_b1_compact"),
+            **_latency_ms(model, x, max(3, reps // 4), f"latency_ms_b{len(x)}_masked"),
+            **_latency_ms(compacted, x, max(3, reps // 4), f"latency_ms_b{len(x)}_compact"),
         }
     finally:
         model.train(was_training)
