@@ -79,3 +79,36 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
         results.atomic_write_json(path, {"status": "running"})
     assert json.loads(path.read_text()) == {"status": "complete"}  # never half-written
     assert [p.name for p in Path(tmp_path).iterdir()] == ["summary.json"]  # the temporary file is gone
+
+
+def test_the_schema_cache_is_current_and_builds_the_same_schemas():
+    """Issue 31: typos are reported without importing torch because the schemas of prunelab's own options come
+    from src/prunelab/config/schema_cache.json while their source files are unchanged. The committed cache must
+    equal a fresh build (else: `python -m prunelab.config.schemas`), and a schema built from it must equal the one
+    built by importing the class: same fields, types and defaults."""
+    import dataclasses
+    import json
+
+    from prunelab.config import schemas
+    from prunelab.config.groups import conf_dir
+
+    fresh = schemas.build_cache(conf_dir())
+    committed = json.loads(schemas.CACHE.read_text())
+    assert committed == fresh, "stale schema cache: run `python -m prunelab.config.schemas` and commit it"
+    for target, entry in fresh.items():
+        assert schemas._cached_fields(target, committed) is not None, target  # its files are unchanged
+        a, b = schemas._dataclass(target, entry["fields"]), schemas.schema_for(target)
+        fa, fb = dataclasses.fields(a), dataclasses.fields(b)
+        assert [(f.name, f.type) for f in fa] == [(f.name, f.type) for f in fb], target
+        for x, y in zip(fa, fb, strict=True):
+            made = [x.default_factory() if x.default_factory is not dataclasses.MISSING else x.default for x in (x, y)]
+            assert made[0] == made[1], (target, x.name)
+
+
+def test_a_changed_source_file_makes_its_cache_entry_unused(tmp_path, monkeypatch):
+    from prunelab.config import schemas
+
+    entry = {"fields": [], "files": {"config/schemas.py": "0" * 40}}  # a digest that no file has
+    assert schemas._cached_fields("prunelab.x.Y", {"prunelab.x.Y": entry}) is None
+    entry["files"] = {"config/schemas.py": schemas._sha1(schemas.PACKAGE / "config" / "schemas.py")}
+    assert schemas._cached_fields("prunelab.x.Y", {"prunelab.x.Y": entry}) == []

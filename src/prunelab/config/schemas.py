@@ -103,19 +103,118 @@ def _default(value: Any) -> Any:
 
 def schema_for(target_path: str) -> type:
     """A dataclass for the constructor of ``target_path`` (``module.Class`` or ``module.function``)."""
+    return _dataclass(target_path, spec_for(target_path)[0])
+
+
+def spec_for(target_path: str) -> tuple[list[list[Any]], list[str]]:
+    """The constructor's fields as plain data (name, type code, default) and the source files they come from
+    (the target's module and every class whose ``__init__`` contributes: what the cache entry depends on)."""
     module, _, name = target_path.rpartition(".")
     target = getattr(importlib.import_module(module), name)
+    fields = [[p, NESTED_CODE if p in NESTED else _type_code(_field_type(h)), _default_code(d)]
+              for p, h, d in _parameters(target)]  # fmt: skip
+    chain = [c for c in target.__mro__ if "__init__" in vars(c) and c is not object] if inspect.isclass(target) else []
+    files = {inspect.getsourcefile(target)} | {inspect.getsourcefile(c) for c in chain}
+    return fields, sorted(f for f in files if f)
+
+
+NESTED_CODE = "nested"
+_CODES: dict[str, Any] = {"int": int, "float": float, "bool": bool, "str": str, "any": Any}
+
+
+def _type_code(ftype: Any) -> str:
+    for code, t in _CODES.items():
+        if ftype is t:
+            return code
+    for code, t in _CODES.items():
+        if t is not Any and ftype == Optional[t]:  # noqa: UP045
+            return f"optional:{code}"
+        if ftype == list[t]:  # type: ignore[valid-type]
+            return f"list:{code}"
+    return "any"
+
+
+def _from_code(code: str) -> Any:
+    kind, _, inner = code.partition(":")
+    if kind == "optional":
+        return Optional[_CODES[inner]]  # noqa: UP045
+    if kind == "list":
+        return list[_CODES[inner]]  # type: ignore[valid-type]  # built at run time
+    return _CODES[kind]
+
+
+def _default_code(value: Any) -> dict[str, Any]:
+    made = _default(value)
+    if made is MISSING:
+        return {"missing": True}
+    if isinstance(made, dataclasses.Field):
+        factory: Any = made.default_factory
+        return {"factory": factory()}
+    return {"value": made}
+
+
+def _copier(value: Any) -> Any:
+    """A default factory returning a fresh copy of a list or dict default."""
+    return lambda: type(value)(value)
+
+
+def _dataclass(target_path: str, fields_spec: list[list[Any]]) -> type:
+    name = target_path.rpartition(".")[2]
     fields: list[tuple[str, Any, Any]] = [("_target_", str, dataclasses.field(default=target_path))]
-    for pname, hint, default in _parameters(target):
-        if pname in NESTED:
+    for pname, code, default in fields_spec:
+        if code == NESTED_CODE:
             fields.append((pname, NESTED[pname], dataclasses.field(default_factory=NESTED[pname])))
             continue
-        ftype = _field_type(hint)
-        dflt = _default(default)
-        if dflt is None and ftype is not Any and not str(ftype).startswith("typing.Optional"):
+        ftype = _from_code(code)
+        if default.get("missing"):
+            dflt: Any = dataclasses.field(default=MISSING)
+        elif "factory" in default:
+            dflt = dataclasses.field(default_factory=_copier(default["factory"]))
+        else:
+            dflt = dataclasses.field(default=default["value"])
+        if default.get("value", 0) is None and ftype is not Any and not code.startswith("optional"):
             ftype = Optional[ftype]  # noqa: UP045 (a None default makes the field optional)
-        fields.append((pname, ftype, dflt if isinstance(dflt, dataclasses.Field) else dataclasses.field(default=dflt)))
+        fields.append((pname, ftype, dflt))
     return dataclasses.make_dataclass(f"{name}Schema", fields)
+
+
+# -- the cache: building the schemas imports every option's class (torch, Lightning): ~5 s before a typo can be
+# reported. schema_cache.json holds the fields of prunelab's own targets and the sha1 of each source file they come
+# from; an entry is used only while those files are unchanged (else the class is imported, as without a cache).
+# `python -m prunelab.config.schemas` rewrites it; a test keeps it current.
+CACHE = Path(__file__).with_name("schema_cache.json")
+PACKAGE = Path(__file__).resolve().parents[1]  # src/prunelab
+
+
+def _sha1(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def _cached_fields(target: str, cache: dict) -> list[list[Any]] | None:
+    entry = cache.get(target)
+    if not entry:
+        return None
+    for rel, digest in entry["files"].items():
+        path = PACKAGE / rel
+        if not path.is_file() or _sha1(path) != digest:
+            return None
+    return entry["fields"]
+
+
+def build_cache(conf_root: Path) -> dict:
+    """Every prunelab target of the schema groups: its fields and the sha1 of the files they come from."""
+    out = {}
+    for group in SCHEMA_GROUPS:
+        for path in sorted((conf_root / group).glob("*.yaml")):
+            target = None if path.stem.startswith("_") else _target_of(path, group)
+            if target is None or not target.startswith("prunelab.") or target in out:
+                continue
+            fields, files = spec_for(target)
+            inside = [Path(f).resolve() for f in files if Path(f).resolve().is_relative_to(PACKAGE)]
+            out[target] = {"fields": fields, "files": {str(f.relative_to(PACKAGE)): _sha1(f) for f in inside}}
+    return out
 
 
 def _target_of(yaml_path: Path, group: str) -> str | None:
@@ -128,9 +227,15 @@ def _target_of(yaml_path: Path, group: str) -> str | None:
 
 def register(conf_root: Path) -> dict[str, type]:
     """Store ``<group>/schema_<option>`` for every option of :data:`SCHEMA_GROUPS` under ``conf_root``."""
+    import json
+
     from hydra.core.config_store import ConfigStore
 
     cs, made = ConfigStore.instance(), {}
+    try:
+        cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    except (OSError, ValueError):
+        cache = {}
     for group in SCHEMA_GROUPS:
         for path in sorted((conf_root / group).glob("*.yaml")):
             if path.stem.startswith("_"):
@@ -138,7 +243,17 @@ def register(conf_root: Path) -> dict[str, type]:
             target = _target_of(path, group)
             if target is None:
                 continue
-            schema = schema_for(target)
+            fields = _cached_fields(target, cache)
+            schema = _dataclass(target, fields) if fields is not None else schema_for(target)
             cs.store(group=group, name=f"schema_{path.stem}", node=schema, provider="prunelab")
             made[f"{group}/{path.stem}"] = schema
     return made
+
+
+if __name__ == "__main__":  # python -m prunelab.config.schemas: rewrite the cache after changing a constructor
+    import json
+
+    from prunelab.config.groups import conf_dir
+
+    CACHE.write_text(json.dumps(build_cache(conf_dir()), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {CACHE}")
