@@ -313,9 +313,10 @@ def hooker_section(runs: list[Run], out: Path) -> list[Path]:
                 f"- {r['population']}: " + (", ".join(names[i] if i < len(names) else str(i) for i in ids) or "none")
             )
     test = _test_images(runs)
+    last = _last_rounds(list(masks))
     for name, mask in masks.items():  # one gallery per compressed population (sparsity levels and quantized)
-        found = np.nonzero(mask)[0]
-        if test is not None and len(found) and name != "sparsity 0":
+        found = np.nonzero(mask)[0]  # iterative runs: the last round's only (every round's PIEs are in pies.csv)
+        if test is not None and len(found) and name != "sparsity 0" and name in last:
             path = out / f"pie_gallery_{re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('_')}.png"
             pie_gallery(test[0], test[1], found, path, class_names=names, title=name, modal=modal.get(name))
             files.append(path)
@@ -323,6 +324,17 @@ def hooker_section(runs: list[Run], out: Path) -> list[Path]:
     with open(out / "report.md", "a") as f:
         f.write("\n".join(lines) + "\n")
     return files
+
+
+def _last_rounds(names: list[str]) -> set[str]:
+    """The population names to draw a gallery for: every one, except that of iterative runs' ``<label>, round r
+    (...)`` only each label's last round."""
+    found = {n: re.match(r"(.*), round (\d+) \(", n) for n in names}
+    latest: dict[str, int] = {}
+    for m in found.values():
+        if m:
+            latest[m[1]] = max(latest.get(m[1], -1), int(m[2]))
+    return {n for n, m in found.items() if not m or int(m[2]) == latest[m[1]]}
 
 
 def _class_names(runs: list[Run]) -> list[str]:
