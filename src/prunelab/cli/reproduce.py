@@ -53,6 +53,7 @@ def _commands(spec: dict, n: int, out: Path, overrides: list[str], sequential: b
                     "logger=csv",
                     "trainer.enable_progress_bar=false",
                     f"hydra.sweep.dir={folder}",
+                    f"paths.output_dir={out.resolve()}",  # every sub-sweep shares one round-0 store: <out>/shared
                     *overrides,
                 ],
             )
