@@ -11,6 +11,7 @@ import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 BLOCK = 32768
 HEADER = 7
@@ -61,36 +62,26 @@ def read_history(path: Path) -> list[dict]:
     return rows
 
 
-def read_summary(path: Path) -> dict:
-    """The run summary as last written (``run.summary[...] = ...``: ``summary`` records, later ones winning)."""
+def _updates(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
+    """(key, decoded value) of every item of the ``kind`` records (``summary`` or ``config``), in file order."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    out: dict = {}
     for chunk in _chunks(Path(path).read_bytes()):
         record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class
         record.ParseFromString(chunk)
-        if record.WhichOneof("record_type") != "summary":
-            continue
-        for item in record.summary.update:
-            out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-    return out
+        if record.WhichOneof("record_type") == kind:
+            for item in getattr(record, kind).update:
+                yield item.key or "/".join(item.nested_key), json.loads(item.value_json)
+
+
+def read_summary(path: Path) -> dict:
+    """The run summary as last written (``run.summary[...] = ...``: ``summary`` records, later ones winning)."""
+    return dict(_updates(path, "summary"))
 
 
 def read_config(path: Path) -> dict:
-    """The run's config as last written (``config`` records; nested values as W&B stores them, ``{"value": ...}``
-    wrappers removed)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    out: dict = {}
-    for chunk in _chunks(Path(path).read_bytes()):
-        record = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class
-        record.ParseFromString(chunk)
-        if record.WhichOneof("record_type") != "config":
-            continue
-        for item in record.config.update:
-            value = json.loads(item.value_json)
-            out[item.key or "/".join(item.nested_key)] = value.get("value", value) if isinstance(value, dict) else value
-    return out
+    """The run's config as last written (``config`` records; W&B's ``{"value": ...}`` wrappers removed)."""
+    return {k: v.get("value", v) if isinstance(v, dict) else v for k, v in _updates(path, "config")}
 
 
 def read_run_info(path: Path) -> dict:
