@@ -41,21 +41,21 @@ from prunelab.training.quantize import predict, quantize, serialized_bytes
 log = logging.getLogger("prunelab")
 
 
-def resume_checkpoint(rdir: Path) -> Path | None:
-    """The round's last checkpoint if it can be read; an unreadable one is set aside and the round redone."""
+def resume_checkpoint(rdir: Path) -> tuple[Path | None, int | None]:
+    """The round's last checkpoint and the epoch it holds, if it can be read; an unreadable one is set aside and the
+    round redone: (None, None)."""
     last = rdir / "checkpoints" / "last.ckpt"
     if not last.exists():
         if (rdir / "checkpoints").exists() and results.is_writer():
             shutil.rmtree(rdir / "checkpoints")  # only "best" files of an attempt killed before its first save
-        return None
+        return None, None
     try:
-        results.load_tensors(last, "checkpoint")
-        return last
+        return last, int(results.load_tensors(last, "checkpoint").get("epoch", -1))
     except PrunelabError as exc:
         log.warning("%s: redoing round %d from its start", exc.message, int(rdir.name[1:]))
         if results.is_writer():
             shutil.move(str(rdir / "checkpoints"), str(rdir / f"checkpoints.broken-{int(time.time())}"))
-        return None
+        return None, None
 
 
 def load_kept_model(ctx: RunContext, r: int) -> None:
@@ -67,7 +67,7 @@ def load_kept_model(ctx: RunContext, r: int) -> None:
 def run_round(ctx: RunContext, r: int) -> dict:
     cfg, dm, module = ctx.cfg, ctx.dm, ctx.module
     rdir = results.round_dir(ctx.run_dir, r)
-    resume = resume_checkpoint(rdir)
+    resume, resumed_epoch = resume_checkpoint(rdir)
     seed_all(epoch_seed(cfg.seed, r, 0))
     module.set_round(r)
     # an in-fit (gradual) schedule keeps the last epoch: an earlier "best" one would not have the final masks
@@ -85,7 +85,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
     overrides.update(rewind_budget(ctx, r))
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks, *stop], ctx.loggers, **overrides)
     start = time.perf_counter()
-    begin_logging(ctx, r, resume)
+    begin_logging(ctx, r, resumed_epoch)
     if resume is None:  # select masks -> rewind (a resumed round's checkpoint holds both; the fit restores them)
         module.to(trainer.strategy.root_device)  # where the fit will run: scores computed as they were in it
         pruner.prune_round(module.model)
@@ -114,17 +114,12 @@ def run_round(ctx: RunContext, r: int) -> dict:
     )
 
 
-def begin_logging(ctx: RunContext, r: int, resume: Path | None) -> None:
-    """Tell the loggers that keep a journal (W&B) where this process starts: round ``r``, from its start or after
-    the epoch of the checkpoint it resumes (read with the one weights-only loader)."""
-    loggers = [lg for lg in ctx.loggers if hasattr(lg, "begin_round")]
-    if not loggers:
-        return
-    epoch = None
-    if resume is not None:
-        epoch = int(results.load_tensors(resume, "checkpoint", "delete it: the round trains again").get("epoch", -1))
-    for lg in loggers:
-        lg.begin_round(r, epoch)
+def begin_logging(ctx: RunContext, r: int, resumed_epoch: int | None) -> None:
+    """Tell the loggers that keep a journal (W&B) where this process starts: round ``r``, from its start (None) or
+    after the epoch of the checkpoint it resumes."""
+    for lg in ctx.loggers:
+        if hasattr(lg, "begin_round"):
+            lg.begin_round(r, resumed_epoch)
 
 
 def make_pruner(ctx: RunContext, r: int) -> PruningCallback:

@@ -117,7 +117,7 @@ class WandbLogger(_LightningWandbLogger):
         self._round, self._last_step = 0, 0
         self._defined: set[str] = set()
         self._journal = save / "wandb" / JOURNAL if save is not None and _rank_zero() else None
-        self._earlier: list[dict] | None = _read_journal(self._journal) if self._journal else []
+        self._earlier: list[dict] | None = _read_journal(self._journal) if self._journal else None
 
     @property
     @rank_zero_experiment
