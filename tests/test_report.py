@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -16,7 +17,7 @@ def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
     sweep = [
         "-m",
         "seed=0,1",
-        "data.val_fraction=0.15,1.5",  # 1.5 fails in the job (when it builds the data)
+        "data.val_fraction=0.15,0.999",  # 0.999 fails in the job: it empties digits' training split
         "schedule.rounds=1",
         "trainer.max_epochs=1",
         "logger=none",
@@ -59,9 +60,9 @@ def test_report_on_a_multirun_lists_the_failed_job(tmp_path):
         "flops_ratio_mean",
     ):
         assert col in rows[0], col
-    assert {r["population"] for r in rows} == {"data.val_fraction=0.15"} and all(r["n"] == "2" for r in rows)
+    assert {r["population"] for r in rows} == {"val_fraction=0.15"} and all(r["n"] == "2" for r in rows)
     md = (out / "report.md").read_text()
-    assert "Runs not averaged in (2)" in md and "data.val_fraction: 1.5 is outside [0, 1)" in md
+    assert "Runs not averaged in (2)" in md and "data.val_fraction: 0.999 moves every training example" in md
     with open(out / "class_deltas.csv") as f:
         deltas = list(csv.DictReader(f))
     assert {d["class"] for d in deltas} == {str(c) for c in range(10)} and all(d["n"] == "2" for d in deltas)
@@ -272,7 +273,7 @@ def test_report_figures_share_one_colour_scale_and_are_labelled(tmp_path):
     out = tmp_path / "rep"
     manifest = json.loads((out / "figures.json").read_text())
     (heat,) = [f for f in manifest if f["kind"] == "class_delta"]
-    assert heat["file"] == "class_delta.png" and heat["populations"] == ["criterion=magnitude", "criterion=random"]
+    assert heat["file"] == "class_delta.png" and heat["populations"] == ["magnitude", "random"]
     with open(out / "class_deltas.csv") as f:
         deltas = [{**d, "recall_delta_mean": float(d["recall_delta_mean"])} for d in csv.DictReader(f)]
     assert heat["vmin"] == -heat["vmax"] and heat["vmax"] == pytest.approx(shared_limit(deltas, "robust"))
@@ -294,7 +295,11 @@ def test_report_figures_share_one_colour_scale_and_are_labelled(tmp_path):
     assert "`prunelab -m criterion=random seed=0,1 schedule.rounds=2" in header
     assert "fewer than 5 models" in header
     assert "![metrics_vs_density](metrics_vs_density.png)" in text and "beyond seed noise" in text
-    assert "| criterion=random | " in text.split("beyond seed noise")[1]
+    assert "| random | " in text.split("beyond seed noise")[1]
+    # one short name per population everywhere; the header says which overrides define it
+    assert "- **random**: `criterion=random`" in header
+    body = text.split("## Results")[1]
+    assert "criterion=" not in body and "| magnitude | 1 |" in body
     with open(out / "per_class.csv") as f:
         tidy = list(csv.DictReader(f))
     run = load_run(next(p.parent for p in sweeps["random"].glob("*/results.jsonl")))
@@ -305,14 +310,15 @@ def test_report_figures_share_one_colour_scale_and_are_labelled(tmp_path):
     assert list(table.columns[:3]) == ["round", "sparsity", "class"]
     # per-example analysis of iterative runs: round 0 of each population is its dense population
     hooker = list(csv.DictReader((out / "hooker.csv").read_text().splitlines()))
-    assert [h["population"].split(", round")[0] for h in hooker] == ["criterion=magnitude"] * 3 + [
-        "criterion=random"
-    ] * 3
+    assert [h["population"].split(", round")[0] for h in hooker] == ["magnitude"] * 3 + ["random"] * 3
     assert [h["population"].split("round ")[1][0] for h in hooker] == ["0", "1", "2"] * 2 and hooker[0][
         "pie_count"
     ] == "0"
     galleries = sorted(p.name for p in out.glob("pie_gallery_*.png"))
-    assert len(galleries) == 2 and all("round_2" in g for g in galleries)  # each population's last round
+    assert galleries == [
+        "pie_gallery_magnitude_round_2_sparsity_0.75.png",
+        "pie_gallery_random_round_2_sparsity_0.75.png",
+    ]  # each population's last round
     assert "which classes pay" in text.split("Impacted classes")[1]  # says how its list differs from the other
     page = (out / "report.html").read_text()
     images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
@@ -334,3 +340,19 @@ def test_error_bars_of_rates_stay_inside_0_1_and_levels_join_one_curve():
         for s in (0.0, 0.5, 0.9)
     ]
     assert list(_curves(summary, "test/acc", "sparsity")) == ["criterion=magnitude"]
+
+
+def test_short_population_names_are_unique_or_stay_full():
+    """Issue 31: a population keeps one short name; two that would collide keep their full overrides."""
+    from prunelab.analysis.context import short, short_labels
+
+    assert short("criterion=magnitude, schedule.rate=0.5") == "magnitude, rate=0.5"
+    labels = {
+        Path("a"): "criterion=snip, schedule.rate=0.5",
+        Path("b"): "criterion=snip, schedule.rate=0.5",
+        Path("c"): "criterion=snip, loss.rate=0.5",
+        Path("d"): "criterion=magnitude, schedule.rate=0.5",
+    }
+    named = short_labels(labels)
+    assert named[Path("a")] == named[Path("b")] == "criterion=snip, schedule.rate=0.5"  # "snip, rate=0.5" twice
+    assert named[Path("c")] == "criterion=snip, loss.rate=0.5" and named[Path("d")] == "magnitude, rate=0.5"

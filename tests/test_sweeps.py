@@ -189,9 +189,10 @@ def test_relaunched_sweep_after_kill_does_only_the_missing_work(tmp_path):
 @pytest.mark.slow
 def test_failing_jobs_leave_the_others_intact_and_are_summarised(tmp_path):
     sweep = tmp_path / "sweep"
-    # val_fraction=1.5 fails when the job builds its data; a huge learning rate gives a NaN loss (both found only by
-    # the jobs: an impossible schedule.rate is refused by the CLI before any job, tests/test_cli.py)
-    args = ["-m", "data.val_fraction=0.15,1.5", "seed=0", *TINY, f"hydra.sweep.dir={sweep}"]
+    # val_fraction=0.999 empties digits' training split when the job reads the data; a huge learning rate gives a NaN
+    # loss (both found only by the jobs: an impossible value such as schedule.rate=1.5 or data.val_fraction=1.5 is
+    # refused by the CLI before any job, tests/test_cli.py)
+    args = ["-m", "data.val_fraction=0.15,0.999", "seed=0", *TINY, f"hydra.sweep.dir={sweep}"]
     proc = cli(args, tmp_path)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "1 of 2 sweep jobs failed" in proc.stderr
@@ -201,7 +202,7 @@ def test_failing_jobs_leave_the_others_intact_and_are_summarised(tmp_path):
     statuses = sorted(j["status"] for j in s["job_list"])
     assert statuses == ["complete", "failed", "failed"]
     errors = " ".join(j["error"] for j in s["failed_jobs"])
-    assert "data.val_fraction: 1.5 is outside [0, 1)" in errors and "loss" in errors.lower()
+    assert "data.val_fraction: 0.999 moves every training example" in errors and "loss" in errors.lower()
     ok = next(j for j in s["job_list"] if j["status"] == "complete")
     assert (sweep / ok["job"] / "rounds" / "r01" / "metrics.json").exists()
     rep = cli(["report", str(sweep), "--out", str(tmp_path / "rep")], tmp_path)
@@ -266,13 +267,14 @@ def test_optuna_sweeper_tunes_the_class_dependent_loss(tmp_path, data_dir):
         (["schedule.rate=0.5,1.5"], "schedule.rate: 1.5 is outside [0, 1)"),
         (["criterion=per_class_taylor", "criterion.num_batches=2,0"], "criterion.num_batches: 0 batches"),
         (["loss=ceag", "loss.epsilon=0.02,-1"], "loss.epsilon: -1.0 is not >= 0"),
+        (["data.val_fraction=0.1,1.5"], "data.val_fraction: 1.5 is outside [0, 1)"),
     ],
-    ids=["schedule", "criterion", "loss"],
+    ids=["schedule", "criterion", "loss", "data"],
 )
 def test_an_impossible_value_in_a_sweep_is_refused_before_any_job(tmp_path, swept, message):
-    """The CLI builds each variant's schedule, rewind, criterion and loss with their own constructors (the one copy
-    of each range check) and asks them: a bad value is refused on one line before any job starts (the valid first
-    variant is not trained), and no sweep folder is made."""
+    """The CLI builds each variant's schedule, rewind, criterion, loss and data module with their own constructors
+    (the one copy of each range check) and asks them: a bad value is refused on one line before any job starts (the
+    valid first variant is not trained), and no sweep folder is made."""
     sweep = tmp_path / "sweep"
     proc = cli(["-m", *swept, "seed=0", *TINY, f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr[-2000:]

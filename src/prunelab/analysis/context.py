@@ -63,13 +63,39 @@ def _schedules(runs: list[Run]) -> str:
     return "; ".join(sorted(out)) or "-"
 
 
+def short(population: str) -> str:
+    """A population's short name: ``criterion=magnitude, schedule.rate=0.5`` -> ``magnitude, rate=0.5`` (a group
+    option names itself; a nested key keeps its last part)."""
+    parts = []
+    for part in population.split(", "):
+        key, eq, value = part.partition("=")
+        if not eq:
+            parts.append(part)
+        elif "." not in key:
+            parts.append(value)
+        else:
+            parts.append(f"{key.rsplit('.', 1)[1]}={value}")
+    return ", ".join(parts)
+
+
+def short_labels(labels: dict[Path, str]) -> dict[Path, str]:
+    """One short name per population, used by every table, figure and file name of a report. Where two
+    populations would get the same short name, both keep their full override string."""
+    full = set(labels.values())
+    shortened = {f: short(f) for f in full}
+    taken = Counter(shortened.values())
+    name = {f: s if taken[s] == 1 else f for f, s in shortened.items()}
+    return {path: name[f] for path, f in labels.items()}
+
+
 def population_sizes(labels: dict[Path, str], runs: list[Run]) -> dict[str, int]:
     complete = [r for r in runs if r.status == "complete"]
     return dict(Counter(labels[r.path] for r in complete))
 
 
-def section(runs: list[Run], labels: dict[Path, str], roots: list[Path]) -> str:
-    """Markdown: the header block, and a warning where a population has fewer than ``SMALL_POPULATION`` models."""
+def section(runs: list[Run], labels: dict[Path, str], roots: list[Path], full: dict[Path, str] | None = None) -> str:
+    """Markdown: the header block, the populations (short name -> the overrides that define it, from ``full``),
+    and a warning where a population has fewer than ``SMALL_POPULATION`` models."""
     from prunelab import __version__
 
     complete = [r for r in runs if r.status == "complete"]
@@ -88,6 +114,7 @@ def section(runs: list[Run], labels: dict[Path, str], roots: list[Path]) -> str:
     lines = ["## What these runs are", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in rows]
     lines += ["", "Commands:", ""] + [f"- `{c}`" for c in commands(runs)[:12]]
+    lines += _population_lines(labels, full or labels)
     small = sorted(p for p, n in sizes.items() if n < SMALL_POPULATION)
     if small:
         lines += [
@@ -98,6 +125,15 @@ def section(runs: list[Run], labels: dict[Path, str], roots: list[Path]) -> str:
             "Train more seeds (`seed=0,1,2,3,4` or `population=5`) before reading a per-class difference.",
         ]
     return "\n".join(lines) + "\n\n"
+
+
+def _population_lines(labels: dict[Path, str], full: dict[Path, str]) -> list[str]:
+    """The populations and what defines each (only when a short name differs from its overrides)."""
+    pairs = sorted({(labels[p], full.get(p, labels[p])) for p in labels})
+    if all(a == b for a, b in pairs):
+        return []
+    out = ["", "Populations (the name every table and figure below uses, and the overrides that define it):", ""]
+    return out + [f"- **{a}**: `{b}`" for a, b in pairs]
 
 
 def _range(sizes: dict[str, int]) -> str:

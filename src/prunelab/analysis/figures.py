@@ -212,7 +212,7 @@ def class_delta_grid(deltas: list[dict], out: Path, lim: float) -> Path:
         ax.set_xticks(range(len(levels)), [f"{left[lv]:.2g}" for lv in levels], fontsize=8)
         ax.set_yticks(range(len(classes)), classes if ax is axes[0][0] else [""] * len(classes))
         ax.set_xlabel("weights remaining")
-        ax.set_title(f"{short(pop)}\n(n={n})", fontsize=9)
+        ax.set_title(f"{pop}\n(n={n})", fontsize=9)
     axes[0][0].set_ylabel("class")
     bar = fig.colorbar(im, ax=list(axes[0]), fraction=0.03, pad=0.02)
     bar.set_label(f"recall change vs dense (±{lim:.2f})")
@@ -231,20 +231,6 @@ def class_delta_grid(deltas: list[dict], out: Path, lim: float) -> Path:
     )
     plt.close(fig)
     return path
-
-
-def short(population: str) -> str:
-    """A short label: ``criterion=magnitude, schedule.rate=0.5`` -> ``magnitude, rate=0.5``."""
-    parts = []
-    for part in population.split(", "):
-        key, eq, value = part.partition("=")
-        if not eq:
-            parts.append(part)
-        elif "." not in key:
-            parts.append(value)  # a group option names itself
-        else:
-            parts.append(f"{key.rsplit('.', 1)[1]}={value}")
-    return ", ".join(parts)
 
 
 def per_class_recall(tidy: list[dict], out: Path) -> Path | None:
@@ -279,7 +265,7 @@ def per_class_recall(tidy: list[dict], out: Path) -> Path | None:
             xs += x
         _axis(ax, "density", "weights remaining (log)", xs)
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title(f"{short(pop)} (n={n})", fontsize=9)
+        ax.set_title(f"{pop} (n={n})", fontsize=9)
     axes[0][0].set_ylabel("test recall")
     axes[0][-1].legend(title="class", bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
     path = out / "per_class_recall.png"

@@ -113,14 +113,16 @@ def _level(run) -> float:
     return round(float(run.rows[-1]["target_sparsity"]), 4)
 
 
-def hooker_table(runs, alpha: float = 0.05, modal: dict | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
+def hooker_table(
+    runs, alpha: float = 0.05, modal: dict | None = None, names: dict | None = None
+) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Rows per compression level (and quantization method) against the dense population.
 
     Populations at several target sparsities with a dense one (sparsity 0): each level against it. Iterative runs
     (several rounds each, no dense level): per population (runs differing only in the seed), round 0 is the dense
     population and every later round a compressed one. Returns the table and, per compressed population, its PIE
     mask (for export and galleries); ``modal``, when given, receives each population's (dense, compressed) modal
-    labels.
+    labels; ``names`` (run folder -> population name, e.g. the report's short names) names iterative populations.
     """
     done = [r for r in runs if r.status == "complete" and r.rows]
     levels: dict[float, list] = {}
@@ -134,14 +136,17 @@ def hooker_table(runs, alpha: float = 0.05, modal: dict | None = None) -> tuple[
             pops[f"{method} (dense)"] = _population_predictions(levels[0.0], method)[0]
         return _rows({name: (dense, preds) for name, preds in pops.items()}, labels, alpha, modal)
     if done and all(len(r.rows) > 1 for r in done):
-        return _iterative(done, alpha, modal)
+        return _iterative(done, alpha, modal, names)
     raise ValueError("no dense population (sparsity 0, or round 0 of iterative runs) to compare with")
 
 
-def _iterative(done: list, alpha: float, modal: dict | None) -> tuple[list[dict], dict[str, np.ndarray]]:
+def _iterative(
+    done: list, alpha: float, modal: dict | None, names: dict | None = None
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    from prunelab.analysis.context import short_labels
     from prunelab.runs.folders import group_labels
 
-    names = group_labels(done)
+    names = names or short_labels(group_labels(done))
     by_label: dict[str, list] = {}
     for run in done:
         by_label.setdefault(names[run.path], []).append(run)

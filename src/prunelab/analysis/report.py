@@ -275,14 +275,14 @@ def _hooker_table_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def hooker_section(runs: list[Run], out: Path) -> list[Path]:
+def hooker_section(runs: list[Run], out: Path, labels: dict[Path, str] | None = None) -> list[Path]:
     """Hooker et al.'s table (impacted classes, PIEs) when the runs form populations at several sparsity levels
     with a dense one (e.g. a sweep of experiment=hooker_fashion over schedule.final_sparsity and seeds)."""
     from prunelab.analysis.hooker import hooker_table, pie_gallery
 
     modal: dict = {}
     try:
-        rows, masks = hooker_table(runs, modal=modal)
+        rows, masks = hooker_table(runs, modal=modal, names=labels)
     except (ValueError, FileNotFoundError, KeyError):
         return []  # not a population study
     if len(rows) < 2:
@@ -385,7 +385,10 @@ def report(
         runs += [r for r in found if r.path not in {x.path for x in runs}]
     out = Path(out) if out else roots[0] / ("report" if len(roots) == 1 else "report_compare")
     out.mkdir(parents=True, exist_ok=True)
-    labels = group_labels(runs)
+    from prunelab.analysis import context
+
+    full = group_labels(runs)
+    labels = context.short_labels(full)
     summary, deltas = aggregate(runs, labels), class_deltas(runs, labels)
     all_rows = [
         {"run": r.path.name, "population": labels[r.path], "seed": r.seed, **row}
@@ -411,13 +414,11 @@ def report(
     damage_files = class_damage.figures(runs, labels, out)
     if damage_files:
         (out / "figures.json").write_text(json.dumps(figures_manifest(), indent=1))
-    from prunelab.analysis import context
-
-    text = markdown(summary, runs, context.section(runs, labels, roots)) + figures_section(files, deltas, scale)
+    text = markdown(summary, runs, context.section(runs, labels, roots, full)) + figures_section(files, deltas, scale)
     text += class_damage.section(runs, labels, damage_files)
     (out / "report.md").write_text(text)
     files += damage_files
-    files += hooker_section(runs, out)
+    files += hooker_section(runs, out, labels)
     from prunelab.analysis.html import write_html
 
     files.append(write_html(out / "report.md", out / "report.html"))

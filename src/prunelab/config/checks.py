@@ -146,12 +146,15 @@ def _check_content(cfg: DictConfig) -> None:
     _check_built(cfg)
 
 
-BUILT_BEFORE_LAUNCH = ("criterion", "loss")  # cheap to build (no data, no model); schedule and rewind are built above
+# cheap to build: no model, and a data module's constructor only checks its arguments (files are read in setup);
+# schedule and rewind are built above
+BUILT_BEFORE_LAUNCH = ("criterion", "loss", "data")
 
 
 def _check_built(cfg: DictConfig) -> None:
     """Build the criterion and the loss with their own constructors, whose range checks are the only copy of each
-    rule (``criterion.num_batches=0``, ``loss.epsilon=-1``, ...): a sweep fails before its first job, not in the
+    rule (``criterion.num_batches=0``, ``loss.epsilon=-1``, ``data.val_fraction=1.5``, ...): a sweep fails before its
+    first job, not in the
     job that reaches the bad value. Last of the checks: these imports bring in torch, which a typo should not wait
     for."""
     for key in BUILT_BEFORE_LAUNCH:
