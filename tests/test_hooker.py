@@ -51,3 +51,25 @@ def test_class_impact_counts_a_damaged_class():
     assert impact.t[3] == pytest.approx(stats.ttest_ind(c, d, equal_var=False).statistic)
     same = class_impact(dense, dense.copy(), labels, 4)
     assert same.count == 0
+
+
+def test_welch_equals_scipys_ttest_ind():
+    import warnings
+
+    from scipy import stats
+
+    from prunelab.analysis.hooker import welch
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = rng.normal(0, 1, (rng.integers(2, 9), 6)), rng.normal(0.3, 2, (rng.integers(2, 9), 6))
+        a[:, 3] = b[:, 3] = 0.5  # constant in both: NaN
+        a[:, 4] = np.nan  # a class absent from the labels
+        a[:, 5], b[:, 5] = 0.9, 0.5  # constant in both, different means: t infinite, p 0
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            t, p = stats.ttest_ind(a, b, axis=0, equal_var=False)
+        mine = welch(a, b)
+        assert np.allclose(p, mine[1], equal_nan=True)
+        huge = np.abs(np.nan_to_num(t)) > 1e6  # scipy rounds some constant columns to a huge finite t, welch to inf
+        assert np.allclose(t[~huge], mine[0][~huge], equal_nan=True) and np.isinf(mine[0][huge]).all()

@@ -53,7 +53,7 @@ def pm(values: list[float]) -> str:
 def claims_section(declared: list, results: list) -> list[str]:
     return [
         "",
-        "## Claims (rules stated in code before the runs: prunelab/analysis/papers/)",
+        "## Claims (declared in prunelab/analysis/papers/ before the runs; see the declaration line below)",
         "",
         *claims.markdown(results),
         "",
