@@ -7,19 +7,25 @@ TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 # Real offline data for tests and reproductions (override with PRUNELAB_DATA_DIR=...).
 SHARED_DATA := $(abspath ../shared/data)
 PYTEST_ARGS ?=
+# exact versions (pip constraints) for `make setup`; `make setup LOCK=` installs without them
+LOCK ?= requirements.lock
 # pytest-xdist workers for `make test` (one thread each, tests/conftest.py); PYTEST_WORKERS=0 runs in one process
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean lock
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH_PKGS)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q $(if $(LOCK),-c $(LOCK)) $(TORCH_PKGS)
+	$(BIN)/python -m pip install -q $(if $(LOCK),-c $(LOCK)) -e '.[dev]'
 	touch $@
+
+lock: setup
+	{ sed -n '1,2p' requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^prunelab'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 run: setup
 	$(BIN)/prunelab $(ARGS)

@@ -1,7 +1,7 @@
 """Run every benchmark: ``python -m benchmarks`` (or ``make bench``); ``python -m benchmarks P2 P4`` runs some.
 
 P1 epoch_overhead, P2 mask_overhead, P3 pls_vip, P4 structured_speedup, P6 populations, P7 round_to, P8 reach,
-P9 cli_startup.
+P9 cli_startup, P10 parallel_jobs.
 P5 (reproduction wall times) is ``time prunelab reproduce <paper>``; see docs/performance.md.
 """
 
@@ -11,6 +11,7 @@ from benchmarks import (
     cli_startup,
     epoch_overhead,
     mask_overhead,
+    parallel_jobs,
     pls_vip,
     populations,
     reach,
@@ -27,6 +28,7 @@ SUITE = {
     "P7": round_to.main,
     "P8": reach.main,
     "P9": cli_startup.main,
+    "P10": parallel_jobs.main,
 }
 
 if __name__ == "__main__":

@@ -124,6 +124,8 @@ def test_reproduce_entezari_writes_the_paper_table(tmp_path, data_dir):
         str(out),
         "--seeds",
         "2",
+        "--jobs",
+        "2",  # the sweep's 8 jobs in two one-thread workers
         "trainer.max_epochs=1",
         "schedule.rounds=2",
         "trainer.limit_train_batches=6",
@@ -136,9 +138,14 @@ def test_reproduce_entezari_writes_the_paper_table(tmp_path, data_dir):
     text = (out / "paper.md").read_text()
     for part in ("| weights remaining | scenario |", "Paper vs ours", "## Claims", "Data provenance", "prevalence"):
         assert part in text
-    # 2 seeds are fewer than any claim's minimum (3): every verdict is undecided, with its figures
-    assert text.count("| **undecided (underpowered)** |") == 8 and "0 not complete" in text
-    assert "| E1 |" in text and "95% interval > 0" in text
+    # 2 seeds are fewer than any claim's minimum (6): every verdict is inconclusive, with its figures
+    assert text.count("| **inconclusive** |") == 8 and "0 not complete" in text
+    assert "| E6 (primary): " in text and "| E1 | secondary |" in text and "95% interval > 0" in text
+    assert "**Exploratory** (declaration " in text and "run with 2 seeds per setting, declared 15" in text
+    recorded = json.loads((out / "declaration.json").read_text())
+    assert recorded["seeds_run"] == 2 and len(recorded["hash"]) == 12
+    attempts = [json.loads(line) for p in out.rglob("attempts.jsonl") for line in p.read_text().splitlines()]
+    assert {a["torch_threads"] for a in attempts} == {1}  # every job at the declared thread count
     assert "| 25.00% | green | 2 |" in text and (out / "report" / "report.md").exists()
     again = cli(args, tmp_path, data=data_dir)  # a relaunch skips the finished jobs
     assert again.returncode == 0 and again.stdout.count("already complete") == 8
@@ -154,6 +161,8 @@ def test_reproduce_hooker_writes_the_paper_table(tmp_path):
             str(out),
             "--seeds",
             "2",
+            "--jobs",
+            "2",  # independent populations side by side
             "data=digits",
             "schedule.begin_step=2",
             "schedule.end_step=20",
@@ -166,7 +175,8 @@ def test_reproduce_hooker_writes_the_paper_table(tmp_path):
     text = (out / "paper.md").read_text()
     assert "| sparsity 0.995 | 2 |" in text and "static_int8 (dense)" in text and "76.675%" in text
     assert "| null (dense, other seeds) | 4 |" in text and "null mean" in text
-    assert text.count("| **undecided (underpowered)** |") == 8  # 2 models per population: below every minimum
+    assert text.count("| **inconclusive** |") == 8  # 2 models per population: below every minimum
+    assert "**Exploratory**" in text and "History of rule changes" in text
 
 
 def test_notebooks_execute_on_a_tiny_sweep(tmp_path, monkeypatch):
@@ -249,7 +259,7 @@ def test_reproduce_jordao_osaku_and_lth_write_their_tables(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         text = (out / "paper.md").read_text()
         assert needle in text and column in text and "0 not complete" in text and "Dense round: trained until" in text
-        assert text.count("| **undecided (underpowered)** |") == len(PAPER_CLAIMS[paper])  # 2 seeds < 3
+        assert text.count("| **inconclusive** |") == len(PAPER_CLAIMS[paper])  # 2 seeds < 6
 
 
 def test_report_figures_share_one_colour_scale_and_are_labelled(tmp_path):

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from prunelab.analysis.reproduce_doc import code_hash, sections, stamp, write_section
+from prunelab.analysis import reproduce_doc
+from prunelab.analysis.reproduce_doc import code_hash, rules_section, sections, stamp, write_section
 from prunelab.cli.reproduce import PAPERS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reproductions.md"
@@ -35,6 +34,41 @@ def test_every_table_in_the_doc_matches_the_current_reproduction_code():
     assert problems(DOC) == []
 
 
+def test_the_docs_verdict_rules_are_the_generated_text():
+    text = DOC.read_text()
+    block = text.split("<!-- reproduce:rules begin -->\n")[1].split("\n<!-- reproduce:rules end -->")[0]
+    assert block == rules_section()
+
+
+def test_the_stamp_covers_every_source_and_config_file_and_the_environment(tmp_path, monkeypatch):
+    names = {n for n, _ in reproduce_doc.tree_files()}
+    for needed in ("src/training/module.py", "src/pruning/criteria/magnitude.py", "src/data/base.py",
+                   "conf/config.yaml", "conf/experiment/hooker_fashion.yaml"):  # fmt: skip
+        assert needed in names, needed
+    fake = tmp_path / "a.py"
+    fake.write_text("x = 1\n")
+    monkeypatch.setattr(reproduce_doc, "tree_files", lambda: [("src/a.py", fake)])
+    before = code_hash()
+    fake.write_text("x = 2\n")
+    assert code_hash() != before
+    env = stamp("osaku", [], "c", "abc", 1)["env"]
+    assert {"torch", "lightning", "numpy", "cpu", "cores", "threads", "lockfile"} <= set(env) and env["threads"] == 1
+    assert env["lockfile"] != "none"  # requirements.lock is in the repository
+
+
+def test_verdicts_are_kept_per_write_and_flips_are_shown(tmp_path):
+    from prunelab.cli.reproduce import history_lines
+
+    doc = tmp_path / "r.md"
+    row = "| E1 (primary): a (b) | s | +0.1 | [+0.0, +0.2] | 0.1 | 0.1 | 0.1 | 0.1 | - | 8 seeds | **{v}** |"
+    reproduce_doc.record_verdicts(doc, "entezari", row.format(v="held"), {"commit": "c1"})
+    assert history_lines(doc, "osaku", "") == ["", "Verdict history: this is the first recorded write of this section."]
+    lines = "\n".join(history_lines(doc, "entezari", row.format(v="inconclusive")))
+    assert "at c1" in lines and "E1 held (**now inconclusive**)" in lines
+    reproduce_doc.record_verdicts(doc, "entezari", row.format(v="inconclusive"), {"commit": "c2"})
+    assert [h["verdicts"]["E1"]["verdict"] for h in reproduce_doc.history(doc, "entezari")] == ["held", "inconclusive"]
+
+
 def test_a_table_from_other_code_is_caught_and_stale_marking_is_explicit(tmp_path):
     doc = tmp_path / "r.md"
     for paper, spec in PAPERS.items():
@@ -43,7 +77,8 @@ def test_a_table_from_other_code_is_caught_and_stale_marking_is_explicit(tmp_pat
     text = doc.read_text()
     assert "#### entezari" not in text and "### entezari" in text  # headings sit under the doc's ## heading
     code = code_hash("osaku", PAPERS["osaku"]["configs"])
-    doc.write_text(text.replace(f'"code": "{code}"', '"code": "0123456789ab"'))
+    osaku = f'"code": "{code}", "command": "prunelab reproduce osaku"'
+    doc.write_text(text.replace(osaku, osaku.replace(code, "0123456789ab")))
     assert problems(doc) == [
         "osaku: made by reproduction code 0123456789ab at "
         + stamp("osaku", [], "")["commit"]
@@ -66,9 +101,3 @@ def test_rewriting_a_section_keeps_the_others(tmp_path):
     text = doc.read_text()
     assert text.startswith("# intro") and "three" in text and "one" not in text and "two" in text
     assert sections(doc)["hooker"]["stamp"]["code"] == "c"
-
-
-@pytest.mark.parametrize("paper", sorted(PAPERS))
-def test_code_hash_covers_the_papers_configs(paper):
-    configs = PAPERS[paper]["configs"]
-    assert code_hash(paper, configs) != code_hash(paper, configs[:-1])

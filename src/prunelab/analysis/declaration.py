@@ -28,6 +28,7 @@ def declaration(module: ModuleType) -> dict[str, Any]:
         "seeds": spec["seeds"],
         "sweeps": spec["sweeps"],
         "population": bool(spec.get("population")),
+        "threads": spec.get("threads", 1),
     }
 
 
@@ -68,7 +69,7 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         for field in sorted(set(a) | set(b)):
             if a.get(field) != b.get(field):
                 out.append(f"{key}.{field}: {a.get(field)!r} -> {b.get(field)!r}")
-    for field in ("seeds", "sweeps", "population"):
+    for field in ("seeds", "sweeps", "population", "threads"):
         if old.get(field) != new.get(field):
             out.append(f"{field}: {old.get(field)!r} -> {new.get(field)!r}")
     return out

@@ -313,6 +313,9 @@ def _check_seeds(cfg: DictConfig) -> None:
             f"population={members} from seed {seed} needs seeds beyond 2^63-1",
             f"use seed <= {MAX_SEED - members + 1}",
         )
+    threads = cfg.get("threads")
+    if threads is not None and (not is_int(threads) or threads < 1):
+        raise PrunelabError("threads", f"{threads!r} is not a thread count", "use threads=1 (or more), or threads=null")
     split_seed = cfg_get(cfg, "data.split_seed")
     if split_seed is not None and (not is_int(split_seed) or not 0 <= split_seed <= MAX_SEED):
         raise PrunelabError("data.split_seed", f"{split_seed!r} is not an integer in 0..2^63-1", "e.g. 0")

@@ -53,6 +53,7 @@ IDENTITY_KEYS = (
     "trainer",
     "prune",
     "seed",
+    "threads",
     "monitor",
     "init_weights",
     "quantize",

@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from prunelab.config import checks
@@ -43,6 +44,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     except PrunelabError as exc:
         refused_before_work(cfg, run_dir, exc, new_folder)
         raise
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))  # before any torch work of this job
     population = checks.population_size(cfg) > 1
     ident = run_id(cfg)  # the run identity, computed once for this request
     if migrate.adopt(cfg, run_dir, "population_config.yaml" if population else "run_config.yaml", ident):
@@ -63,6 +66,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         with folder.noted(cfg, "refused"):
             folder.check_data(ctx.dm.describe())
         done = folder.verified_rounds(ctx.num_rounds)
+        if done:
+            folder.note_thread_change()
         finished = len(done) == ctx.num_rounds or stop_decision(ctx, done) is not None
         if finished and folder.read_summary().get("status") == "complete":
             return skip(ctx, folder, done)

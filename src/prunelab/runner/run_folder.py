@@ -230,6 +230,21 @@ class RunFolder:
     def set_status(self, status: str, cfg: DictConfig, **info: Any) -> None:
         results.atomic_write_json(self.summary_path, {"status": status, "run_id": self.run_id(cfg), **info})
 
+    def note_thread_change(self) -> None:
+        """Say so when this process trains with another torch thread count than the folder's last attempt: float
+        sums differ in the last digits between thread counts, so the resumed rounds are not bit-identical to an
+        uninterrupted run's."""
+        import torch
+
+        before = [a.get("torch_threads") for a in results.read_attempts(self.run_dir) if a.get("torch_threads")]
+        now = torch.get_num_threads()
+        if before and before[-1] != now:
+            log.warning(
+                "%s: its earlier rounds trained with %d torch threads, this process uses %d: results differ in the "
+                "last digits from an uninterrupted run (set threads=%d to match)",
+                self.run_dir, before[-1], now, before[-1],
+            )  # fmt: skip
+
     def attempt(self, outcome: str, wall_seconds: float, **info: Any) -> None:
         results.record_attempt(self.run_dir, outcome, wall_seconds, **info)
 

@@ -176,6 +176,11 @@ def table(runs: list[Run], root: Path) -> str:
     return "\n".join([*lines, *claims_section(CLAIMS, results)]) + "\n"
 
 
+HISTORY = [
+    "2026-12-06 (3dcdd01): first declaration, C1-C4, 3 seeds, min n 3.",
+    "2026-12-06 (issue 32): C1 primary, margins (C2 and C4 one point, C3 0.05), min n 6; 6 seeds.",
+]
+
 SPEC: dict[str, Any] = {
     "time": "about 4 min (42 runs: 2 tasks x 7 methods x 3 seeds, round 0 shared within a seed; 3.9 min alone)",
     "sweeps": {f"{task}-{m}": [*data, *COMMON, *args] for task, data in TASKS.items() for m, args in METHODS.items()},

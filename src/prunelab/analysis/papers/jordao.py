@@ -135,6 +135,14 @@ def table(runs: list[Run], root: Path) -> str:
     return "\n".join([*lines, *claims_section(CLAIMS, results)]) + "\n"
 
 
+HISTORY = [
+    "2026-11-23 (ff4aa08): J1 as '|accuracy change| < 1 point'.",
+    "2026-11-23 (9e33ff8): J1 changed to 'change > -1 point' after the first version said 'did not hold' for a "
+    "gain: exploratory.",
+    "2026-12-06 (issue 32): re-declared: J1 primary with the paper's own bound ('without penalizing accuracy': "
+    "margin 0), J2 with a half-point margin (a smaller gain is 'negligible'); min n 6; 6 seeds.",
+]
+
 SPEC: dict[str, Any] = {
     # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
     "time": "about 40-45 min (9 runs)",

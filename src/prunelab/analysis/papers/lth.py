@@ -165,6 +165,11 @@ def table(runs: list[Run], root: Path) -> str:
 
 
 LTH = ["schedule.rounds=12", EVERY, "trainer.limit_train_batches=0.25"]
+HISTORY = [
+    "2026-11-28 (d6d7bb0): first declaration, L1-L4 at 21.1% and 7.0% of weights, min n 3.",
+    "2026-12-06 (issue 32): L1 primary, margins of 0.2 points, min n 6; 7 seeds (6 cannot pass Holm over 3).",
+]
+
 SPEC: dict[str, Any] = {
     # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
     "time": "about 30-60 min (6 runs: 3 tickets, then 3 reinit controls on their masks; 5 min per run alone)",

@@ -78,6 +78,13 @@ def table(runs: list[Run], root: Path) -> str:
     return "\n".join([*lines, *claims_section(CLAIMS, evaluate(a, b))]) + "\n"
 
 
+HISTORY = [
+    "2026-11-23 (ff4aa08): O1 as 'progressive within 1 point of whole-model retraining'; it did not hold (7c18696).",
+    "2026-11-28 (30117f4): O1 reformulated as 'progressive better than whole-model' after 'within 1 point' did not "
+    "hold: exploratory (the abstracts' 'better results' is read as the paper's claim).",
+    "2026-12-06 (issue 32): re-declared: O1 primary with a half-point margin; min n 6; 10 seeds.",
+]
+
 SPEC: dict[str, Any] = {
     # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
     "time": "about 23 min (6 runs)",
