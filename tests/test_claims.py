@@ -221,7 +221,10 @@ def test_entezari_never_reads_the_dense_level_and_judges_every_pruned_one():
     rng = np.random.default_rng(6)
     m = _entezari(rng, False)
     m["black"]["auroc"][:, 0] += 0.3  # a difference at the dense round only: not a pruning result
-    assert _verdicts(entezari.evaluate(m))["E1"] != HELD
+    m["green"]["fnr"][:, 0] = m["red"]["fnr"][:, 0] * 0.3  # green's dense model far better: not a pruning result
+    results = entezari.evaluate(m)
+    assert _verdicts(results)["E1"] != HELD and _verdicts(results)["E6"] != HELD
+    assert not any("round 0" in note for r in results for note in r.notes)
     m = _entezari(rng, True)
     m["black"]["auroc"][:, 3] = m["red"]["auroc"][:, 3] + rng.normal(0, 0.01, 12)  # one pruned level: no gain
     assert _verdicts(entezari.evaluate(m))["E1"] != HELD  # "at pruned levels": every one (intersection-union)

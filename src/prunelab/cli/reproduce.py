@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from prunelab.analysis import declaration
 from prunelab.analysis.papers import registry
+from prunelab.analysis.papers.common import disclosure
 from prunelab.analysis.reproduce_doc import (
     history,
     provenance,
@@ -249,7 +250,8 @@ def _write(args: argparse.Namespace, spec: dict, module: Any, out: Path, recorde
     if not any(r.status == "complete" for r in runs):
         errors = {r.error for r in runs if r.error}
         raise SystemExit(f"prunelab: error: reproduce: no job of the sweep completed ({'; '.join(errors) or '?'})")
-    text = spec["table"](runs, out / "runs") + "\n".join(declaration.section(recorded, module)) + "\n"
+    text = spec["table"](runs, out / "runs")
+    text += "\n".join([*disclosure(module), *declaration.section(recorded, module)]) + "\n"
     bad = [r for r in runs if r.status != "complete"]
     text += "\n" + provenance(spec["data"]) + "\n"
     compute = sum(float(x.get("round_seconds") or 0) for r in runs if r.status == "complete" for x in r.rows)

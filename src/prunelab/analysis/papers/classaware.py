@@ -176,6 +176,12 @@ def table(runs: list[Run], root: Path) -> str:
     return "\n".join([*lines, *claims_section(CLAIMS, results)]) + "\n"
 
 
+DEVIATIONS = [
+    "Not one paper: prunelab's own question (issue 30), with each method's source in docs/methods.md §7; one pruning "
+    "round to 10% of the parameters and 4 epochs of fine-tuning from the dense round, on LeNet-300-100.",
+]
+PAPER_VS_OURS = [("any figure", "no paper table (methods from several papers)", "the table above")]
+
 HISTORY = [
     "2026-12-06 (3dcdd01): first declaration, C1-C4, 3 seeds, min n 3.",
     "2026-12-06 (issue 32): C1 primary, margins (C2 and C4 one point, C3 0.05), min n 6; 6 seeds.",

@@ -65,6 +65,16 @@ def claims_section(declared: list, results: list) -> list[str]:
     ]
 
 
+def disclosure(module) -> list[str]:
+    """Markdown: every deviation from the paper's setup, and the paper's reported numbers beside ours."""
+    lines = ["", "## Deviations from the paper", ""] + [f"- {d}" for d in getattr(module, "DEVIATIONS", [])]
+    rows = getattr(module, "PAPER_VS_OURS", [])
+    if rows:
+        lines += ["", "| figure | paper (reported) | ours |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return lines
+
+
 def seeds_text(runs: list[Run]) -> str:
     seeds = sorted(int(r.seed) for r in runs if r.seed is not None)
     return f"{seeds[0]}-{seeds[-1]}" if seeds else "?"

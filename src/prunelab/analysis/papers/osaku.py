@@ -78,6 +78,14 @@ def table(runs: list[Run], root: Path) -> str:
     return "\n".join([*lines, *claims_section(CLAIMS, evaluate(a, b))]) + "\n"
 
 
+DEVIATIONS = [
+    "Only the abstracts were read: the criterion (activation energy), the layer order, the share of kernels removed "
+    "per layer and the retraining budget are the project's reading.",
+    "Baseline: retraining the whole model after each layer, not after each kernel (out of this CPU budget).",
+    "Retraining: 2 epochs over a random tenth of the training batches per layer.",
+]
+PAPER_VS_OURS = [("any figure", "not available (abstracts only)", "the table above")]
+
 HISTORY = [
     "2026-11-23 (ff4aa08): O1 as 'progressive within 1 point of whole-model retraining'; it did not hold (7c18696).",
     "2026-11-28 (30117f4): O1 reformulated as 'progressive better than whole-model' after 'within 1 point' did not "
