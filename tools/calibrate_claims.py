@@ -20,7 +20,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_claims import _entezari, _hooker  # noqa: E402
+from tests.test_claims import K, _entezari, _hooker  # noqa: E402
 
 from prunelab.analysis.claims import HELD  # noqa: E402
 from prunelab.analysis.papers import entezari, hooker  # noqa: E402
@@ -79,7 +79,8 @@ def main(argv: list[str]) -> None:
             h_held,
             h_family,
             args.hooker,
-            "6 dense models, a null of 12, 6 models per level, 1000 test examples, 10 classes; every level drawn from "
+            f"{K} dense models, a null of {2 * K}, {K} models per level, 1000 test examples, 10 classes; every level "
+            "drawn from "
             "the dense distribution, the quantized population with 5 damaged classes but no pruning effect. H1 "
             "(top-1 unchanged) is true on these nulls and is left out.",
         ),

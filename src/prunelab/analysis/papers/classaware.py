@@ -188,7 +188,7 @@ HISTORY = [
 ]
 
 SPEC: dict[str, Any] = {
-    "time": "about 4 min (42 runs: 2 tasks x 7 methods x 3 seeds, round 0 shared within a seed; 3.9 min alone)",
+    "time": "not yet measured at 6 seeds (84 runs); 3.9 min at 3 seeds",
     "sweeps": {f"{task}-{m}": [*data, *COMMON, *args] for task, data in TASKS.items() for m, args in METHODS.items()},
     "seeds": 6,
     "data": [*sorted(FASHION), "medmnist/pneumoniamnist_reconstructed.npz"],

@@ -255,7 +255,7 @@ HISTORY = [
 
 SPEC: dict[str, Any] = {
     # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
-    "time": "about 19 min (20 runs)",
+    "time": "not yet measured at 15 seeds (60 runs); about 19 min at 5 seeds",
     "sweeps": {"": ["experiment=entezari_red,entezari_blue,entezari_black,entezari_green", EVERY]},
     "seeds": 15,
     "data": ["medmnist/pneumoniamnist_reconstructed.npz"],

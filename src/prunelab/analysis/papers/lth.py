@@ -181,7 +181,7 @@ HISTORY = [
 
 SPEC: dict[str, Any] = {
     # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
-    "time": "about 30-60 min (6 runs: 3 tickets, then 3 reinit controls on their masks; 5 min per run alone)",
+    "time": "not yet measured at 7 seeds (14 runs); 30-60 min at 3 seeds",
     "sweeps": {
         "ticket": ["experiment=lth_mnist", "rewind=init", *LTH],  # first: the controls need its masks
         "reinit": ["experiment=lth_mnist", "rewind=reinit", "rewind.masks_from={runs}/ticket", *LTH],

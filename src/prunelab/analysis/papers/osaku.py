@@ -95,7 +95,7 @@ HISTORY = [
 
 SPEC: dict[str, Any] = {
     # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
-    "time": "about 23 min (6 runs)",
+    "time": "not yet measured at 10 seeds (20 runs); about 23 min at 3 seeds",
     "sweeps": {"": ["experiment=osaku_fashion", "schedule.freeze=true,false", DENSE]},
     "seeds": 10,
     "data": sorted(FASHION),
