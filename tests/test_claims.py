@@ -353,14 +353,14 @@ def test_hooker_null_p_can_reach_the_holm_level():
 
 
 def test_hooker_counting_rules_are_calibrated_over_many_nulls():
-    """40 synthetic nulls in the suite (a rule with a 25% false-held rate fails this with probability > 0.99);
-    the <= 5% bound itself comes from tools/calibrate_claims.py's 400 nulls, recorded in docs/methods.md."""
+    """20 synthetic nulls in the suite, fixed seeds (a rule with a 30% false-held rate passes with probability 0.035);
+    the <= 5% bound itself comes from tools/calibrate_claims.py's 400 nulls, recorded in docs/calibration.md."""
     held = {c.key: 0 for c in hooker.CLAIMS}
-    for seed in range(100, 140):
+    for seed in range(100, 120):
         for r in hooker.evaluate(*_hooker(seed, effect=False, n=1000)):
             held[r.claim.key] += r.verdict == HELD
     held.pop("H1")  # true on a null (no drop)
-    assert max(held.values()) <= 3, held
+    assert max(held.values()) <= 2, held
 
 
 # -- Jordao et al., Osaku et al., Frankle & Carbin ---------------------------------------------------------------
