@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from prunelab.runs.files import atomic_write_json
+
 FILE = "declaration.json"
 
 
@@ -51,9 +53,7 @@ def record(out: Path, module: ModuleType, seeds: int, overrides: list[str]) -> d
         "overrides": list(overrides),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-    tmp.replace(path)
+    atomic_write_json(path, data)
     return data
 
 

@@ -92,11 +92,6 @@ def _swept(arg: str) -> bool:
     return False
 
 
-def run_sweep(cmd: list[str]) -> int:
-    """``prunelab <cmd>`` in its own process; its exit status (-N: killed by signal N)."""
-    return wait_sweep(start_sweep(cmd))
-
-
 def start_sweep(cmd: list[str]) -> int | subprocess.Popen:
     """Start ``prunelab <cmd>`` in its own process: a pid, or a Popen.
 
@@ -116,6 +111,7 @@ def start_sweep(cmd: list[str]) -> int | subprocess.Popen:
 
 
 def wait_sweep(proc: int | subprocess.Popen) -> int:
+    """The exit status of a started sweep (-N: killed by signal N)."""
     if isinstance(proc, subprocess.Popen):
         return proc.wait()
     return os.waitstatus_to_exitcode(os.waitpid(proc, 0)[1])
