@@ -323,7 +323,8 @@ def test_hooker_pie_hardness_is_scored_by_held_out_models_and_gated_by_h5():
     assert verdicts["H5"] != HELD and verdicts["H7"] != HELD  # no PIEs beyond the null: H7 is not read
 
 
-def test_hooker_flat_top1_fails_when_top1_drops_by_more_than_a_point():
+def test_hooker_flat_top1_fails_when_top1_drops_by_more_than_a_point(monkeypatch):
+    monkeypatch.setattr(hooker, "MAX_SPLITS", 20)  # H1 is a Welch test of top-1: the null's splits do not enter it
     dense, null, levels, labels, quant = _hooker(3, effect=False, n=20000)
     rng, hard = np.random.default_rng(4), np.zeros(20000)
     levels[0.7] = _population(rng, labels, hard, class_acc=np.full(C, 0.9 - 0.016))  # 1.6 points lower
@@ -345,6 +346,18 @@ def test_hooker_null_draws_pair_disjoint_null_populations():
     assert set(np.abs(hooker.null_draws(same, mixed, labels, C)["pies_diff"])) == {500.0}
     with pytest.raises(ValueError, match="at least 6 models"):
         hooker.null_draws(same, same, labels, C)
+
+
+def test_hooker_counts_are_compared_with_the_null_as_whole_counts():
+    """A count one above a fractional null mean (1 vs 0.4) is not 'beyond the null' when two null populations
+    differ by a whole class 2% of the time: the p and the lower bound use ceil(mean), the upper bound floor(mean)."""
+    diffs = np.array([0.0] * 90 + [1.0] * 2 + [-1.0] * 8)
+    draws = {"impacted": np.array([0.0] * 60 + [1.0] * 40), "impacted_diff": diffs}
+    one_above = hooker.against_null(1.0, draws, "impacted", 10)
+    assert one_above.effect == pytest.approx(0.6) and one_above.p > 0.5  # 1 - ceil(0.4) = 0: no whole count above
+    assert one_above.high == pytest.approx(1.0 - np.quantile(diffs, 0.025))  # 1 - floor(0.4) = 1
+    two_above = hooker.against_null(2.0, draws, "impacted", 10)
+    assert two_above.p == pytest.approx(3 / 101) and two_above.low == pytest.approx(1.0 - np.quantile(diffs, 0.975))
 
 
 def test_hooker_null_p_can_reach_the_holm_level():

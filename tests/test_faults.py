@@ -182,7 +182,7 @@ def test_04_sigterm_marks_the_run_interrupted_and_exits_143(tmp_path):
 
 def test_04_sigterm_stops_a_sweep_with_a_summary_and_relaunch_finishes_it(tmp_path):
     # share_round0=false: the killed sweep must train (and be stopped in) its own round 0, not copy the reference's
-    args = ["-m", "seed=0,1", "logger=csv", "trainer.max_epochs=25", "schedule.rounds=1", "share_round0=false"]
+    args = ["-m", "seed=0,1", "logger=csv", "trainer.max_epochs=12", "schedule.rounds=1", "share_round0=false"]
     ref = cli([*args, f"hydra.sweep.dir={tmp_path / 'ref'}"], tmp_path)
     assert ref.returncode == 0, ref.stderr[-3000:]
     sweep = tmp_path / "killed"

@@ -101,3 +101,21 @@ def test_rewriting_a_section_keeps_the_others(tmp_path):
     text = doc.read_text()
     assert text.startswith("# intro") and "three" in text and "one" not in text and "two" in text
     assert sections(doc)["hooker"]["stamp"]["code"] == "c"
+
+
+def test_jobs_run_a_sweeps_jobs_in_parallel_workers_at_the_declared_threads(tmp_path):
+    """``--jobs 2``: a sweep of several jobs gets the local_parallel launcher with two workers, each job at the
+    declared thread count; ``--jobs 1`` (and a one-job sweep) keeps Hydra's basic launcher. The end-to-end runs of
+    both launchers are in tests/test_sweeps.py and tests/test_report.py."""
+    from prunelab.cli.reproduce import _commands
+
+    spec = PAPERS["entezari"]
+    parallel = _commands(spec, 2, tmp_path, [], sequential=False, jobs=2)
+    serial = _commands(spec, 2, tmp_path, [], sequential=False, jobs=1)
+    assert len(parallel) == len(serial) == len(spec["sweeps"])
+    for (_, par), (_, ser) in zip(parallel, serial):
+        assert "hydra/launcher=local_parallel" in par and "hydra.launcher.n_jobs=2" in par
+        assert f"threads={spec.get('threads', 1)}" in par and f"threads={spec.get('threads', 1)}" in ser
+        assert not any(a.startswith("hydra/launcher") for a in ser)
+    one_job = _commands(PAPERS["hooker"], 2, tmp_path, [], sequential=False, jobs=2)  # a population per setting
+    assert not any(a.startswith("hydra/launcher") for _, cmd in one_job for a in cmd)

@@ -19,7 +19,7 @@ from prunelab.runner.sweep import format_sweep, read_attempts, record_attempt, s
 from tests.conftest import cli
 
 TINY = ["schedule.rounds=1", "trainer.max_epochs=1", "logger=none"]
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # for `ray start`, whose workers take its environment
 TIMING = {"fit_seconds", "wall_seconds", "round_seconds", "compute_seconds", "latency_ms"}
 
 
@@ -64,11 +64,11 @@ def test_sweep_summary_counts_this_launch_only(tmp_path):
 # -- launchers ----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def basic_sweep(tmp_path_factory):
-    """The basic launcher's sweep. Every launcher here runs at one intra-op thread (ONE_THREAD): joblib (loky) and
-    Ray workers get one thread each on this 2-core machine anyway, and float sums over another thread count differ
-    in the last bits."""
+    """The basic launcher's sweep. Every launcher here runs at one intra-op thread (``threads=1``, in the config, so
+    the runs fork from the tests' warm server): joblib (loky) and Ray workers get one thread each on this 2-core
+    machine anyway, and float sums over another thread count differ in the last bits."""
     out = tmp_path_factory.mktemp("basic")
-    proc = cli(["-m", "seed=0,1", *TINY, f"hydra.sweep.dir={out / 'sweep'}"], out, env_extra=ONE_THREAD)
+    proc = cli(["-m", "seed=0,1", *TINY, "threads=1", f"hydra.sweep.dir={out / 'sweep'}"], out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out / "sweep"
 
@@ -85,9 +85,7 @@ def _check_same_as_basic(sweep: Path, basic: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", [["hydra/launcher=local_parallel"], ["hydra/launcher=submitit_local"]])
 def test_parallel_launchers_give_the_basic_launchers_results(launcher, basic_sweep, tmp_path):
-    proc = cli(
-        ["-m", *launcher, "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path, env_extra=ONE_THREAD
-    )
+    proc = cli(["-m", *launcher, "seed=0,1", *TINY, "threads=1", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_same_as_basic(tmp_path / "sweep", basic_sweep)
 
@@ -125,6 +123,7 @@ def test_ray_launcher_on_a_local_cluster(basic_sweep, tmp_path):
             f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
             "seed=0,1",
             *TINY,
+            "threads=1",
             f"hydra.sweep.dir={tmp_path / 'sweep'}",
         ]
         proc = cli(args, tmp_path, env_extra={"RAY_USAGE_STATS_ENABLED": "0"})
