@@ -26,8 +26,12 @@ import threading
 
 
 def _warm() -> None:
+    # what most runs import later: scikit-learn (digits, ~0.3 s a run) and the report. Not wandb: its import makes
+    # a temporary media folder that the first forked child to exit deletes for all the others
     import hydra  # noqa: F401  (prunelab.cli.main imports it only when a config is composed)
+    import sklearn.datasets  # noqa: F401
 
+    import prunelab.analysis.report
     import prunelab.cli.main
     import prunelab.runner.run  # noqa: F401  (torch, Lightning, the module, the callbacks)
     from prunelab.config.register import register_resolvers

@@ -499,3 +499,12 @@ def test_classaware_rules_fail_on_a_null_and_hold_on_an_effect():
     assert [r.verdict for r in classaware.evaluate(excess, safe, worst)] == [HELD] * 4
     excess["ceag"] = excess["magnitude"] + 0.05  # ceag worse than plain fine-tuning: C1 and C2 do not hold
     assert [r.verdict for r in classaware.evaluate(excess, safe, worst)][:2] == [NOT_HELD] * 2
+
+
+def test_hooker_table_says_whether_the_null_is_accuracy_matched():
+    rng = np.random.default_rng(0)
+    dense = 0.88 + rng.normal(0, 0.002, 30)
+    assert "within ±0.005" in hooker.accuracy_match(dense + rng.normal(0, 0.002, 30), dense)
+    lower = hooker.accuracy_match(dense - 0.02 + rng.normal(0, 0.002, 30), dense)
+    assert "not within ±0.005" in lower and "not accuracy-matched" in lower and "-0.02" in lower
+    assert "too few models" in hooker.accuracy_match(dense[:1], dense[:1])

@@ -36,3 +36,5 @@ def test_each_class_aware_method_runs_on_the_acceptance_settings(tmp_path, data_
     rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [0, 1] and rows[1]["sparsity"] > 0
     assert sum(k.startswith("damage/gap/") for k in rows[1]) == 3  # three classes, each with its damage
+    if method in ("loss=ceag", "loss=equalized"):  # the constrained losses record their multipliers after pruning
+        assert "loss/multiplier/2" in rows[1] and "loss/multiplier/2" not in rows[0]

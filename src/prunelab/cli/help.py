@@ -118,22 +118,25 @@ data: PRUNELAB_DATA_DIR or paths.data_dir; outputs: PRUNELAB_OUTPUT_DIR or paths
 
 
 def reproduce_help() -> str:
-    rows = "\n".join(f"  {p.ljust(9)} {m.SPEC['time']}" for p, m in registry().items())
-    return f"""usage: prunelab reproduce <paper> [--out DIR] [--seeds N] [--sequential] [--doc FILE] [override ...]
+    rows = "\n".join(f"  {p.ljust(10)} {m.SPEC['seeds']:>2} seeds  {m.SPEC['time']}" for p, m in registry().items())
+    return f"""usage: prunelab reproduce <paper> [--out DIR] [--seeds N] [--jobs J] [--sequential] [--doc FILE] [override ...]
 
-Runs one paper's CPU-scale sweep (a Hydra multirun: a relaunch skips finished jobs), then writes <out>/report
+Runs one paper's CPU-scale sweep (Hydra multiruns: a relaunch skips finished jobs), then writes <out>/report
 (the generic per-class report) and <out>/paper.md: a table shaped like the paper's, the paper's numbers beside
-ours, and a verdict per claim (held / not held / undecided, each with its pre-stated rule and an interval).
+ours, and a verdict per claim (held / did not hold / inconclusive), each with its rule declared before the runs
+(<out>/declaration.json), an interval, a t-based and an exact p, Holm over the secondary claims and the MDE.
 
-papers and their expected wall time on a 2-core CPU (first launch, from docs/reproductions.md):
+papers, their declared seeds per setting and wall time on a 2-core CPU (each section of docs/reproductions.md
+records the measured time of the launch that wrote it):
 {rows}
 
 options:
   --out DIR       where the runs and tables go (default: outputs/reproduce/<paper>)
-  --seeds N       runs per setting (default: the paper's, 3 or 5)
+  --seeds N       runs per setting (default: the paper's declared seeds; other counts make the table exploratory)
+  --jobs J        jobs at once, each at the declared thread count (2 on a 2-core machine; results do not change)
   --sequential    one job per seed, even where the paper's command trains each population at once (hooker)
   --doc FILE      also write the stamped table into FILE's section for the paper (docs/reproductions.md)
-  override ...    extra Hydra overrides for every job (e.g. trainer.max_epochs=2 for a quick look)
+  override ...    extra Hydra overrides for every job (e.g. trainer.max_epochs=2 for a quick look; exploratory)
 """
 
 

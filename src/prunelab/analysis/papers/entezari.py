@@ -254,8 +254,8 @@ HISTORY = [
 ]
 
 SPEC: dict[str, Any] = {
-    # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
-    "time": "not yet measured at 15 seeds (60 runs); about 19 min at 5 seeds",
+    # "time": CPU wall time of a first launch on 2 cores; the measured one is in the doc section
+    "time": "estimated ~60 min (19 min measured at 5 seeds)",
     "sweeps": {"": ["experiment=entezari_red,entezari_blue,entezari_black,entezari_green", EVERY]},
     "seeds": 15,
     "data": ["medmnist/pneumoniamnist_reconstructed.npz"],

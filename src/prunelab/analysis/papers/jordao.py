@@ -4,7 +4,7 @@ filter pruning at matched FLOPs and matched fine-tuning budget.
 Input per seed (paired: the same seed gives every population the same dense model): the converged dense accuracy,
 each criterion's accuracy after the same number of rounds, and each criterion's FLOPs share at that round. The
 comparison with L1 is only made when the FLOPs shares match (within ``FLOPS_TOL`` for every seed); otherwise it
-is undecided with the reason.
+is inconclusive with the reason.
 
 One file per paper: its claims (:data:`CLAIMS`, :func:`evaluate`), the CPU-scale sweep of
 ``prunelab reproduce jordao`` (:data:`SPEC`) and its table (:func:`table`), found by
@@ -163,8 +163,8 @@ HISTORY = [
 ]
 
 SPEC: dict[str, Any] = {
-    # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
-    "time": "not yet measured at 6 seeds with converged fine-tuning; 40-45 min for 3 seeds with 2-epoch fine-tuning",
+    # "time": CPU wall time of a first launch on 2 cores; the measured one is in the doc section
+    "time": "estimated ~90 min (40-45 min measured at 3 seeds with 2-epoch fine-tuning)",
     "sweeps": {
         # every round (the dense one and each fine-tuning) to convergence: J1 compares like with like
         "paper": ["experiment=jordao_fashion", "criterion=pls_vip", EVERY],

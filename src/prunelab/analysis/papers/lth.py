@@ -180,8 +180,8 @@ HISTORY = [
 ]
 
 SPEC: dict[str, Any] = {
-    # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
-    "time": "not yet measured at 7 seeds (14 runs); 30-60 min at 3 seeds",
+    # "time": CPU wall time of a first launch on 2 cores; the measured one is in the doc section
+    "time": "estimated 70-140 min (30-60 min measured at 3 seeds)",
     "sweeps": {
         "ticket": ["experiment=lth_mnist", "rewind=init", *LTH],  # first: the controls need its masks
         "reinit": ["experiment=lth_mnist", "rewind=reinit", "rewind.masks_from={runs}/ticket", *LTH],

@@ -94,8 +94,8 @@ HISTORY = [
 ]
 
 SPEC: dict[str, Any] = {
-    # "time": CPU wall time of a first launch on 2 cores (docs/reproductions.md)
-    "time": "not yet measured at 10 seeds (20 runs); about 23 min at 3 seeds",
+    # "time": CPU wall time of a first launch on 2 cores; the measured one is in the doc section
+    "time": "estimated ~75 min (23 min measured at 3 seeds)",
     "sweeps": {"": ["experiment=osaku_fashion", "schedule.freeze=true,false", DENSE]},
     "seeds": 10,
     "data": sorted(FASHION),
