@@ -119,7 +119,8 @@ data: PRUNELAB_DATA_DIR or paths.data_dir; outputs: PRUNELAB_OUTPUT_DIR or paths
 
 def reproduce_help() -> str:
     rows = "\n".join(f"  {p.ljust(10)} {m.SPEC['seeds']:>2} seeds  {m.SPEC['time']}" for p, m in registry().items())
-    return f"""usage: prunelab reproduce <paper> [--out DIR] [--seeds N] [--jobs J] [--sequential] [--doc FILE] [override ...]
+    return f"""usage: prunelab reproduce <paper> [--out DIR] [--seeds N] [--jobs J] [--sequential] [--doc FILE]
+                          [override ...]
 
 Runs one paper's CPU-scale sweep (Hydra multiruns: a relaunch skips finished jobs), then writes <out>/report
 (the generic per-class report) and <out>/paper.md: a table shaped like the paper's, the paper's numbers beside
