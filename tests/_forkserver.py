@@ -5,7 +5,11 @@ runs; ~110 CLI runs in the suite paid it each time. This helper process imports 
 operation, no Python thread; torch's idle native helper threads are there, as when a DataLoader forks its
 workers) and serves each run in a forked child that sets its own argv, cwd,
 environment, stdin/stdout/stderr, then runs ``prunelab`` as ``python -m prunelab`` would (``runpy``, ``__main__``)
-and leaves the interpreter the normal way (exit code, traceback, atexit handlers, thread shutdown).
+and leaves as the interpreter would (exit status, traceback, thread shutdown, atexit handlers, flushed streams),
+then ``os._exit``: a normal exit tears down every module forked from the server, which writes to (and so copies)
+every page the child shares with it: 2.0 s a run, 0.6 s with ``gc.freeze()`` in the server, 0.09 s this way
+(measured on an empty child). Unflushed files that a run never closed would be lost here, not in a real run: a
+test fails, nothing passes that should not.
 
 Protocol on stdin/stdout, one JSON object a line. Request: ``{"argv", "cwd", "env", "stdout", "stderr"}`` (the
 last two: file paths). Replies: ``{"pid": ...}`` once forked, then ``{"status": ...}`` (``subprocess`` style:
@@ -18,6 +22,7 @@ as real subprocesses.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -78,12 +83,47 @@ def _become(req: dict) -> None:
     sys.path[0] = os.getcwd()  # as ``python -m`` puts the working directory first
 
 
+def _exit_status(code: object) -> int:
+    """What the interpreter makes of ``SystemExit(code)``: None is 0, an int itself, anything else printed and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _run_and_leave() -> None:
+    import atexit
+    import runpy
+
+    interrupted = False
+    try:
+        runpy.run_module("prunelab", run_name="__main__", alter_sys=True)
+        status = 0
+    except SystemExit as exc:
+        status = _exit_status(exc.code)
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        status, interrupted = 1, True
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        status = 1
+    threading._shutdown()  # as at interpreter exit: wait for non-daemon threads, then the atexit handlers
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    if interrupted:  # an uncaught KeyboardInterrupt ends the process by SIGINT, as Python does
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(status)
+
+
 if __name__ == "__main__":
     _warm()
+    gc.freeze()  # children do not traverse (and so copy) the server's objects in their collections
     sys.stdout.write(json.dumps({"ready": os.getpid()}) + "\n")
     sys.stdout.flush()
     request = _serve()
     _become(request)
-    import runpy
-
-    runpy.run_module("prunelab", run_name="__main__", alter_sys=True)
+    _run_and_leave()

@@ -71,6 +71,20 @@ M_ALL = [
         "test_entezari_lowest_fnr_is_against_the_best_other_scenario",
     ),
     (
+        "Hooker counts against the fractional null mean",
+        "src/prunelab/analysis/papers/hooker.py",
+        "low = null_interval(observed - math.ceil(mean - 1e-9), diffs, n=k)",
+        "low = null_interval(observed - mean, diffs, n=k)",
+        "test_hooker_counts_are_compared_with_the_null_as_whole_counts",
+    ),
+    (
+        "accuracy match without its lower bound",
+        "src/prunelab/analysis/papers/hooker.py",
+        "if -MATCHED <= iv.low and iv.high <= MATCHED:",
+        "if iv.high <= MATCHED:",
+        "test_hooker_table_says_whether_the_null_is_accuracy_matched",
+    ),
+    (
         "MAX_SPLITS = 20",
         "src/prunelab/analysis/papers/hooker.py",
         "MAX_SPLITS = 300",
