@@ -52,6 +52,24 @@ def test_dense_round_trains_until_the_monitor_stops_improving(tmp_path):
     assert rows[0] == {**rows[0], "converged": True} and rows[1]["converged"] is True and rows[1]["epochs"] > 2
 
 
+def test_first_and_last_converges_the_dense_and_the_final_round_only(tmp_path):
+    from prunelab.runner.round import converges
+
+    assert [converges("first_and_last", r, 3) for r in range(4)] == [True, False, False, True]
+    assert [converges("first", r, 3) for r in range(4)] == [True, False, False, False]
+    assert [converges("all", r, 3) for r in range(4)] == [True] * 4
+    run = tmp_path / "ends"
+    ends = "converge={max_epochs: 6, patience: 2, min_delta: 0.0, rounds: first_and_last}"
+    args = ["logger=none", "trainer.max_epochs=1", "schedule.rounds=2", ends]
+    proc = cli([*args, "monitor.metric=val/loss", "monitor.mode=min", f"hydra.run.dir={run}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    assert ["converged" in r for r in rows] == [True, False, True]  # trained under the stopping rule (or its cap)
+    assert rows[1]["epochs"] == 1 and rows[2]["epochs"] > 2  # the middle round keeps trainer.max_epochs
+    typo = cli(["logger=none", DENSE[:-1] + ", rounds: last}"], tmp_path)
+    assert "first_and_last" in one_line_error(typo, "converge.rounds")
+
+
 def test_converge_enters_the_run_id_only_when_set():
     base = OmegaConf.create({"seed": 0, "trainer": {"max_epochs": 1}})
     same = OmegaConf.create({"seed": 0, "trainer": {"max_epochs": 1}, "converge": None})

@@ -516,17 +516,18 @@ def _check_converge(cfg: DictConfig) -> None:
             f"{dense!r} is not a mapping of max_epochs, patience, min_delta, rounds",
             "e.g. converge='{max_epochs: 60, patience: 5, min_delta: 0.0, rounds: first}'",
         )
-    if dense.get("rounds", "first") not in ("first", "all"):
+    if dense.get("rounds", "first") not in ("first", "all", "first_and_last"):
         raise PrunelabError(
             "converge.rounds",
-            f"{dense.get('rounds')!r} is not first or all",
-            "use converge.rounds=first (the dense round) or all (every round)",
+            f"{dense.get('rounds')!r} is not first, all or first_and_last",
+            "use converge.rounds=first (the dense round), all (every round) or first_and_last (the dense and the "
+            "final round)",
         )
-    if _continues_budget(cfg) and dense.get("rounds", "first") == "all":
+    if _continues_budget(cfg) and dense.get("rounds", "first") != "first":
         raise PrunelabError(
             "rewind.budget",
-            "continue trains round 0's remaining steps; converge.rounds=all trains "
-            "every round until it stops improving",
+            f"continue trains round 0's remaining steps; converge.rounds={dense.get('rounds')} trains "
+            "pruned rounds until they stop improving",
             "use rewind.budget=restart or converge.rounds=first",
         )
     int_at_least(cfg, "converge.max_epochs", 1, "e.g. converge.max_epochs=60")

@@ -81,7 +81,7 @@ def run_round(ctx: RunContext, r: int) -> dict:
         auto_insert_metric_name=False,
     )
     pruner = make_pruner(ctx, r)
-    stop, overrides = convergence(cfg, r)
+    stop, overrides = convergence(cfg, r, ctx.num_rounds - 1)
     overrides.update(rewind_budget(ctx, r))
     trainer = make_trainer(cfg, rdir, [ckpt, pruner, *ctx.extra_callbacks, *stop], ctx.loggers, **overrides)
     start = time.perf_counter()
@@ -190,12 +190,22 @@ def rewind_budget(ctx: RunContext, r: int) -> dict[str, Any]:
     return {"max_epochs": epochs - ctx.module.schedule_offset}
 
 
-def convergence(cfg, r: int) -> tuple[list, dict[str, Any]]:
-    """With ``converge`` (round 0, or every round with ``rounds: all``): stop when ``monitor.metric`` has not
-    improved by more than ``min_delta`` for ``patience`` validation epochs (at most ``max_epochs``); the kept epoch
-    is the best one."""
+CONVERGE_ROUNDS = ("first", "all", "first_and_last")
+
+
+def converges(rounds: str, r: int, last: int) -> bool:
+    """Whether round ``r`` (of ``0..last``) trains to convergence under ``converge.rounds``: ``first`` round 0,
+    ``all`` every round, ``first_and_last`` round 0 and the final round (iterative pruning's steps keep
+    ``trainer.max_epochs``; the model every claim reads is fine-tuned to convergence, as the dense one is)."""
+    return r == 0 or rounds == "all" or (rounds == "first_and_last" and r == last)
+
+
+def convergence(cfg, r: int, last: int) -> tuple[list, dict[str, Any]]:
+    """With ``converge`` (the rounds ``converge.rounds`` names, :func:`converges`): stop when ``monitor.metric`` has
+    not improved by more than ``min_delta`` for ``patience`` validation epochs (at most ``max_epochs``); the kept
+    epoch is the best one."""
     dense = cfg.get("converge")
-    if not dense or (r != 0 and dense.get("rounds", "first") != "all"):
+    if not dense or not converges(dense.get("rounds", "first"), r, last):
         return [], {}
     stop = EarlyStopping(
         monitor=cfg.monitor.metric,

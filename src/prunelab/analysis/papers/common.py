@@ -34,6 +34,7 @@ MNIST = {
 
 DENSE = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: first}"
 EVERY = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: all}"  # lottery tickets: every round from init
+ENDS = "converge={max_epochs: 40, patience: 4, min_delta: 0.0, rounds: first_and_last}"  # the dense, the final round
 
 
 def mean(values: list[float]) -> float:
