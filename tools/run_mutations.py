@@ -80,7 +80,7 @@ M_ALL = [
     (
         "accuracy match without its lower bound",
         "src/prunelab/analysis/papers/hooker.py",
-        "if -MATCHED <= iv.low and iv.high <= MATCHED:",
+        "if iv.low >= -MATCHED and iv.high <= MATCHED:",
         "if iv.high <= MATCHED:",
         "test_hooker_table_says_whether_the_null_is_accuracy_matched",
     ),
@@ -151,7 +151,8 @@ for name, path, old, new, test in M:
     f = os.path.join(work, path)
     s = Path(f).read_text()
     if old not in s:
-        out.append(f"| {name} | MUTATION NOT APPLIED ({path}) | |")
+        out.append(f"| {name} | MUTATION NOT APPLIED ({path}: text not found) | |")
+        print(out[-1], flush=True)
         continue
     Path(f).write_text(s.replace(old, new, 1))
     env = {
