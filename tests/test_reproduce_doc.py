@@ -119,3 +119,49 @@ def test_jobs_run_a_sweeps_jobs_in_parallel_workers_at_the_declared_threads(tmp_
         assert not any(a.startswith("hydra/launcher") for a in ser)
     one_job = _commands(PAPERS["hooker"], 2, tmp_path, [], sequential=False, jobs=2)  # a population per setting
     assert not any(a.startswith("hydra/launcher") for _, cmd in one_job for a in cmd)
+
+
+def _summary_tool():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "reproductions_summary.py"
+    spec = importlib.util.spec_from_file_location("reproductions_summary", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_docs_summary_is_the_generated_one():
+    """The summary at the top of docs/reproductions.md (state, stamp, declaration, launch time, verdicts per paper)
+    is exactly what tools/reproductions_summary.py makes of the sections: no hand-written reading of the verdicts."""
+    tool = _summary_tool()
+    assert tool.summary(DOC) in DOC.read_text(), "run: python tools/reproductions_summary.py"
+    assert "## Reading the verdicts" not in DOC.read_text()
+
+
+def test_the_summary_follows_the_sections(tmp_path):
+    tool = _summary_tool()
+    doc = tmp_path / "r.md"
+    doc.write_text("# t\n\n<!-- reproduce:summary begin -->\n<!-- reproduce:summary end -->\n")
+    text = "x\n\n| C1 (primary): a claim | s | +1 | [0, 2] | 0.01 | 0.01 | 0.01 | 1 | - | 6 | **held** |\n"
+    text += "\n**Confirmatory**: declaration abc\n\n12 runs, 0 not complete. Training: 5 s; this launch: 125 s (x).\n"
+    write_section(
+        doc,
+        "lth",
+        text,
+        {"code": "c0de", "commit": "abc", "declaration": "d1", "paper": "lth", "command": "prunelab reproduce lth"},
+    )
+    tool.write(doc)
+    out = doc.read_text()
+    assert (
+        "| lth | current | abc (c0de) | d1, confirmatory | 12 runs (0 not complete); 2 min 5 s | C1 (primary) held |"
+        in out
+    )
+    doc.write_text(
+        out.replace("<!-- reproduce:lth begin -->", "<!-- reproduce:lth begin -->\n<!-- reproduce:lth stale -->")
+    )
+    tool.write(doc)
+    assert (
+        "| lth | **stale** (old rules) | abc (c0de) | d1, confirmatory | superseded | superseded |" in doc.read_text()
+    )
+    assert "No section is current." in doc.read_text()
