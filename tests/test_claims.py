@@ -4,6 +4,7 @@ effect it does. A rule made to always return ``held`` fails the null half of its
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -346,6 +347,36 @@ def test_hooker_null_draws_pair_disjoint_null_populations():
     assert set(np.abs(hooker.null_draws(same, mixed, labels, C)["pies_diff"])) == {500.0}
     with pytest.raises(ValueError, match="at least 6 models"):
         hooker.null_draws(same, same, labels, C)
+
+
+def test_hooker_null_subsets_are_drawn_without_listing_them_at_the_declared_size(monkeypatch):
+    """The declared populations (30 dense models, a 60-model null) have C(60, 30) = 1.2e17 sub-populations: listing
+    them ran out of memory (24 GiB) after every model had trained. Above ENUMERATE_UP_TO they are drawn directly."""
+    original = itertools.combinations
+
+    def listing(n, k):
+        if math.comb(len(n), k) > hooker.ENUMERATE_UP_TO:
+            raise AssertionError(f"listed all C({len(n)}, {k}) sub-populations")
+        return original(n, k)
+
+    monkeypatch.setattr(hooker.itertools, "combinations", listing)
+    subsets = hooker.null_subsets(60, 30, np.random.default_rng(0))
+    assert len(subsets) == hooker.MAX_SPLITS == len(set(subsets))
+    assert all(len(s) == 30 and list(s) == sorted(set(s)) and s[-1] < 60 for s in subsets)
+    # each model is in about half of the drawn sub-populations (uniform draws): 300 * 0.5 = 150, sd ~8.7
+    counts = np.bincount(np.concatenate(subsets), minlength=60)
+    assert counts.min() > 110 and counts.max() < 190
+    # small nulls keep the listed draw (the calibration's C(20, 10) and every test's): the same subsets as before
+    assert hooker.null_subsets(6, 3, np.random.default_rng(0)) == list(itertools.combinations(range(6), 3))
+    rng = np.random.default_rng(0)
+    listed = list(itertools.combinations(range(20), 10))
+    expected = [listed[i] for i in rng.choice(len(listed), hooker.MAX_SPLITS, replace=False)]
+    assert hooker.null_subsets(20, 10, np.random.default_rng(0)) == expected
+    # end to end at the declared size, on a small test set
+    labels = np.random.default_rng(1).integers(0, C, 60)
+    monkeypatch.setattr(hooker, "MAX_SPLITS", 12)
+    draws = hooker.null_draws(np.stack([labels] * 30), np.stack([labels] * 60), labels, C)
+    assert len(draws["pies"]) == 12 and draws["pies"].max() == 0
 
 
 def test_hooker_counts_are_compared_with_the_null_as_whole_counts():

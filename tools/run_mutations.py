@@ -85,6 +85,13 @@ M_ALL = [
         "test_hooker_table_says_whether_the_null_is_accuracy_matched",
     ),
     (
+        "Hooker lists every null sub-population (C(60, 30) ran out of memory)",
+        "src/prunelab/analysis/papers/hooker.py",
+        "if total <= ENUMERATE_UP_TO:",
+        "if True:",
+        "test_hooker_null_subsets_are_drawn_without_listing_them_at_the_declared_size",
+    ),
+    (
         "MAX_SPLITS = 20",
         "src/prunelab/analysis/papers/hooker.py",
         "MAX_SPLITS = 300",

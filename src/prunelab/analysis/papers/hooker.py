@@ -152,6 +152,26 @@ def figures(dense: np.ndarray, other: np.ndarray, labels: np.ndarray, num_classe
     }
 
 
+ENUMERATE_UP_TO = 1_000_000  # sub-populations; above this many they are drawn one by one, never listed
+
+
+def null_subsets(n: int, k: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """The null's sub-populations of size ``k`` to compare with: all of them, or ``MAX_SPLITS`` distinct ones
+    drawn uniformly at random. Up to :data:`ENUMERATE_UP_TO` they are listed and drawn from the list; above it
+    each is drawn directly (a sorted ``k``-sample, redrawn when already taken): listing C(60, 30) = 1.2e17 of them
+    (the declared 30-model dense population against its 60-model null) ran out of memory."""
+    total = math.comb(n, k)
+    if total <= ENUMERATE_UP_TO:
+        subsets = list(itertools.combinations(range(n), k))
+        if total > MAX_SPLITS:
+            subsets = [subsets[i] for i in rng.choice(total, MAX_SPLITS, replace=False)]
+        return subsets
+    taken: dict[tuple[int, ...], None] = {}  # insertion-ordered set
+    while len(taken) < MAX_SPLITS:
+        taken.setdefault(tuple(sorted(rng.choice(n, k, replace=False).tolist())), None)
+    return list(taken)
+
+
 def null_draws(
     dense: np.ndarray, null: np.ndarray, labels: np.ndarray, num_classes: int, seed: int = 0
 ) -> dict[str, np.ndarray]:
@@ -162,10 +182,8 @@ def null_draws(
         raise ValueError(
             f"the null population needs at least {2 * k} models (twice the dense population), has {len(null)}"
         )
-    subsets = list(itertools.combinations(range(len(null)), k))
     rng = np.random.default_rng(seed)
-    if len(subsets) > MAX_SPLITS:
-        subsets = [subsets[i] for i in rng.choice(len(subsets), MAX_SPLITS, replace=False)]
+    subsets = null_subsets(len(null), k, rng)
     cache: dict[tuple, dict[str, float]] = {}
 
     def fig(sub: tuple) -> dict[str, float]:
