@@ -139,6 +139,11 @@ def test_holm_adjusts_the_secondaries_and_not_the_primary():
     out = claims.family([_result("P", 0.02, True), _result("A", 0.005), _result("B", 0.011), _result("C", 0.2)])
     assert [r.verdict for r in out] == [HELD, HELD, HELD, INCONCLUSIVE]  # 0.015, 0.022, 0.2
     assert claims.family(out) == out  # idempotent
+    assert "the 3 secondary claims are Holm-adjusted" in claims.family_text(out) and "at most 5%" in claims.family_text(
+        out
+    )
+    alone = claims.family_text(claims.family([_result("P", 0.02, True)]))  # Osaku: a primary claim only
+    assert "there are no secondary claims" in alone and "at most 2.5%" in alone and "0 secondary" not in alone
 
 
 def test_the_family_wise_error_of_a_null_family_is_bounded():
@@ -253,6 +258,10 @@ def test_entezari_collapse_exclusion_is_a_reported_sensitivity_not_the_rule():
     m["red"]["fnr"][:, -2:], m["red"]["fpr"][:, -2:] = 1.0, 0.0  # red predicts "negative" for everything
     results = entezari.evaluate(m)
     assert any("exploratory, without the 24 (seed, level) pairs" in n for n in results[1].notes)
+    # the two collapsed levels keep no seed: the note says so instead of printing a [nan, nan] interval
+    notes = [n for r in results for n in r.notes if n.startswith("exploratory")]
+    assert not any("nan" in n for n in notes)
+    assert any("no estimate at round 5 (no seed left there), inconclusive" in n for n in notes)
     assert results[2].verdict == HELD  # the collapsed red's FNR of 1 counts: black's FNR is far lower
 
 

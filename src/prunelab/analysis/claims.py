@@ -238,10 +238,15 @@ def family_text(results: list[Result]) -> str:
     """The section's multiplicity statement."""
     primary = [r.claim.key for r in results if r.claim.primary]
     k = len(results) - len(primary)
+    rest = (
+        f"the {k} secondary claims are Holm-adjusted as one family at one-sided {ALPHA:.1%} (column p (Holm)), so "
+        f"the chance of any false `held` in this section is at most {2 * ALPHA:.0%}"
+        if k
+        else f"there are no secondary claims, so the chance of a false `held` in this section is at most {ALPHA:.1%}"
+    )
     return (
         f"Multiplicity: {', '.join(primary) or 'no claim'} is the primary claim, tested at one-sided {ALPHA:.1%}; "
-        f"the {k} secondary claims are Holm-adjusted as one family at one-sided {ALPHA:.1%} (column p (Holm)), so "
-        f"the chance of any false `held` in this section is at most {2 * ALPHA:.0%}. `held` needs both the t-based "
+        f"{rest}. `held` needs both the t-based "
         f"and the exact p at or below the level. `did not hold` is judged per claim on its 95% interval (not "
         f"adjusted). MDE: the smallest true effect beyond the threshold that this n finds with {POWER:.0%} power."
     )

@@ -18,6 +18,7 @@ One file per paper: its claims (:data:`CLAIMS`, :func:`evaluate`), the CPU-scale
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +130,17 @@ def evaluate(m: dict[str, dict[str, np.ndarray]]) -> list[Result]:
     for claim, values in zip(CLAIMS, _differences(m), strict=True):
         iv, notes = _judge_levels(claim, values)
         if down[:, 1:].any():
-            alt, _ = _judge_levels(claim, values, down)
+            alt, alt_notes = _judge_levels(claim, values, down)
+            where = alt_notes[0].split("shown: ", 1)[-1] if alt_notes else "no level"
+            if not (math.isnan(alt.low) or math.isnan(alt.high)):
+                what = f"effect {alt.effect:+.3g} [{alt.low:+.3g}, {alt.high:+.3g}] at {where}"
+            elif math.isnan(alt.effect):
+                what = f"no estimate at {where} (no seed left there)"
+            else:
+                what = f"effect {alt.effect:+.3g} at {where} from {alt.n} seed, no interval (it needs 2)"
             notes.append(
                 f"exploratory, without the {int(down[:, 1:].sum())} (seed, level) pairs where a scenario collapsed "
-                f"to one class: effect {alt.effect:+.3g} [{alt.low:+.3g}, {alt.high:+.3g}], {decide(claim, alt)}"
+                f"to one class: {what}, {decide(claim, alt)}"
             )
         out.append(judge(claim, iv, notes))
     return family(out)
