@@ -144,7 +144,10 @@ def test_the_summary_follows_the_sections(tmp_path):
     doc = tmp_path / "r.md"
     doc.write_text("# t\n\n<!-- reproduce:summary begin -->\n<!-- reproduce:summary end -->\n")
     text = "x\n\n| C1 (primary): a claim | s | +1 | [0, 2] | 0.01 | 0.01 | 0.01 | 1 | - | 6 | **held** |\n"
-    text += "\n**Confirmatory**: declaration abc\n\n12 runs, 0 not complete. Training: 5 s; this launch: 125 s (x).\n"
+    text += (
+        "\n**Confirmatory**: declaration abc\n\n12 runs, 0 not complete. Training and evaluation recorded in the runs: "
+    )
+    text += "3605 s (sum); this launch: 125 s (x).\n"
     write_section(
         doc,
         "lth",
@@ -154,8 +157,8 @@ def test_the_summary_follows_the_sections(tmp_path):
     tool.write(doc)
     out = doc.read_text()
     assert (
-        "| lth | current | abc (c0de) | d1, confirmatory | 12 runs (0 not complete); 2 min 5 s | C1 (primary) held |"
-        in out
+        "| lth | current | abc (c0de) | d1, confirmatory | 12 runs (0 not complete); 60 min 5 s recorded in the runs; "
+        "this launch 2 min 5 s | C1 (primary) held |" in out
     )
     doc.write_text(
         out.replace("<!-- reproduce:lth begin -->", "<!-- reproduce:lth begin -->\n<!-- reproduce:lth stale -->")
