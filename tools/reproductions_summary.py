@@ -3,9 +3,8 @@
 For each paper: whether its section is current or stale, the commit and source-tree hash of its stamp, its
 declaration (confirmatory or exploratory), the runs, the training time they record and the wall time of the
 launch that wrote it (a relaunch re-reads finished runs: the training launches' wall times are in
-docs/performance.md P5), and its
-verdicts (primary first). Replaces the hand-written "Reading the verdicts" prose, which went stale with every
-rerun; ``tests/test_reproduce_doc.py`` checks the doc holds exactly this block.
+docs/performance.md P5), and its verdicts (primary first). Replaces the hand-written "Reading the verdicts"
+prose, which went stale with every rerun; ``tests/test_reproduce_doc.py`` checks the doc holds exactly this block.
 
     python tools/reproductions_summary.py [--doc docs/reproductions.md]   # rewrites the block in place
 """
