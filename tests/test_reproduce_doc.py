@@ -1,5 +1,6 @@
 """docs/reproductions.md holds only generated tables: a section whose stamp does not match the current
-reproduction code must be regenerated or marked stale."""
+source and config tree must be regenerated, and a section marked stale is a failure too, so main carries every paper
+current, from one tree."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ def problems(doc: Path) -> list[str]:
         if sec is None:
             out.append(f"{paper}: no generated section")
         elif sec["stale"]:
-            continue  # shown as stale in the doc, with the command that regenerates it
+            out.append(
+                f"{paper}: marked stale: regenerate it with `prunelab reproduce {paper} --doc docs/reproductions.md`"
+            )
         elif sec["stamp"] is None:
             out.append(f"{paper}: section has no stamp (hand-written?)")
         elif sec["stamp"]["code"] != code_hash(paper, spec["configs"]):
@@ -32,6 +35,14 @@ def problems(doc: Path) -> list[str]:
 
 def test_every_table_in_the_doc_matches_the_current_reproduction_code():
     assert problems(DOC) == []
+
+
+def test_every_section_comes_from_one_tree_under_a_declaration():
+    found = sections(DOC)
+    stamps = {paper: found[paper]["stamp"] for paper in PAPERS if found.get(paper) and found[paper]["stamp"]}
+    assert set(stamps) == set(PAPERS)
+    assert len({s["code"] for s in stamps.values()}) == 1, {p: s["code"] for p, s in stamps.items()}
+    assert all(s.get("declaration") and s.get("env") for s in stamps.values())
 
 
 def test_the_docs_verdict_rules_are_the_generated_text():
@@ -89,7 +100,9 @@ def test_a_table_from_other_code_is_caught_and_stale_marking_is_explicit(tmp_pat
             "<!-- reproduce:osaku begin -->", "<!-- reproduce:osaku begin -->\n<!-- reproduce:osaku stale -->"
         )
     )
-    assert problems(doc) == []
+    assert problems(doc) == [
+        "osaku: marked stale: regenerate it with `prunelab reproduce osaku --doc docs/reproductions.md`"
+    ]
 
 
 def test_rewriting_a_section_keeps_the_others(tmp_path):
