@@ -72,8 +72,10 @@ def summary(doc: Path) -> str:
         launch, said = ("superseded", "superseded") if sec["stale"] else (_launch(body), _verdicts(body))
         lines.append(f"| {paper} | {state} | {where} | {decl} | {launch} | {said} |")
     trees = {(found[p]["stamp"] or {}).get("code") for p in papers if not found[p]["stale"]}
+    commits = {(found[p]["stamp"] or {}).get("commit") for p in papers if not found[p]["stale"]}
+    at = f" at one commit ({next(iter(commits))})" if len(commits) == 1 else ""
     note = (
-        f"Every current section was made by one source and config tree ({trees.pop()})."
+        f"Every current section was written{at} by one source and config tree ({trees.pop()})."
         if len(trees) == 1
         else "No section is current."
         if not trees
