@@ -139,9 +139,8 @@ def test_holm_adjusts_the_secondaries_and_not_the_primary():
     out = claims.family([_result("P", 0.02, True), _result("A", 0.005), _result("B", 0.011), _result("C", 0.2)])
     assert [r.verdict for r in out] == [HELD, HELD, HELD, INCONCLUSIVE]  # 0.015, 0.022, 0.2
     assert claims.family(out) == out  # idempotent
-    assert "the 3 secondary claims are Holm-adjusted" in claims.family_text(out) and "at most 5%" in claims.family_text(
-        out
-    )
+    text = claims.family_text(out)
+    assert "the 3 secondary claims are Holm-adjusted" in text and "at most 5%" in text
     alone = claims.family_text(claims.family([_result("P", 0.02, True)]))  # Osaku: a primary claim only
     assert "there are no secondary claims" in alone and "at most 2.5%" in alone and "0 secondary" not in alone
 

@@ -157,10 +157,8 @@ def test_the_summary_follows_the_sections(tmp_path):
     doc = tmp_path / "r.md"
     doc.write_text("# t\n\n<!-- reproduce:summary begin -->\n<!-- reproduce:summary end -->\n")
     text = "x\n\n| C1 (primary): a claim | s | +1 | [0, 2] | 0.01 | 0.01 | 0.01 | 1 | - | 6 | **held** |\n"
-    text += (
-        "\n**Confirmatory**: declaration abc\n\n12 runs, 0 not complete. Training and evaluation recorded in the runs: "
-    )
-    text += "3605 s (sum); this launch: 125 s (x).\n"
+    text += "\n**Confirmatory**: declaration abc\n\n12 runs, 0 not complete. "
+    text += "Training and evaluation recorded in the runs: 3605 s (sum); this launch: 125 s (x).\n"
     write_section(
         doc,
         "lth",
